@@ -1,0 +1,147 @@
+#include "evloop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+struct evloop_entry {
+    int fd;
+    evloop_fd_cb cb;
+    void *opaque;
+    struct evloop_entry *next;
+};
+
+struct evloop {
+    int epfd;
+    struct evloop_entry *entries;
+    /* Entries removed while dispatching are freed only after the batch,
+     * because later events of the same batch may still point at them. */
+    struct evloop_entry *graveyard;
+    volatile sig_atomic_t stop;
+};
+
+struct evloop *evloop_new(void)
+{
+    struct evloop *loop = calloc(1, sizeof(*loop));
+    if (!loop)
+        return NULL;
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0) {
+        free(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+static void free_list(struct evloop_entry *e)
+{
+    while (e) {
+        struct evloop_entry *next = e->next;
+        free(e);
+        e = next;
+    }
+}
+
+void evloop_free(struct evloop *loop)
+{
+    if (!loop)
+        return;
+    close(loop->epfd);
+    free_list(loop->entries);
+    free_list(loop->graveyard);
+    free(loop);
+}
+
+int evloop_add(struct evloop *loop, int fd, uint32_t events, evloop_fd_cb cb,
+               void *opaque)
+{
+    struct evloop_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -1;
+    e->fd = fd;
+    e->cb = cb;
+    e->opaque = opaque;
+    struct epoll_event ev = { .events = events, .data.ptr = e };
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int saved = errno;
+        free(e);
+        errno = saved;
+        return -1;
+    }
+    e->next = loop->entries;
+    loop->entries = e;
+    return 0;
+}
+
+static struct evloop_entry *find(struct evloop *loop, int fd)
+{
+    for (struct evloop_entry *e = loop->entries; e; e = e->next)
+        if (e->fd == fd)
+            return e;
+    return NULL;
+}
+
+int evloop_mod(struct evloop *loop, int fd, uint32_t events)
+{
+    struct evloop_entry *e = find(loop, fd);
+    if (!e) {
+        errno = ENOENT;
+        return -1;
+    }
+    struct epoll_event ev = { .events = events, .data.ptr = e };
+    return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void evloop_del(struct evloop *loop, int fd)
+{
+    for (struct evloop_entry **pp = &loop->entries; *pp; pp = &(*pp)->next) {
+        struct evloop_entry *e = *pp;
+        if (e->fd != fd)
+            continue;
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+        *pp = e->next;
+        e->cb = NULL;
+        e->next = loop->graveyard;
+        loop->graveyard = e;
+        return;
+    }
+}
+
+int evloop_run_once(struct evloop *loop, int timeout_ms)
+{
+    struct epoll_event evs[64];
+    int n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -1;
+    int ran = 0;
+    for (int i = 0; i < n; i++) {
+        struct evloop_entry *e = evs[i].data.ptr;
+        if (!e->cb)
+            continue; /* removed earlier in this batch */
+        e->cb(loop, e->fd, evs[i].events, e->opaque);
+        ran++;
+    }
+    free_list(loop->graveyard);
+    loop->graveyard = NULL;
+    return ran;
+}
+
+int evloop_run(struct evloop *loop)
+{
+    while (!loop->stop)
+        if (evloop_run_once(loop, -1) < 0)
+            return -1;
+    return 0;
+}
+
+void evloop_stop(struct evloop *loop)
+{
+    loop->stop = 1;
+}
+
+bool evloop_stopped(const struct evloop *loop)
+{
+    return loop->stop;
+}

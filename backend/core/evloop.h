@@ -1,0 +1,34 @@
+/* evloop: the one epoll loop a process runs. Every fd a daemon owns is
+ * registered here with a callback; nothing else blocks. */
+#ifndef NETBUS_EVLOOP_H
+#define NETBUS_EVLOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct evloop;
+
+/* Called with the epoll events (EPOLLIN, EPOLLOUT, EPOLLHUP, ...) that fired. */
+typedef void (*evloop_fd_cb)(struct evloop *loop, int fd, uint32_t events,
+                             void *opaque);
+
+struct evloop *evloop_new(void);
+void evloop_free(struct evloop *loop);
+
+/* Watch fd for events (EPOLLIN and/or EPOLLOUT). One registration per fd. */
+int evloop_add(struct evloop *loop, int fd, uint32_t events, evloop_fd_cb cb,
+               void *opaque);
+int evloop_mod(struct evloop *loop, int fd, uint32_t events);
+/* Safe to call from inside any callback, including the fd's own. */
+void evloop_del(struct evloop *loop, int fd);
+
+/* Wait up to timeout_ms (-1: forever) and dispatch what fired.
+ * Returns the number of callbacks run, or -1 with errno. */
+int evloop_run_once(struct evloop *loop, int timeout_ms);
+
+/* Run until evloop_stop() is called (from a callback or signal handler). */
+int evloop_run(struct evloop *loop);
+void evloop_stop(struct evloop *loop);
+bool evloop_stopped(const struct evloop *loop);
+
+#endif
