@@ -1,0 +1,141 @@
+# netbus top-level build. Everything lands in build/.
+#   make            daemons, tools and test programs
+#   make deps       install the Debian packages (as root), else print the line
+#   make check      every test tier; make check-fast: all but realxen
+#   make demo       the main job on xensim
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   := build
+
+DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils \
+                libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
+                libclang-rt-14-dev iproute2 procps
+PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing
+TEST_PKGS := cunit
+
+# pkg-config is only asked once the packages exist, so `make deps` works on
+# a machine that has none of them yet.
+pc_cflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
+pc_libs   = $(shell pkg-config --libs $(1) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
+           -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -MMD -MP \
+             -I. -Ibackend/core -Ibackend/xenif -Ixenstore \
+             $(call pc_cflags,$(PKGS))
+LDLIBS_ALL = $(call pc_libs,$(PKGS)) -lpthread
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+
+LIB_SRCS   := $(wildcard backend/core/*.c backend/xenif/*.c xenstore/*.c)
+NETBUSD_SRCS   := backend/netbusd.c
+NETBUSCTL_SRCS := $(wildcard tools/netbusctl/*.c)
+XENSIM_SRCS    := $(wildcard tools/xensim/*.c)
+XENFRONT_SRCS  := $(wildcard tools/xenfront/*.c)
+UNIT_SRCS      := $(wildcard tests/unit/*.c)
+SIM_HELPER_SRCS := $(wildcard tests/sim/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+
+PROGS := $(BUILD)/netbusd $(BUILD)/netbusctl $(BUILD)/xensim
+TESTS := $(BUILD)/unit-tests $(BUILD)/san/unit-tests
+
+.PHONY: all deps check check-fast check-realxen check-unit check-interop \
+        check-sim demo bench install clean fuzz
+all: $(PROGS) $(TESTS) $(SIM_PROGS)
+
+# --- objects: plain and sanitized trees ---------------------------------
+$(BUILD)/plain/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) $(call pc_cflags,$(TEST_PKGS)) -c $< -o $@
+
+$(BUILD)/libnetbus.a: $(call obj,plain,$(LIB_SRCS))
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/san/libnetbus.a: $(call obj,san,$(LIB_SRCS))
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/netbusd: $(call obj,plain,$(NETBUSD_SRCS)) $(BUILD)/libnetbus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/netbusctl: $(call obj,plain,$(NETBUSCTL_SRCS)) $(BUILD)/libnetbus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/xensim: $(call obj,plain,$(XENSIM_SRCS)) $(BUILD)/libnetbus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+# Unit tests: one CUnit runner per build flavour; the sanitized one also
+# links a sanitized xensim so forked servers are checked too.
+$(BUILD)/unit-tests: $(call obj,plain,$(UNIT_SRCS) $(filter-out tools/xensim/main.c,$(XENSIM_SRCS))) $(BUILD)/libnetbus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(call pc_libs,$(TEST_PKGS))
+$(BUILD)/san/unit-tests: $(call obj,san,$(UNIT_SRCS) $(filter-out tools/xensim/main.c,$(XENSIM_SRCS))) $(BUILD)/san/libnetbus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL) $(call pc_libs,$(TEST_PKGS))
+$(BUILD)/san/xensim: $(call obj,san,$(XENSIM_SRCS)) $(BUILD)/san/libnetbus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+# --- set-up -------------------------------------------------------------
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: missing packages; run as root:"; \
+	    echo "  apt-get install -y $$missing"; exit 1; fi
+
+# The build needs the packages: make the top-level entry points install them
+# first (a no-op once present).
+check check-fast demo bench: | deps
+
+# --- tests --------------------------------------------------------------
+check: check-fast check-realxen
+check-fast: check-unit check-interop check-sim
+
+check-unit: deps
+	@$(MAKE) --no-print-directory $(TESTS) $(PROGS) $(BUILD)/san/xensim
+	@echo "== unit tests (plain build) =="
+	XENSIM_BIN=$(BUILD)/xensim $(BUILD)/unit-tests
+	@echo "== unit tests (AddressSanitizer + UBSan) =="
+	XENSIM_BIN=$(BUILD)/san/xensim ASAN_OPTIONS=detect_leaks=1 $(BUILD)/san/unit-tests
+
+check-interop: deps
+	@$(MAKE) --no-print-directory $(PROGS) $(BUILD)/san/xensim
+	@echo "== interop: Debian's xenstore-* tools against our xenstored =="
+	XENSIM_BIN=$(BUILD)/san/xensim tests/interop/xenstore-utils.sh
+
+check-sim: deps
+	@$(MAKE) --no-print-directory $(PROGS)
+	@echo "== sim: xensim hosts =="
+	@for t in $(wildcard tests/sim/*.sh); do echo "-- $$t"; BUILD=$(BUILD) $$t || exit 1; done
+
+check-realxen:
+	@echo "check-realxen: the realxen tier (issue 6) is not built yet; nothing to run"
+
+demo: deps
+	@$(MAKE) --no-print-directory $(PROGS)
+	tools/demo.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(PROGS)
+	tests/bench/run.sh $(BUILD) $(ONLY)
+
+# --- install ------------------------------------------------------------
+MANPAGES := $(wildcard tools/man/*.[18])
+install: $(PROGS)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(BUILD)/netbusd $(DESTDIR)$(PREFIX)/sbin/netbusd
+	install -m 755 $(BUILD)/netbusctl $(DESTDIR)$(PREFIX)/sbin/netbusctl
+	install -m 755 $(BUILD)/xensim $(DESTDIR)$(PREFIX)/bin/xensim
+	for m in $(MANPAGES); do sec=$${m##*.}; \
+	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$sec/; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
