@@ -8,7 +8,7 @@
  * Two implementations are selected at open time: "xen" (libxenstore,
  * libxengnttab, libxenevtchn on /dev/xen) and "xensim" (the simulated host of
  * tools/xensim). Only files in backend/xenif include the Xen libraries'
- * headers; callers see only this file and xen/io/*.h ring layouts.
+ * headers; callers see only this file and the xen/io ring headers.
  *
  * Errors: functions returning int return -1 (pointers: NULL) and set errno,
  * the way the Xen libraries do.
@@ -45,7 +45,7 @@ struct xenif_config {
 
 /* Fills *cfg from the environment (NETBUS_XENIF=xen|xensim|auto overrides kind). */
 void xenif_config_from_env(struct xenif_config *cfg);
-/* Resolves XENIF_AUTO. Returns the kind, or -1 with a reason in err. */
+/* Resolves XENIF_AUTO into *kind. Returns 0, or -1 with a reason in err. */
 int xenif_config_resolve(const struct xenif_config *cfg, enum xenif_kind *kind,
                          char *err, size_t errlen);
 const char *xenif_kind_name(enum xenif_kind kind);
@@ -101,7 +101,7 @@ int xenif_xs_watch(struct xenif_xs *xs, const char *path, const char *token);
 int xenif_xs_unwatch(struct xenif_xs *xs, const char *path, const char *token);
 /* Readable when watch events are pending. */
 int xenif_xs_fd(struct xenif_xs *xs);
-/* Next pending event without blocking: 1 and *path/*token set (both freed by
+/* Next pending event without blocking: 1 with path and token set (both freed by
  * one free(*path)), 0 if none is pending, -1 on error. */
 int xenif_xs_next_event(struct xenif_xs *xs, char **path, char **token);
 /* The domain this connection runs as (from the xensim config, or from
