@@ -1,0 +1,73 @@
+/* netbusctl: the operator's command line for netbus. Commands talk to
+ * xenstore through xenif, the same way netbusd does. */
+#include "xenif.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: netbusctl COMMAND [ARGS]\n"
+            "commands:\n"
+            "  info          which hypervisor interface is in use (xen or\n"
+            "                xensim), this domain's id, and the domains that\n"
+            "                xenstore lists under /local/domain\n"
+            "  help          this text\n"
+            "The hypervisor interface is chosen as for netbusd: $NETBUS_XENIF\n"
+            "(xen, xensim, auto), /dev/xen, or $XENSIM_DIR for the simulator.\n");
+}
+
+static int cmd_info(void)
+{
+    struct xenif_config cfg;
+    xenif_config_from_env(&cfg);
+    char err[512] = "";
+    enum xenif_kind kind;
+    if (xenif_config_resolve(&cfg, &kind, err, sizeof(err)) < 0) {
+        fprintf(stderr, "netbusctl: %s\n", err);
+        return 1;
+    }
+    struct xenif_xs *xs = xenif_xs_open(&cfg, err, sizeof(err));
+    if (!xs) {
+        fprintf(stderr, "netbusctl: %s\n", err);
+        return 1;
+    }
+    printf("hypervisor interface: %s\n", xenif_kind_name(kind));
+    printf("domain: %u\n", xenif_xs_own_domid(xs));
+    unsigned n = 0;
+    char **doms = xenif_xs_directory(xs, 0, "/local/domain", &n);
+    if (!doms) {
+        perror("netbusctl: reading /local/domain");
+        xenif_xs_close(xs);
+        return 1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/local/domain/%s/name", doms[i]);
+        char *name = xenif_xs_read(xs, 0, path, NULL);
+        printf("  domain %s: %s\n", doms[i], name ? name : "(no name)");
+        free(name);
+    }
+    free(doms);
+    xenif_xs_close(xs);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "info") == 0 && argc == 2)
+        return cmd_info();
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "netbusctl: unknown command or arguments: '%s' (see "
+            "`netbusctl help`)\n", argv[1]);
+    return 2;
+}
