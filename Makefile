@@ -8,6 +8,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
+SHELL   := /bin/bash
 BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils \
@@ -44,7 +45,7 @@ PROGS := $(BUILD)/netbusd $(BUILD)/netbusctl $(BUILD)/xensim
 TESTS := $(BUILD)/unit-tests $(BUILD)/san/unit-tests
 
 .PHONY: all deps check check-fast check-realxen check-unit check-interop \
-        check-sim demo bench install clean fuzz
+        check-sim check-fuzz demo bench install clean fuzz
 all: $(PROGS) $(TESTS) $(SIM_PROGS)
 
 # --- objects: plain and sanitized trees ---------------------------------
@@ -76,6 +77,17 @@ $(BUILD)/san/unit-tests: $(call obj,san,$(UNIT_SRCS) $(filter-out tools/xensim/m
 $(BUILD)/san/xensim: $(call obj,san,$(XENSIM_SRCS)) $(BUILD)/san/libnetbus.a
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
+# libFuzzer targets: each tests/fuzz/NAME.c is built with clang against the
+# library sources, instrumented.
+FUZZ_SRCS  := $(wildcard tests/fuzz/*.c)
+FUZZ_PROGS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_TIME  ?= 20
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -I. -Ibackend/core -Ibackend/xenif -Ixenstore \
+	    $(call pc_cflags,$(PKGS)) -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(LDLIBS_ALL)
+fuzz: $(FUZZ_PROGS)
+
 # --- set-up -------------------------------------------------------------
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -93,7 +105,7 @@ check check-fast demo bench: | deps
 
 # --- tests --------------------------------------------------------------
 check: check-fast check-realxen
-check-fast: check-unit check-interop check-sim
+check-fast: check-unit check-interop check-sim check-fuzz
 
 check-unit: deps
 	@$(MAKE) --no-print-directory $(TESTS) $(PROGS) $(BUILD)/san/xensim
@@ -112,8 +124,22 @@ check-sim: deps
 	@echo "== sim: xensim hosts =="
 	@for t in $(wildcard tests/sim/*.sh); do echo "-- $$t"; BUILD=$(BUILD) $$t || exit 1; done
 
+check-fuzz: deps
+	@$(MAKE) --no-print-directory fuzz
+	@echo "== fuzz: each libFuzzer target for $(FUZZ_TIME) s =="
+	@for f in $(FUZZ_PROGS); do echo "-- $$f"; \
+	    $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
+	    test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
 check-realxen:
-	@echo "check-realxen: the realxen tier (issue 6) is not built yet; nothing to run"
+	@echo "check-fuzz: deps
+	@$(MAKE) --no-print-directory fuzz
+	@echo "== fuzz: each libFuzzer target for $(FUZZ_TIME) s =="
+	@for f in $(FUZZ_PROGS); do echo "-- $$f"; \
+	    $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
+	    test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
+check-realxen: the realxen tier (issue 6) is not built yet; nothing to run"
 
 demo: deps
 	@$(MAKE) --no-print-directory $(PROGS)
