@@ -20,11 +20,14 @@ struct xsd_limits {
     unsigned watches_per_domain;    /* 128 */
     unsigned transactions_per_conn; /* 10 */
     unsigned value_max;             /* 2048 bytes, for unprivileged domains */
+    unsigned perms_per_node;        /* 5, for unprivileged domains */
 };
 void xsd_limits_default(struct xsd_limits *l);
 
 /* Creates RUNDIR (if needed) and listens on RUNDIR/socket for dom0.
  * Initial tree: "/", "/local", "/local/domain", "/tool" owned by dom0.
+ * rundir NULL: no sockets at all (loop may then be NULL too); clients are
+ * attached with xsd_conn_adopt / fed with xsd_conn_input.
  * Returns NULL with a message in err. */
 struct xsd *xsd_new(struct evloop *loop, const char *rundir,
                     const struct xsd_limits *limits, char *err, size_t errlen);
@@ -53,6 +56,17 @@ char *xsd_store_read(struct xsd *xsd, const char *path);
  * none, dom0 read. */
 int xsd_store_set_perms(struct xsd *xsd, const char *path,
                         const char *const *perms, unsigned n);
+
+/* Serves an already connected, non-blocking stream socket as domain domid
+ * (0: dom0), e.g. one end of a socketpair. The daemon owns fd from now on.
+ * NULL with errno. */
+struct xsd_conn;
+struct xsd_conn *xsd_conn_adopt(struct xsd *xsd, int fd, unsigned domid);
+/* Hands bytes to the connection as if read from its socket (fuzzing, and
+ * daemons without an event loop); replies go to its socket. Returns 0, or
+ * -1 once the connection was closed for bad input (the handle is then
+ * freed). */
+int xsd_conn_input(struct xsd_conn *c, const void *buf, size_t len);
 
 /* `xensim xenstored --dir DIR [options]`: runs the daemon in the foreground
  * until SIGINT/SIGTERM. Returns the process exit status. */
