@@ -115,7 +115,7 @@ static unsigned alloc_port(struct domain *d, struct conn *owner)
     return 0;
 }
 
-static int op_alloc_unbound(struct host *h, struct conn *c, struct domain *d,
+static int op_alloc_unbound(struct conn *c, struct domain *d,
                             const struct xensim_req *req, struct xensim_rsp *rsp,
                             int *fds, unsigned *nfds)
 {
@@ -228,7 +228,7 @@ int evtchn_handle(struct host *h, struct conn *c, const struct xensim_req *req,
         *nfds = 1;
         return 0;
     case XENSIM_OP_EVTCHN_ALLOC_UNBOUND:
-        return op_alloc_unbound(h, c, d, req, rsp, fds, nfds);
+        return op_alloc_unbound(c, d, req, rsp, fds, nfds);
     case XENSIM_OP_EVTCHN_BIND:
         return op_bind(h, c, d, req, rsp, fds, nfds);
     case XENSIM_OP_EVTCHN_UNBIND:

@@ -117,6 +117,8 @@ static int recv_req(struct conn *c, struct xensim_req *req)
 
 static void conn_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
 {
+    (void)loop;
+    (void)fd;
     struct conn *c = opaque;
     struct host *h = c->host;
     struct xensim_req req;
@@ -146,6 +148,7 @@ static void conn_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
 
 static void accept_cb(struct evloop *loop, int lfd, uint32_t events, void *opaque)
 {
+    (void)events;
     struct domain *d = opaque;
     struct host *h = d->host;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -217,6 +220,8 @@ void host_unlisten(struct host *h, struct domain *d)
 
 static void signal_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
 {
+    (void)events;
+    (void)opaque;
     struct signalfd_siginfo si;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
         log_info("xensim", "signal %u: shutting the host down", si.ssi_signo);
