@@ -210,7 +210,8 @@ static int rm_walk(struct xsd_req *r, char *buf, bool root)
     if (!kids)
         return ENOMEM;
     uint32_t klen = n->childlen;
-    memcpy(kids, n->children, klen);
+    if (klen)
+        memcpy(kids, n->children, klen);
     size_t len = strlen(buf);
     int err = 0;
     for (uint32_t off = 0; off < klen && !err;
