@@ -48,6 +48,7 @@ static void test_dispatch_and_delete_in_callback(void)
 
 static void stop_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
 {
+    (void)events;
     uint64_t v;
     CU_ASSERT_EQUAL(read(fd, &v, sizeof(v)), (ssize_t)sizeof(v));
     (*(int *)opaque)++;
