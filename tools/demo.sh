@@ -17,8 +17,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "start a simulated host (xensim host --dir $dir)"
 "$build/xensim" host --dir "$dir" 2>"$dir/host.log" &
 host_pid=$!
-for _ in $(seq 100); do [ -S "$dir/xensim.sock" ] && break; sleep 0.05; done
-[ -S "$dir/xensim.sock" ] || { cat "$dir/host.log"; echo "demo: host did not start"; exit 1; }
+"$build/xensim" wait --dir "$dir" --timeout 10 || { cat "$dir/host.log"; echo "demo: host did not start"; exit 1; }
 
 step "create a guest domain"
 domid=$("$build/xensim" create --dir "$dir" --name demo-guest --memory 64)
