@@ -171,7 +171,7 @@ struct domain *domain_new(struct host *h, unsigned domid, const char *name,
         const char *ro[] = { "n0", reader };
         xsd_store_set_perms(h->xsd, dom, ro, 2);
     }
-    log_info("xensim", "domain %u (%s) created, %u MiB", domid, d->name,
+    log_info(NULL, "domain %u (%s) created, %u MiB", domid, d->name,
              memory_mib);
     return d;
 }
@@ -305,7 +305,7 @@ int domain_handle(struct host *h, struct conn *c, const struct xensim_req *req,
     if (d->domid == 0)
         return EPERM; /* dom0 is the host itself */
     if (req->op == XENSIM_OP_DOMAIN_DESTROY) {
-        log_info("xensim", "domain %u (%s) destroyed", d->domid, d->name);
+        log_info(NULL, "domain %u (%s) destroyed", d->domid, d->name);
         domain_destroy(h, d);
         return 0;
     }

@@ -107,7 +107,7 @@ static int recv_req(struct conn *c, struct xensim_req *req)
         return -1;
     if (n < 0 || n != (ssize_t)sizeof(*req) || had_fds ||
         (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-        log_warn("xensim", "dom%u pid %d: malformed control message (%zd "
+        log_warn(NULL, "dom%u pid %d: malformed control message (%zd "
                  "bytes, want %zu%s); closing the connection", c->domid,
                  (int)c->pid, n, sizeof(*req), had_fds ? ", with fds" : "");
         return -1;
@@ -224,7 +224,7 @@ static void signal_cb(struct evloop *loop, int fd, uint32_t events, void *opaque
     (void)opaque;
     struct signalfd_siginfo si;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        log_info("xensim", "signal %u: shutting the host down", si.ssi_signo);
+        log_info(NULL, "signal %u: shutting the host down", si.ssi_signo);
     evloop_stop(loop);
 }
 
@@ -252,26 +252,26 @@ int xensim_host_run(const char *dir, unsigned dom0_mib)
 {
     struct host *h = calloc(1, sizeof(*h));
     if (!h) {
-        log_error("xensim", "out of memory");
+        log_error(NULL, "out of memory");
         return 1;
     }
     h->sig_fd = -1;
     h->next_domid = 1;
     if (strlen(dir) + 32 >= sizeof(h->dir)) {
-        log_error("xensim", "--dir %s is too long for unix socket paths; use "
+        log_error(NULL, "--dir %s is too long for unix socket paths; use "
                   "a shorter directory", dir);
         free(h);
         return 2;
     }
     strcpy(h->dir, dir);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        log_error("xensim", "cannot create %s: %s", dir, strerror(errno));
+        log_error(NULL, "cannot create %s: %s", dir, strerror(errno));
         free(h);
         return 1;
     }
     h->loop = evloop_new();
     if (!h->loop) {
-        log_error("xensim", "cannot create the event loop: %s", strerror(errno));
+        log_error(NULL, "cannot create the event loop: %s", strerror(errno));
         free(h);
         return 1;
     }
@@ -283,7 +283,7 @@ int xensim_host_run(const char *dir, unsigned dom0_mib)
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     h->sig_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (h->sig_fd < 0 || evloop_add(h->loop, h->sig_fd, EPOLLIN, signal_cb, h) < 0) {
-        log_error("xensim", "signalfd: %s", strerror(errno));
+        log_error(NULL, "signalfd: %s", strerror(errno));
         host_free(h);
         return 1;
     }
@@ -293,18 +293,18 @@ int xensim_host_run(const char *dir, unsigned dom0_mib)
     xsd_limits_default(&limits);
     h->xsd = xsd_new(h->loop, dir, &limits, err, sizeof(err));
     if (!h->xsd) {
-        log_error("xensim", "xenstored: %s", err);
+        log_error(NULL, "xenstored: %s", err);
         host_free(h);
         return 1;
     }
     static const uint8_t dom0_uuid[16];
     int e = 0;
     if (!domain_new(h, 0, "Domain-0", dom0_uuid, dom0_mib, &e)) {
-        log_error("xensim", "cannot create domain 0 in %s: %s", dir, strerror(e));
+        log_error(NULL, "cannot create domain 0 in %s: %s", dir, strerror(e));
         host_free(h);
         return 1;
     }
-    log_info("xensim", "host up: xenstore at %s/socket, control at %s/%s",
+    log_info(NULL, "host up: xenstore at %s/socket, control at %s/%s",
              dir, dir, XENSIM_SOCK_NAME);
     int rc = evloop_run(h->loop);
     host_free(h);
