@@ -78,7 +78,8 @@ void conn_kill(struct xsd_conn *c, const char *why)
 static void conn_update_events(struct xsd_conn *c)
 {
     bool want_out = c->out_head != NULL;
-    bool paused = c->out_bytes > OUT_PAUSE;
+    /* Not reading while replies pile up, or while read input waits. */
+    bool paused = c->out_bytes > OUT_PAUSE || c->rpos < c->rlen;
     if (c->dead || !c->x->loop ||
         (want_out == c->want_out && paused == c->paused))
         return;
@@ -202,21 +203,27 @@ void conn_send_event(struct xsd_conn *c, const char *path, const char *token)
     conn_queue(c, m);
 }
 
-/* Frames bytes into messages and dispatches each complete one. */
-static void conn_feed(struct xsd_conn *c, const unsigned char *buf, size_t len)
+/* Frames bytes into messages and dispatches each complete one. With
+ * obey_pause it stops once too much output waits, so a client pipelining
+ * requests without reading replies is slowed down rather than dropped.
+ * Returns the bytes consumed. */
+static size_t conn_feed(struct xsd_conn *c, const unsigned char *buf,
+                        size_t len, bool obey_pause)
 {
-    while (len && !c->dead) {
+    size_t used = 0;
+    while (used < len && !c->dead &&
+           !(obey_pause && c->out_bytes > OUT_PAUSE)) {
         uint32_t want = XSD_HDR_LEN;
         if (c->in_used >= XSD_HDR_LEN) {
             struct xsd_sockmsg hdr;
             memcpy(&hdr, c->in, XSD_HDR_LEN);
             want += hdr.len;
         }
-        size_t take = want - c->in_used < len ? want - c->in_used : len;
-        memcpy(c->in + c->in_used, buf, take);
+        size_t take = want - c->in_used < len - used ? want - c->in_used
+                                                     : len - used;
+        memcpy(c->in + c->in_used, buf + used, take);
         c->in_used += (uint32_t)take;
-        buf += take;
-        len -= take;
+        used += take;
         if (c->in_used < want)
             continue;
         struct xsd_sockmsg hdr;
@@ -226,7 +233,7 @@ static void conn_feed(struct xsd_conn *c, const unsigned char *buf, size_t len)
              * payload limit, as it cannot resynchronise. */
             if (hdr.len > XENSTORE_PAYLOAD_MAX) {
                 conn_kill(c, "oversized message");
-                return;
+                break;
             }
             if (hdr.len)
                 continue;
@@ -238,13 +245,14 @@ static void conn_feed(struct xsd_conn *c, const unsigned char *buf, size_t len)
         payload[hdr.len] = '\0';
         ops_dispatch(c, &hdr, payload);
     }
+    return used;
 }
 
 int xsd_conn_input(struct xsd_conn *c, const void *buf, size_t len)
 {
     struct xsd *x = c->x;
     xsd_enter(x);
-    conn_feed(c, buf, len);
+    conn_feed(c, buf, len, false);
     bool alive = !c->dead;
     if (alive && !conn_flush(c))
         conn_kill(c, "write failed");
@@ -255,6 +263,20 @@ int xsd_conn_input(struct xsd_conn *c, const void *buf, size_t len)
     return alive ? 0 : -1;
 }
 
+/* Dispatches input already read, flushing as it goes, until it is used up
+ * or the client stops taking replies. */
+static void conn_process(struct xsd_conn *c)
+{
+    while (!c->dead) {
+        c->rpos += (uint32_t)conn_feed(c, c->rbuf + c->rpos,
+                                       c->rlen - c->rpos, true);
+        if (!c->dead && !conn_flush(c))
+            conn_kill(c, "write failed");
+        if (c->rpos == c->rlen || c->out_bytes > OUT_PAUSE)
+            break;
+    }
+}
+
 static void conn_io(struct evloop *loop, int fd, uint32_t events, void *opaque)
 {
     struct xsd_conn *c = opaque;
@@ -263,17 +285,17 @@ static void conn_io(struct evloop *loop, int fd, uint32_t events, void *opaque)
     xsd_enter(x);
     if ((events & EPOLLOUT) && !conn_flush(c))
         conn_kill(c, "write failed");
-    if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->paused) {
-        unsigned char buf[16384];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n > 0)
-            conn_feed(c, buf, (size_t)n);
-        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+    conn_process(c);
+    if (!c->dead && c->rpos == c->rlen && c->out_bytes <= OUT_PAUSE &&
+        (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        ssize_t n = read(fd, c->rbuf, sizeof(c->rbuf));
+        if (n > 0) {
+            c->rpos = 0;
+            c->rlen = (uint32_t)n;
+            conn_process(c);
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             conn_kill(c, n == 0 ? "closed by peer" : "read failed");
-        if (!c->dead && !conn_flush(c))
-            conn_kill(c, "write failed");
-    } else if (!c->dead && (events & (EPOLLHUP | EPOLLERR))) {
-        conn_kill(c, "hung up");
+        }
     }
     if (!c->dead)
         conn_update_events(c);

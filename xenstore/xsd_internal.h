@@ -178,8 +178,10 @@ struct xsd_conn {
     bool dead;     /* closed, freed by xsd_leave() */
     bool paused;   /* not reading: too many replies unread */
     bool want_out; /* EPOLLOUT registered */
-    unsigned char in[XSD_HDR_LEN + XENSTORE_PAYLOAD_MAX];
+    unsigned char in[XSD_HDR_LEN + XENSTORE_PAYLOAD_MAX]; /* one message */
     uint32_t in_used;
+    unsigned char rbuf[16384]; /* read from the socket, rpos..rlen unused */
+    uint32_t rpos, rlen;
     struct xsd_msg *out_head, **out_tail;
     size_t out_bytes;
     struct xsd_watch *watches;

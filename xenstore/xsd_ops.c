@@ -416,6 +416,8 @@ static int wire_get_perms(struct wire_req *w)
     if (canon[0] == '@') {
         if (!(p = special_perms(w->r.x, canon)))
             return ENOENT;
+        if (!(perms_access(p, w->r.domid) & XSD_PERM_READ))
+            return EACCES;
     } else {
         const struct xsd_node *n = node_get(&w->r, canon, XSD_PERM_READ);
         if (!n)
