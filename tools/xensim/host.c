@@ -230,14 +230,15 @@ static void signal_cb(struct evloop *loop, int fd, uint32_t events, void *opaque
 
 static void host_free(struct host *h)
 {
-    /* Guests first (their ports may point at dom0's), dom0 last. */
+    /* Connections first: stopping the host disconnects the processes of its
+     * domains (their calls fail) but does not kill them. */
+    while (h->conns)
+        host_close_conn(h, h->conns);
     for (unsigned id = XENSIM_DOMID_MAX; id > 0; id--)
         if (h->domains[id])
             domain_destroy(h, h->domains[id]);
     if (h->domains[0])
         domain_destroy(h, h->domains[0]);
-    while (h->conns)
-        host_close_conn(h, h->conns);
     if (h->xsd)
         xsd_free(h->xsd);
     if (h->sig_fd >= 0) {
