@@ -1,0 +1,264 @@
+/* Hostile control messages: wrong sizes, passed fds, bad values, random
+ * requests. Each may cost the sender its connection or get an error; the host
+ * must keep serving everyone else. */
+#include "test_xensim.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct sim_host host;
+static unsigned guest;
+
+static int hostile_init(void)
+{
+    if (sim_host_start(&host, "xensim-hostile") < 0)
+        return -1;
+    int d = sim_create(&host, "target");
+    guest = (unsigned)d;
+    return d > 0 ? 0 : -1;
+}
+
+static int hostile_cleanup(void)
+{
+    int status = sim_host_stop(&host);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int connect_as(unsigned domid)
+{
+    char err[256];
+    return xensim_connect(host.dir, domid, false, err, sizeof(err));
+}
+
+static void assert_host_alive(void)
+{
+    int fd = sim_admin(&host);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct xensim_dom_info info;
+    CU_ASSERT_EQUAL(xensim_domain_info(fd, guest, &info), 0);
+    CU_ASSERT_EQUAL(info.domid, guest);
+    close(fd);
+}
+
+/* 1 if the host closed fd (read returns 0 or an error) within a second. */
+static int closed_by_host(int fd)
+{
+    if (!sim_readable(fd, 1000))
+        return 0;
+    char buf[16];
+    return recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0;
+}
+
+static void test_bad_sizes(void)
+{
+    static const size_t sizes[] = { 0, 1, 7, sizeof(struct xensim_req) - 1,
+                                    sizeof(struct xensim_req) + 1, 4 * 4096 };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        int fd = connect_as(guest);
+        CU_ASSERT_FATAL(fd >= 0);
+        char *buf = calloc(1, sizes[i] + 1);
+        CU_ASSERT_EQUAL(send(fd, buf, sizes[i], 0), (ssize_t)sizes[i]);
+        CU_ASSERT(closed_by_host(fd));
+        free(buf);
+        close(fd);
+    }
+    assert_host_alive();
+}
+
+static void test_fds_from_client(void)
+{
+    int fd = connect_as(0);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct xensim_req req;
+    xensim_req_init(&req, XENSIM_OP_DOMAIN_INFO);
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = { &req, sizeof(req) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    int passed = STDERR_FILENO;
+    memcpy(CMSG_DATA(cm), &passed, sizeof(int));
+    CU_ASSERT_EQUAL(sendmsg(fd, &msg, 0), (ssize_t)sizeof(req));
+    CU_ASSERT(closed_by_host(fd));
+    close(fd);
+    assert_host_alive();
+}
+
+static int call(int fd, struct xensim_req *req)
+{
+    struct xensim_rsp rsp;
+    int fds[XENSIM_MAX_FDS];
+    unsigned nfds;
+    int rc = xensim_call(fd, req, &rsp, fds, &nfds);
+    if (rc == 0)
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+    return rc < 0 ? errno : 0;
+}
+
+static void test_bad_values(void)
+{
+    int fd = connect_as(guest), adm = connect_as(0);
+    CU_ASSERT_FATAL(fd >= 0 && adm >= 0);
+    struct xensim_req req;
+
+    xensim_req_init(&req, 0);
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_MAX);
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, 0xffffffffu);
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+
+    /* Grant pool: oversized batches, ids not ours, out of range. */
+    xensim_req_init(&req, XENSIM_OP_GNT_ALLOC);
+    req.nframes = 1000;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_GNT_FREE);
+    req.nrefs = 1;
+    req.refs[0] = 12;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_GNT_FREE);
+    req.nframes = 1;
+    req.frames[0] = 0xfffffff0u;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_GNT_ATTACH);
+    req.domid = 0xffffffffu;
+    CU_ASSERT_EQUAL(call(fd, &req), ESRCH);
+    /* Memory exhaustion is an error, not a crash: a 16 MiB guest has 4096
+     * pages. */
+    unsigned got = 0;
+    for (int i = 0; i < 100; i++) {
+        xensim_req_init(&req, XENSIM_OP_GNT_ALLOC);
+        req.nframes = XENSIM_BATCH;
+        int e = call(fd, &req);
+        if (e) {
+            CU_ASSERT_EQUAL(e, ENOMEM);
+            break;
+        }
+        got += XENSIM_BATCH;
+    }
+    CU_ASSERT_EQUAL(got, 16u * 256);
+
+    /* Event channels. */
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_UNBIND);
+    req.port = 0xffffffffu;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_PEER);
+    req.port = 0;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_BIND);
+    req.remote = 0x10000;
+    req.remote_port = 1;
+    CU_ASSERT_EQUAL(call(fd, &req), ESRCH);
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
+    req.remote = 0xffffu;
+    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_STATUS);
+    req.domid = 0;
+    req.port = 1;
+    CU_ASSERT_EQUAL(call(fd, &req), EPERM);
+    /* Port table exhaustion. */
+    int e = 0;
+    for (unsigned i = 0; i < XENSIM_EVTCHN_PORTS + 1 && !e; i++) {
+        xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
+        e = call(fd, &req);
+    }
+    CU_ASSERT_EQUAL(e, ENOSPC);
+
+    /* Admin ops with nonsense. */
+    xensim_req_init(&req, XENSIM_OP_DOMAIN_CREATE);
+    memset(req.name, 'A', sizeof(req.name)); /* not NUL-terminated */
+    CU_ASSERT_EQUAL(call(adm, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_DOMAIN_CREATE);
+    strcpy(req.name, "x");
+    req.memory_mib = 0xffffffffu;
+    CU_ASSERT_EQUAL(call(adm, &req), EINVAL);
+    xensim_req_init(&req, XENSIM_OP_DOMAIN_PAUSE);
+    req.domid = 0xffffffffu;
+    CU_ASSERT_EQUAL(call(adm, &req), ESRCH);
+    xensim_req_init(&req, XENSIM_OP_DOMAIN_INFO);
+    req.domid = 0xffffffffu;
+    CU_ASSERT_EQUAL(call(adm, &req), ENOENT);
+
+    /* Hanging up mid-way frees what the connection held. */
+    close(fd);
+    close(adm);
+    assert_host_alive();
+    fd = connect_as(guest);
+    CU_ASSERT_FATAL(fd >= 0);
+    for (int i = 0; i < 200; i++) {
+        xensim_req_init(&req, XENSIM_OP_GNT_ALLOC);
+        req.nframes = XENSIM_BATCH;
+        if ((e = call(fd, &req)) == 0)
+            break;
+        usleep(5000); /* the host may not have seen the hang-up yet */
+    }
+    CU_ASSERT_EQUAL(e, 0);
+    close(fd);
+}
+
+/* Random well-sized requests from a guest connection (admin ops are refused
+ * there, so the domains under test survive). */
+static void test_random_requests(void)
+{
+    int fd = connect_as(guest);
+    CU_ASSERT_FATAL(fd >= 0);
+    srand(12345);
+    unsigned answered = 0, reconnects = 0;
+    for (int i = 0; i < 3000; i++) {
+        struct xensim_req req;
+        uint8_t *b = (uint8_t *)&req;
+        for (size_t k = 0; k < sizeof(req); k++)
+            b[k] = (uint8_t)rand();
+        /* Mostly valid ops with random arguments, some random ops. */
+        if (i % 4)
+            req.op = 1 + (uint32_t)rand() % (XENSIM_OP_MAX - 1);
+        if (i % 3 == 0) {
+            req.nframes %= 3;
+            req.nrefs %= 3;
+            req.port %= 8;
+            req.remote %= 4;
+        }
+        struct xensim_rsp rsp;
+        int fds[XENSIM_MAX_FDS];
+        unsigned nfds;
+        if (xensim_call(fd, &req, &rsp, fds, &nfds) == 0) {
+            for (unsigned k = 0; k < nfds; k++)
+                close(fds[k]);
+            answered++;
+        } else if (errno == EPIPE) {
+            close(fd);
+            fd = connect_as(guest);
+            CU_ASSERT_FATAL(fd >= 0);
+            reconnects++;
+        } else {
+            answered++;
+        }
+    }
+    CU_ASSERT_EQUAL(answered, 3000);
+    CU_ASSERT_EQUAL(reconnects, 0); /* well-sized requests never cost it */
+    close(fd);
+    assert_host_alive();
+}
+
+static CU_TestInfo hostile_tests[] = {
+    { "wrong message sizes close the connection", test_bad_sizes },
+    { "fds sent by a client close the connection", test_fds_from_client },
+    { "bad values get errors", test_bad_values },
+    { "random requests", test_random_requests },
+    CU_TEST_INFO_NULL,
+};
+
+UNIT_SUITE(xensim_hostile, hostile_init, hostile_cleanup, hostile_tests)
