@@ -20,7 +20,7 @@ struct xsd_limits {
     unsigned watches_per_domain;    /* 128 */
     unsigned transactions_per_conn; /* 10 */
     unsigned value_max;             /* 2048 bytes, for unprivileged domains */
-    unsigned perms_per_node;        /* 5, for unprivileged domains */
+    unsigned perms_per_node;        /* 5, for unprivileged domains (0: 5) */
 };
 void xsd_limits_default(struct xsd_limits *l);
 

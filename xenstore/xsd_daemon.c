@@ -150,6 +150,8 @@ struct xsd *xsd_new(struct evloop *loop, const char *rundir,
         x->lim = *limits;
     else
         xsd_limits_default(&x->lim);
+    if (!x->lim.perms_per_node) /* callers that predate the field */
+        x->lim.perms_per_node = 5;
     struct xsd_perms p = { 1, (struct xsd_perm *)&dom0_only };
     static const char *const initial[] = { "/", "/local", "/local/domain",
                                            "/tool" };
