@@ -237,8 +237,9 @@ static void test_share_many(void)
  * the ones still mapped stay valid for the mapper. */
 static void test_frontend_exit(void)
 {
-    int pipefd[2];
+    int pipefd[2], mapped[2];
     CU_ASSERT_EQUAL_FATAL(pipe(pipefd), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(mapped), 0);
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
@@ -250,13 +251,21 @@ static void test_frontend_exit(void)
         if (!p)
             _exit(1);
         strcpy(p, "kept");
-        _exit(write(pipefd[1], refs, sizeof(refs)) == sizeof(refs) ? 0 : 1);
+        if (write(pipefd[1], refs, sizeof(refs)) != sizeof(refs))
+            _exit(1);
+        /* Exit only once the backend has mapped refs[0]: exiting earlier
+         * would (rightly) revoke both grants. */
+        char go;
+        _exit(read(mapped[0], &go, 1) == 1 ? 0 : 1);
     }
     xenif_gref refs[2];
     CU_ASSERT_EQUAL(read(pipefd[0], refs, sizeof(refs)), (ssize_t)sizeof(refs));
     close(pipefd[0]);
     close(pipefd[1]);
     char *m = xenif_gnt_map(be, fe_dom, 1, &refs[0], XENIF_GNT_READ);
+    CU_ASSERT_EQUAL(write(mapped[1], "m", 1), 1);
+    close(mapped[0]);
+    close(mapped[1]);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     int status;
     CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
