@@ -13,7 +13,7 @@ BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils \
                 libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
-                libclang-rt-14-dev iproute2 procps
+                libclang-rt-14-dev iproute2 procps fio
 PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing
 TEST_PKGS := cunit
 
@@ -31,22 +31,23 @@ LDLIBS_ALL = $(call pc_libs,$(PKGS)) -lpthread
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
 
-LIB_SRCS   := $(wildcard backend/core/*.c backend/xenif/*.c xenstore/*.c)
+LIB_SRCS   := $(wildcard backend/core/*.c backend/xenif/*.c backend/vbd/*.c \
+                backend/channel/*.c backend/vusb/*.c backend/vif/*.c xenstore/*.c)
 NETBUSD_SRCS   := backend/netbusd.c
 NETBUSCTL_SRCS := $(wildcard tools/netbusctl/*.c)
 XENSIM_SRCS    := $(wildcard tools/xensim/*.c)
 XENFRONT_SRCS  := $(wildcard tools/xenfront/*.c)
 UNIT_SRCS      := $(wildcard tests/unit/*.c)
-SIM_HELPER_SRCS := $(wildcard tests/sim/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
 
-PROGS := $(BUILD)/netbusd $(BUILD)/netbusctl $(BUILD)/xensim
+PROGS := $(BUILD)/netbusd $(BUILD)/netbusctl $(BUILD)/xensim \
+         $(if $(XENFRONT_SRCS),$(BUILD)/xenfront)
 TESTS := $(BUILD)/unit-tests $(BUILD)/san/unit-tests
 
 .PHONY: all deps check check-fast check-realxen check-unit check-interop \
         check-sim check-fuzz demo bench install clean fuzz
-all: $(PROGS) $(TESTS) $(SIM_PROGS)
+all: $(PROGS) $(TESTS)
 
 # --- objects: plain and sanitized trees ---------------------------------
 $(BUILD)/plain/%.o: %.c
@@ -66,6 +67,8 @@ $(BUILD)/netbusd: $(call obj,plain,$(NETBUSD_SRCS)) $(BUILD)/libnetbus.a
 $(BUILD)/netbusctl: $(call obj,plain,$(NETBUSCTL_SRCS)) $(BUILD)/libnetbus.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 $(BUILD)/xensim: $(call obj,plain,$(XENSIM_SRCS)) $(BUILD)/libnetbus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/xenfront: $(call obj,plain,$(XENFRONT_SRCS)) $(BUILD)/libnetbus.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests: one CUnit runner per build flavour; the sanitized one also

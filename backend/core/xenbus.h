@@ -1,0 +1,100 @@
+/* xenbus: the backend side of Xen's split-driver handshake, shared by every
+ * device class (vbd, vusb, vif). Modelled on QEMU's hw/xen/xen-bus.c and
+ * Linux's xenbus backend drivers.
+ *
+ * The bus watches /local/domain/SELF/backend/TYPE for each registered class.
+ * A device exists for each backend/TYPE/FRONTEND-DOMID/DEVID directory that
+ * the toolstack created with online=1 and state=Initialising. The bus then
+ * drives the state machine (states as in xen/io/xenbus.h):
+ *
+ *   Initialising --init()--> InitWait         (features published,
+ *                                               hotplug-status=connected)
+ *   frontend Initialised/Connected --connect()--> Connected
+ *   frontend Closing            --disconnect()--> Closing
+ *   frontend Closed             --disconnect()--> Closed; then removed if
+ *                                               online=0, else back to
+ *                                               InitWait when the frontend
+ *                                               starts over (Initialising)
+ *   online=0 from the toolstack: Closing (frontend connected) or removed
+ *   frontend state Unknown, frontend directory gone, backend directory gone,
+ *   or the frontend domain gone (@releaseDomain): disconnect + free.
+ *
+ * A class callback that fails puts that one device into Closing with an
+ * error node (as Linux's xenbus_dev_fatal does) and a log line; the bus and
+ * every other device carry on.
+ */
+#ifndef NETBUS_XENBUS_H
+#define NETBUS_XENBUS_H
+
+#include "xenif.h"
+
+#include <stdbool.h>
+
+struct evloop;
+struct xenbus;
+struct xenbus_device;
+
+struct xenbus_class {
+    const char *type; /* backend type: "vbd", "qdisk", "vusb", ... */
+    /* The toolstack created the device: validate the backend nodes, open the
+     * target, publish features (xenbus_printf). Return 0 to go InitWait,
+     * -1 after xenbus_device_error() to fail the device. */
+    int (*init)(struct xenbus_device *dev);
+    /* The frontend published its rings: read its keys, map rings, bind event
+     * channels, start serving. Requests already on the ring (kept across a
+     * migration) must be served. Return 0 to go Connected, -1 after
+     * xenbus_device_error(). */
+    int (*connect)(struct xenbus_device *dev);
+    /* Stop taking requests, finish what is in flight, answer it, unmap and
+     * unbind. Called before Closing/Closed and before free; may be called
+     * when not connected (must then do nothing). */
+    void (*disconnect)(struct xenbus_device *dev);
+    /* The device goes away: release the target and the private state. */
+    void (*free)(struct xenbus_device *dev);
+};
+
+/* The bus of one netbusd: xs is used for every device's xenstore access and
+ * watches; cfg is handed to classes so they can open grant and event channel
+ * handles. */
+struct xenbus *xenbus_new(struct evloop *loop, struct xenif_xs *xs,
+                          const struct xenif_config *cfg);
+/* Disconnects and frees every device (backend state left as Closed). */
+void xenbus_free(struct xenbus *bus);
+/* Starts serving backend/TYPE for this class; existing devices are picked
+ * up at once (netbusd restarted under running guests). */
+int xenbus_register(struct xenbus *bus, const struct xenbus_class *cls);
+unsigned xenbus_device_count(const struct xenbus *bus);
+
+/* ---- for device classes ------------------------------------------------ */
+
+/* "/local/domain/0/backend/vbd/5/51712": used as the `where` of log lines. */
+const char *xenbus_backend_path(const struct xenbus_device *dev);
+const char *xenbus_frontend_path(const struct xenbus_device *dev);
+xenif_domid xenbus_frontend_id(const struct xenbus_device *dev);
+unsigned xenbus_devid(const struct xenbus_device *dev);
+const char *xenbus_type(const struct xenbus_device *dev);
+struct evloop *xenbus_loop(const struct xenbus_device *dev);
+const struct xenif_config *xenbus_xenif_config(const struct xenbus_device *dev);
+
+void *xenbus_priv(const struct xenbus_device *dev);
+void xenbus_set_priv(struct xenbus_device *dev, void *priv);
+
+/* Backend (own) and frontend keys, relative to the device's directories.
+ * Reads return a malloc'd string or NULL with errno. */
+char *xenbus_read(struct xenbus_device *dev, const char *key);
+int xenbus_read_uint(struct xenbus_device *dev, const char *key,
+                     unsigned long *out);
+int xenbus_printf(struct xenbus_device *dev, const char *key, const char *fmt,
+                  ...) __attribute__((format(printf, 3, 4)));
+char *xenbus_read_frontend(struct xenbus_device *dev, const char *key);
+int xenbus_read_frontend_uint(struct xenbus_device *dev, const char *key,
+                              unsigned long *out);
+
+/* Records why the device failed: logs it, writes the message to
+ * /local/domain/SELF/error/BACKEND-PATH/error as Linux does, and makes the
+ * bus close this device once the current callback returns. Safe to call
+ * from any callback, including ring processing after connect. */
+void xenbus_device_error(struct xenbus_device *dev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif
