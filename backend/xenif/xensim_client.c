@@ -1,10 +1,12 @@
 /* Client end of the xensim control socket. */
 #include "xensim_client.h"
+#include "xenif_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -51,6 +53,16 @@ int xensim_connect(const char *dir, unsigned domid, bool keep_on_exec,
         return -1;
     }
     return fd;
+}
+
+int xensim_connect_config(const struct xenif_config *cfg, unsigned *domid,
+                          char *err, size_t errlen)
+{
+    struct xenif_resolved r;
+    if (xenif_resolve(cfg, &r, err, errlen) < 0)
+        return -1;
+    *domid = r.domid;
+    return xensim_connect(r.xensim_dir, r.domid, false, err, errlen);
 }
 
 void xensim_req_init(struct xensim_req *req, enum xensim_op op)
@@ -101,8 +113,10 @@ int xensim_call(int sock, const struct xensim_req *req, struct xensim_rsp *rsp,
         n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
 
+    /* After a failed recvmsg the control buffer holds nothing received. */
     unsigned got = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; c;
+         c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         unsigned k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -125,6 +139,53 @@ int xensim_call(int sock, const struct xensim_req *req, struct xensim_rsp *rsp,
     else
         close_fds(fds, got);
     return 0;
+}
+
+bool xensim_host_answers(const char *dir, char *err, size_t errlen)
+{
+    int fd = xensim_connect(dir, 0, false, err, errlen);
+    if (fd < 0)
+        return false;
+    struct xensim_dom_info info;
+    int rc = xensim_domain_info(fd, 0, &info);
+    if (rc < 0)
+        snprintf(err, errlen, "the xensim host at %s did not answer: %s", dir,
+                 strerror(errno));
+    close(fd);
+    return rc == 0;
+}
+
+struct xensim_gnt_layout *xensim_gnt_attach(int sock, unsigned domid, int prot,
+                                            int *mem_fd, uint32_t *mem_pages)
+{
+    struct xensim_req req;
+    struct xensim_rsp rsp;
+    int fds[XENSIM_MAX_FDS];
+    unsigned nfds;
+    xensim_req_init(&req, XENSIM_OP_GNT_ATTACH);
+    req.domid = domid;
+    if (xensim_call(sock, &req, &rsp, fds, &nfds) < 0)
+        return NULL;
+    if (nfds != 2) {
+        close_fds(fds, nfds);
+        errno = EPROTO;
+        return NULL;
+    }
+    void *tab = mmap(NULL, sizeof(struct xensim_gnt_layout), prot, MAP_SHARED,
+                     fds[1], 0);
+    int e = errno;
+    close(fds[1]);
+    if (tab == MAP_FAILED || !mem_fd)
+        close(fds[0]);
+    if (tab == MAP_FAILED) {
+        errno = e;
+        return NULL;
+    }
+    if (mem_fd)
+        *mem_fd = fds[0];
+    if (mem_pages)
+        *mem_pages = rsp.val[0];
+    return tab;
 }
 
 int xensim_domain_op(int sock, enum xensim_op op, unsigned domid)

@@ -18,6 +18,12 @@ int xensim_sock_path(char *buf, size_t len, const char *dir, unsigned domid);
 int xensim_connect(const char *dir, unsigned domid, bool keep_on_exec,
                    char *err, size_t errlen);
 
+/* For the xenif xensim ops: resolves cfg (xenif_resolve) and connects as the
+ * domain it names, *domid. Returns the socket, or -1 with a message in err. */
+struct xenif_config;
+int xensim_connect_config(const struct xenif_config *cfg, unsigned *domid,
+                          char *err, size_t errlen);
+
 /* Sends req, waits for the response. fds (may be NULL) receives up to
  * XENSIM_MAX_FDS descriptors, *nfds their number; unused slots are -1.
  * Returns 0 when the host answered err 0; otherwise -1 with errno set (the
@@ -28,6 +34,17 @@ int xensim_call(int sock, const struct xensim_req *req, struct xensim_rsp *rsp,
 
 /* A request with op set and everything else zero. */
 void xensim_req_init(struct xensim_req *req, enum xensim_op op);
+
+/* True when a host serves dir: it accepts a dom0 connection and answers
+ * about domain 0. Otherwise false, with the reason in err. */
+bool xensim_host_answers(const char *dir, char *err, size_t errlen);
+
+/* XENSIM_OP_GNT_ATTACH: maps domain domid's grant table with prot (munmap
+ * sizeof(struct xensim_gnt_layout) when done). *mem_fd gets the domain's
+ * memory memfd (closed instead when mem_fd is NULL), *mem_pages (may be NULL)
+ * its size. NULL with errno. */
+struct xensim_gnt_layout *xensim_gnt_attach(int sock, unsigned domid, int prot,
+                                            int *mem_fd, uint32_t *mem_pages);
 
 /* Convenience wrappers for the admin ops (dom0 connection). */
 int xensim_domain_op(int sock, enum xensim_op op, unsigned domid);

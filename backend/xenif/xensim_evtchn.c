@@ -57,18 +57,17 @@ static void sim_evtchn_close(void *h)
 static void *sim_evtchn_open(const struct xenif_config *cfg, char *err,
                              size_t errlen)
 {
-    struct xenif_resolved r;
-    if (xenif_resolve(cfg, &r, err, errlen) < 0)
+    unsigned domid;
+    int sock = xensim_connect_config(cfg, &domid, err, errlen);
+    if (sock < 0)
         return NULL;
     struct sim_evtchn *ec = calloc(1, sizeof(*ec));
     if (!ec) {
         snprintf(err, errlen, "out of memory");
+        close(sock);
         return NULL;
     }
-    ec->epfd = -1;
-    ec->sock = xensim_connect(r.xensim_dir, r.domid, false, err, errlen);
-    if (ec->sock < 0)
-        goto fail;
+    ec->sock = sock;
     ec->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (ec->epfd < 0) {
         snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
@@ -79,9 +78,13 @@ static void *sim_evtchn_open(const struct xenif_config *cfg, char *err,
     int fds[XENSIM_MAX_FDS];
     unsigned nfds;
     xensim_req_init(&req, XENSIM_OP_EVTCHN_ATTACH);
-    if (xensim_call(ec->sock, &req, &rsp, fds, &nfds) < 0 || nfds != 1) {
+    int rc = xensim_call(ec->sock, &req, &rsp, fds, &nfds);
+    if (rc < 0 || nfds != 1) {
+        int e = rc < 0 ? errno : EPROTO;
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
         snprintf(err, errlen, "xensim host refused the event-channel table: %s",
-                 strerror(nfds != 1 ? EPROTO : errno));
+                 strerror(e));
         goto fail;
     }
     void *gens = mmap(NULL, GEN_BYTES, PROT_READ, MAP_SHARED, fds[0], 0);
@@ -142,34 +145,34 @@ fail:;
     return -1;
 }
 
-static int sim_evtchn_bind_interdomain(void *h, xenif_domid remote,
-                                       xenif_port remote_port)
+/* Sends a request that binds a new port (ALLOC_UNBOUND, BIND) and records
+ * the port. */
+static int bind_port(struct sim_evtchn *ec, const struct xensim_req *req)
 {
-    struct sim_evtchn *ec = h;
-    struct xensim_req req;
     struct xensim_rsp rsp;
     int fds[XENSIM_MAX_FDS];
     unsigned nfds;
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_BIND);
-    req.remote = remote;
-    req.remote_port = remote_port;
-    if (xensim_call(ec->sock, &req, &rsp, fds, &nfds) < 0)
+    if (xensim_call(ec->sock, req, &rsp, fds, &nfds) < 0)
         return -1;
     return add_port(ec, &rsp, fds, nfds);
 }
 
+static int sim_evtchn_bind_interdomain(void *h, xenif_domid remote,
+                                       xenif_port remote_port)
+{
+    struct xensim_req req;
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_BIND);
+    req.remote = remote;
+    req.remote_port = remote_port;
+    return bind_port(h, &req);
+}
+
 static int sim_evtchn_alloc_unbound(void *h, xenif_domid remote)
 {
-    struct sim_evtchn *ec = h;
     struct xensim_req req;
-    struct xensim_rsp rsp;
-    int fds[XENSIM_MAX_FDS];
-    unsigned nfds;
     xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
     req.remote = remote;
-    if (xensim_call(ec->sock, &req, &rsp, fds, &nfds) < 0)
-        return -1;
-    return add_port(ec, &rsp, fds, nfds);
+    return bind_port(h, &req);
 }
 
 static struct sim_port *lookup(struct sim_evtchn *ec, xenif_port port)

@@ -76,38 +76,30 @@ struct sim_gnt {
 
 /* ---- domains ----------------------------------------------------------- */
 
-static struct gnt_dom *attach(struct sim_gnt *g, xenif_domid domid)
+static struct gnt_dom *find_dom(struct sim_gnt *g, xenif_domid domid)
 {
     for (struct gnt_dom *d = g->doms; d; d = d->next)
         if (d->domid == domid)
             return d;
-    struct xensim_req req;
-    struct xensim_rsp rsp;
-    int fds[XENSIM_MAX_FDS];
-    unsigned nfds;
-    xensim_req_init(&req, XENSIM_OP_GNT_ATTACH);
-    req.domid = domid;
-    if (xensim_call(g->sock, &req, &rsp, fds, &nfds) < 0)
+    return NULL;
+}
+
+static struct gnt_dom *attach(struct sim_gnt *g, xenif_domid domid)
+{
+    struct gnt_dom *d = find_dom(g, domid);
+    if (d)
+        return d;
+    if (!(d = calloc(1, sizeof(*d)))) {
+        errno = ENOMEM;
         return NULL;
-    struct gnt_dom *d = calloc(1, sizeof(*d));
-    void *tab = nfds == 2 ? mmap(NULL, sizeof(*d->tab), PROT_READ | PROT_WRITE,
-                                 MAP_SHARED, fds[1], 0) : MAP_FAILED;
-    if (nfds == 2)
-        close(fds[1]);
-    if (!d || tab == MAP_FAILED) {
-        int e = !d ? ENOMEM : nfds != 2 ? EPROTO : errno;
-        if (tab != MAP_FAILED)
-            munmap(tab, sizeof(*d->tab));
-        if (nfds >= 1)
-            close(fds[0]);
+    }
+    d->tab = xensim_gnt_attach(g->sock, domid, PROT_READ | PROT_WRITE,
+                               &d->mem_fd, &d->mem_pages);
+    if (!d->tab) {
         free(d);
-        errno = e;
         return NULL;
     }
     d->domid = domid;
-    d->mem_fd = fds[0];
-    d->mem_pages = rsp.val[0];
-    d->tab = tab;
     d->next = g->doms;
     g->doms = d;
     return d;
@@ -208,20 +200,18 @@ static int gntst_errno(int st)
 
 static void *sim_gnt_open(const struct xenif_config *cfg, char *err, size_t errlen)
 {
-    struct xenif_resolved r;
-    if (xenif_resolve(cfg, &r, err, errlen) < 0)
+    unsigned self;
+    int sock = xensim_connect_config(cfg, &self, err, errlen);
+    if (sock < 0)
         return NULL;
     struct sim_gnt *g = calloc(1, sizeof(*g));
     if (!g) {
         snprintf(err, errlen, "out of memory");
+        close(sock);
         return NULL;
     }
-    g->self = r.domid;
-    g->sock = xensim_connect(r.xensim_dir, r.domid, false, err, errlen);
-    if (g->sock < 0) {
-        free(g);
-        return NULL;
-    }
+    g->self = (xenif_domid)self;
+    g->sock = sock;
     return g;
 }
 
@@ -501,9 +491,7 @@ static int sim_gnt_unshare(void *h, void *addr, unsigned count)
     while (*pp && (*pp)->addr != addr)
         pp = &(*pp)->next;
     struct gnt_share *s = *pp;
-    struct gnt_dom *self = g->doms;
-    while (self && self->domid != g->self)
-        self = self->next;
+    struct gnt_dom *self = find_dom(g, g->self);
     if (!s || s->count != count || !self) {
         errno = EINVAL;
         return -1;

@@ -32,15 +32,10 @@ int sim_host_start(struct sim_host *h, const char *tag)
         log_init("xensim", LOG_LVL_ERROR, false);
         _exit(xensim_host_run(h->dir, 256));
     }
+    char err[512];
     for (int i = 0; i < 500; i++) {
-        int fd = sim_admin(h);
-        if (fd >= 0) {
-            struct xensim_dom_info info;
-            int rc = xensim_domain_info(fd, 0, &info);
-            close(fd);
-            if (rc == 0)
-                return 0;
-        }
+        if (xensim_host_answers(h->dir, err, sizeof(err)))
+            return 0;
         usleep(10000);
     }
     return -1;
@@ -103,21 +98,10 @@ int sim_grant_flags(const struct sim_host *h, unsigned domid, xenif_gref ref)
     int fd = sim_admin(h);
     if (fd < 0)
         return -1;
-    struct xensim_req req;
-    struct xensim_rsp rsp;
-    int fds[XENSIM_MAX_FDS];
-    unsigned nfds;
-    xensim_req_init(&req, XENSIM_OP_GNT_ATTACH);
-    req.domid = domid;
-    int rc = xensim_call(fd, &req, &rsp, fds, &nfds);
+    struct xensim_gnt_layout *tab = xensim_gnt_attach(fd, domid, PROT_READ,
+                                                      NULL, NULL);
     close(fd);
-    if (rc < 0 || nfds != 2)
-        return -1;
-    struct xensim_gnt_layout *tab = mmap(NULL, sizeof(*tab), PROT_READ,
-                                         MAP_SHARED, fds[1], 0);
-    close(fds[0]);
-    close(fds[1]);
-    if (tab == MAP_FAILED)
+    if (!tab)
         return -1;
     int flags = (int)(__atomic_load_n(&tab->entries[ref].flags_domid,
                                       __ATOMIC_ACQUIRE) & 0xffff);
