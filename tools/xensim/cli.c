@@ -11,9 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Common options: --dir DIR (default $XENSIM_DIR). Returns the connected
- * dom0 socket or -1 after printing why. */
-static int connect_dom0(const char *cmd, const char *dir)
+int xensim_cli_connect(const char *cmd, const char *dir)
 {
     if (!dir || !*dir) {
         fprintf(stderr, "xensim %s: no --dir given and XENSIM_DIR is not set; "
@@ -38,13 +36,15 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
-/* A domain named by id or by name. Returns the domid or -1 after printing. */
-static long resolve_domain(const char *cmd, int sock, const char *arg)
+long xensim_cli_domain(const char *cmd, int sock, const char *arg,
+                       bool must_exist)
 {
     unsigned long id;
-    if (parse_uint(arg, XENSIM_DOMID_MAX, &id) == 0)
-        return (long)id;
     struct xensim_dom_info info;
+    if (parse_uint(arg, XENSIM_DOMID_MAX, &id) == 0 &&
+        (!must_exist || (xensim_domain_info(sock, (unsigned)id, &info) == 0 &&
+                         info.domid == id)))
+        return (long)id;
     for (unsigned next = 0; xensim_domain_info(sock, next, &info) == 0;
          next = info.domid + 1)
         if (strcmp(info.name, arg) == 0)
@@ -83,14 +83,8 @@ int xensim_cmd_wait(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &start);
     char err[512];
     for (;;) {
-        int fd = xensim_connect(dir, 0, false, err, sizeof(err));
-        if (fd >= 0) {
-            struct xensim_dom_info info;
-            int rc = xensim_domain_info(fd, 0, &info);
-            close(fd);
-            if (rc == 0)
-                return 0;
-        }
+        if (xensim_host_answers(dir, err, sizeof(err)))
+            return 0;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - start.tv_sec >= (time_t)timeout) {
             fprintf(stderr, "xensim wait: no host answered within %lus: %s\n",
@@ -156,7 +150,7 @@ int xensim_cmd_create(int argc, char **argv)
     }
     strcpy(req.name, name);
     req.memory_mib = (uint32_t)mib;
-    int sock = connect_dom0("create", dir);
+    int sock = xensim_cli_connect("create", dir);
     if (sock < 0)
         return 1;
     struct xensim_rsp rsp;
@@ -188,7 +182,7 @@ int xensim_cmd_list(int argc, char **argv)
         }
         dir = optarg;
     }
-    int sock = connect_dom0("list", dir);
+    int sock = xensim_cli_connect("list", dir);
     if (sock < 0)
         return 1;
     printf("%-5s %-20s %-9s %8s %5s %s\n", "ID", "NAME", "STATE", "MEM(MiB)",
@@ -235,10 +229,10 @@ int xensim_cmd_lifecycle(int argc, char **argv)
     }
     if (!op || optind + 1 != argc)
         goto usage;
-    int sock = connect_dom0(cmd, dir);
+    int sock = xensim_cli_connect(cmd, dir);
     if (sock < 0)
         return 1;
-    long domid = resolve_domain(cmd, sock, argv[optind]);
+    long domid = xensim_cli_domain(cmd, sock, argv[optind], false);
     int rc = domid < 0 ? -1 : xensim_domain_op(sock, op, (unsigned)domid);
     int e = errno;
     close(sock);

@@ -3,6 +3,7 @@
 #ifndef NETBUS_XENSIM_CLI_H
 #define NETBUS_XENSIM_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 /* Each takes argv with argv[0] = the subcommand name; returns the exit
@@ -15,5 +16,15 @@ int xensim_cmd_lifecycle(int argc, char **argv);
 int xensim_cmd_run(int argc, char **argv);
 
 void xensim_usage(FILE *f);
+
+/* Helpers for the subcommands; on failure they print why ("xensim CMD: ...")
+ * and return -1. */
+/* The dom0 control socket of the host at dir (--dir, or $XENSIM_DIR). */
+int xensim_cli_connect(const char *cmd, const char *dir);
+/* The domain arg names, by id or by name. A number is taken as the id
+ * as it stands, unless must_exist: then it must be a domain's id, or else is
+ * looked up as a name. */
+long xensim_cli_domain(const char *cmd, int sock, const char *arg,
+                       bool must_exist);
 
 #endif

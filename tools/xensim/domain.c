@@ -245,7 +245,7 @@ static int op_create(struct host *h, const struct xensim_req *req,
 static int op_info(struct host *h, struct conn *c, const struct xensim_req *req,
                    struct xensim_rsp *rsp)
 {
-    unsigned domid = req->domid == XENSIM_DOMID_SELF ? c->domid : req->domid;
+    unsigned domid = host_req_domid(c, req->domid);
     if (c->domid != 0 && domid != c->domid)
         return EPERM;
     for (unsigned id = domid; id <= XENSIM_DOMID_MAX; id++)
@@ -256,35 +256,31 @@ static int op_info(struct host *h, struct conn *c, const struct xensim_req *req,
     return ENOENT;
 }
 
+static int set_state(struct host *h, struct domain *d,
+                     enum xensim_dom_state state, int sig)
+{
+    d->state = state;
+    domain_signal(h, d, sig);
+    return 0;
+}
+
 static int change_state(struct host *h, struct domain *d, unsigned op)
 {
+    bool suspended = d->state == XENSIM_DOM_SUSPENDED;
     switch (op) {
     case XENSIM_OP_DOMAIN_PAUSE:
-        if (d->state == XENSIM_DOM_SUSPENDED)
-            return EINVAL;
-        d->state = XENSIM_DOM_PAUSED;
-        domain_signal(h, d, SIGSTOP);
-        return 0;
+        return suspended ? EINVAL : set_state(h, d, XENSIM_DOM_PAUSED, SIGSTOP);
     case XENSIM_OP_DOMAIN_UNPAUSE:
-        if (d->state == XENSIM_DOM_SUSPENDED)
-            return EINVAL;
-        d->state = XENSIM_DOM_RUNNING;
-        domain_signal(h, d, SIGCONT);
-        return 0;
+        return suspended ? EINVAL : set_state(h, d, XENSIM_DOM_RUNNING, SIGCONT);
     case XENSIM_OP_DOMAIN_SUSPEND:
-        if (d->state == XENSIM_DOM_SUSPENDED)
+        if (suspended)
             return EALREADY;
-        d->state = XENSIM_DOM_SUSPENDED;
-        domain_signal(h, d, SIGSTOP);
+        set_state(h, d, XENSIM_DOM_SUSPENDED, SIGSTOP);
         /* xenstored announces every domain shutdown, suspend included. */
         xsd_fire_special(h->xsd, "@releaseDomain");
         return 0;
     case XENSIM_OP_DOMAIN_RESUME:
-        if (d->state != XENSIM_DOM_SUSPENDED)
-            return EINVAL;
-        d->state = XENSIM_DOM_RUNNING;
-        domain_signal(h, d, SIGCONT);
-        return 0;
+        return suspended ? set_state(h, d, XENSIM_DOM_RUNNING, SIGCONT) : EINVAL;
     default:
         return EINVAL;
     }

@@ -98,20 +98,31 @@ void evtchn_conn_gone(struct host *h, struct conn *c)
             close_port(h, d, p);
 }
 
-/* A free port with a fresh eventfd, or 0 with errno. */
-static unsigned alloc_port(struct domain *d, struct conn *owner)
+/* Takes a free port for owner with a fresh eventfd, in state with
+ * remote_dom, and puts it in the reply: rsp->port, rsp->gen, fds[0]. 0 or an
+ * errno value. */
+static int open_port(struct domain *d, struct conn *owner,
+                     enum xensim_port_state state, unsigned remote_dom,
+                     struct xensim_rsp *rsp, int *fds, unsigned *nfds)
 {
-    for (unsigned p = 1; p < XENSIM_EVTCHN_PORTS; p++) {
-        if (d->ports[p].state != XENSIM_PORT_FREE)
-            continue;
-        int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (efd < 0)
-            return 0;
-        d->ports[p].efd = efd;
-        d->ports[p].owner = owner;
-        return p;
-    }
-    errno = ENOSPC;
+    unsigned port = 1;
+    while (port < XENSIM_EVTCHN_PORTS && d->ports[port].state != XENSIM_PORT_FREE)
+        port++;
+    if (port == XENSIM_EVTCHN_PORTS)
+        return ENOSPC;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0)
+        return errno;
+    struct port *p = &d->ports[port];
+    p->state = state;
+    p->remote_dom = remote_dom;
+    p->efd = efd;
+    p->owner = owner;
+    bump(d, port);
+    rsp->port = port;
+    rsp->gen = d->gens[port];
+    fds[0] = efd;
+    *nfds = 1;
     return 0;
 }
 
@@ -119,21 +130,10 @@ static int op_alloc_unbound(struct conn *c, struct domain *d,
                             const struct xensim_req *req, struct xensim_rsp *rsp,
                             int *fds, unsigned *nfds)
 {
-    unsigned remote = req->remote == XENSIM_DOMID_SELF ? d->domid : req->remote;
+    unsigned remote = host_req_domid(c, req->remote);
     if (remote > XENSIM_DOMID_MAX)
         return EINVAL;
-    unsigned port = alloc_port(d, c);
-    if (!port)
-        return errno;
-    struct port *p = &d->ports[port];
-    p->state = XENSIM_PORT_UNBOUND;
-    p->remote_dom = remote;
-    bump(d, port);
-    rsp->port = port;
-    rsp->gen = d->gens[port];
-    fds[0] = p->efd;
-    *nfds = 1;
-    return 0;
+    return open_port(d, c, XENSIM_PORT_UNBOUND, remote, rsp, fds, nfds);
 }
 
 /* Xen's evtchn_bind_interdomain: the remote port must be unbound and
@@ -142,8 +142,7 @@ static int op_bind(struct host *h, struct conn *c, struct domain *d,
                    const struct xensim_req *req, struct xensim_rsp *rsp,
                    int *fds, unsigned *nfds)
 {
-    unsigned remote = req->remote == XENSIM_DOMID_SELF ? d->domid : req->remote;
-    struct domain *r = remote <= XENSIM_DOMID_MAX ? host_domain(h, remote) : NULL;
+    struct domain *r = host_domain(h, host_req_domid(c, req->remote));
     if (!r)
         return ESRCH;
     if (req->remote_port == 0 || req->remote_port >= XENSIM_EVTCHN_PORTS)
@@ -151,20 +150,14 @@ static int op_bind(struct host *h, struct conn *c, struct domain *d,
     struct port *rp = &r->ports[req->remote_port];
     if (rp->state != XENSIM_PORT_UNBOUND || rp->remote_dom != d->domid)
         return EINVAL;
-    unsigned port = alloc_port(d, c);
-    if (!port)
-        return errno;
-    struct port *p = &d->ports[port];
-    p->state = XENSIM_PORT_INTERDOMAIN;
-    p->remote_dom = r->domid;
-    p->remote_port = req->remote_port;
+    int err = open_port(d, c, XENSIM_PORT_INTERDOMAIN, r->domid, rsp, fds,
+                        nfds);
+    if (err)
+        return err;
+    d->ports[rsp->port].remote_port = req->remote_port;
     rp->state = XENSIM_PORT_INTERDOMAIN;
-    rp->remote_port = port;
-    bump(d, port);
+    rp->remote_port = rsp->port;
     bump(r, req->remote_port);
-    rsp->port = port;
-    rsp->gen = d->gens[port];
-    fds[0] = p->efd;
     fds[1] = rp->efd;
     *nfds = 2;
     return 0;
@@ -201,10 +194,10 @@ static int op_peer(struct host *h, struct conn *c, struct domain *d,
 static int op_status(struct host *h, struct conn *c, const struct xensim_req *req,
                      struct xensim_rsp *rsp)
 {
-    unsigned domid = req->domid == XENSIM_DOMID_SELF ? c->domid : req->domid;
+    unsigned domid = host_req_domid(c, req->domid);
     if (c->domid != 0 && domid != c->domid)
         return EPERM;
-    struct domain *d = domid <= XENSIM_DOMID_MAX ? host_domain(h, domid) : NULL;
+    struct domain *d = host_domain(h, domid);
     if (!d)
         return ESRCH;
     if (req->port == 0 || req->port >= XENSIM_EVTCHN_PORTS)

@@ -134,8 +134,7 @@ int gnttab_handle(struct host *h, struct conn *c, const struct xensim_req *req,
         return ESRCH;
     switch (req->op) {
     case XENSIM_OP_GNT_ATTACH: {
-        unsigned domid = req->domid == XENSIM_DOMID_SELF ? c->domid : req->domid;
-        struct domain *d = domid <= XENSIM_DOMID_MAX ? host_domain(h, domid) : NULL;
+        struct domain *d = host_domain(h, host_req_domid(c, req->domid));
         if (!d)
             return ESRCH;
         fds[0] = d->mem_fd;

@@ -25,6 +25,11 @@ struct domain *host_domain(struct host *h, unsigned domid)
     return domid <= XENSIM_DOMID_MAX ? h->domains[domid] : NULL;
 }
 
+unsigned host_req_domid(const struct conn *c, uint32_t domid)
+{
+    return domid == XENSIM_DOMID_SELF ? c->domid : domid;
+}
+
 void host_close_conn(struct host *h, struct conn *c)
 {
     evloop_del(h->loop, c->fd);

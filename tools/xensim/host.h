@@ -83,7 +83,11 @@ int xensim_host_run(const char *dir, unsigned dom0_mib);
 int host_listen(struct host *h, struct domain *d);
 void host_unlisten(struct host *h, struct domain *d);
 void host_close_conn(struct host *h, struct conn *c);
+/* Domain domid, or NULL (also for ids out of range). */
 struct domain *host_domain(struct host *h, unsigned domid);
+/* The domain a request field names for c: domid, or c's own domain for
+ * XENSIM_DOMID_SELF. */
+unsigned host_req_domid(const struct conn *c, uint32_t domid);
 
 /* domain.c */
 int domain_handle(struct host *h, struct conn *c, const struct xensim_req *req,

@@ -65,44 +65,30 @@ int xensim_cmd_run(int argc, char **argv)
     }
 
     /* Find the domain through dom0, then join it through its own socket. */
-    char err[512];
-    int sock = xensim_connect(absdir, 0, false, err, sizeof(err));
-    if (sock < 0) {
-        fprintf(stderr, "xensim run: %s\n", err);
+    int sock = xensim_cli_connect("run", absdir);
+    if (sock < 0)
         return 1;
-    }
-    long domid = -1;
-    char *end;
-    unsigned long v = strtoul(dom, &end, 10);
-    struct xensim_dom_info info;
-    if (*dom && !*end && v <= XENSIM_DOMID_MAX &&
-        xensim_domain_info(sock, (unsigned)v, &info) == 0 && info.domid == v)
-        domid = (long)v;
-    for (unsigned next = 0; domid < 0 && xensim_domain_info(sock, next, &info) == 0;
-         next = info.domid + 1)
-        if (strcmp(info.name, dom) == 0)
-            domid = info.domid;
+    long found = xensim_cli_domain("run", sock, dom, true);
     close(sock);
-    if (domid < 0) {
-        fprintf(stderr, "xensim run: no domain with id or name '%s' (see "
-                "`xensim list`)\n", dom);
+    if (found < 0)
         return 1;
-    }
+    unsigned domid = (unsigned)found;
 
     if (domid != 0) {
         own_process_group();
         /* Left open across exec on purpose: it marks CMD as the domain's. */
-        if (xensim_connect(absdir, (unsigned)domid, true, err, sizeof(err)) < 0) {
+        char err[512];
+        if (xensim_connect(absdir, domid, true, err, sizeof(err)) < 0) {
             fprintf(stderr, "xensim run: %s\n", err);
             return 1;
         }
     }
     char num[16], xs[PATH_MAX + 32];
-    snprintf(num, sizeof(num), "%ld", domid);
+    snprintf(num, sizeof(num), "%u", domid);
     if (domid == 0)
         snprintf(xs, sizeof(xs), "%s/socket", absdir);
     else
-        snprintf(xs, sizeof(xs), "%s/dom%ld/socket", absdir, domid);
+        snprintf(xs, sizeof(xs), "%s/dom%u/socket", absdir, domid);
     setenv("XENSIM_DIR", absdir, 1);
     setenv("XENSIM_DOMID", num, 1);
     setenv("XENSTORED_PATH", xs, 1);
