@@ -352,12 +352,27 @@ static unsigned count_strings(const struct wire_req *w)
     return n;
 }
 
-static int wire_read(struct wire_req *w)
+/* The node the request's one argument names, readable by the requester;
+ * NULL with errno. */
+static const struct xsd_node *wire_node(struct wire_req *w)
 {
     const char *path = onearg(w);
-    if (!path)
-        return EINVAL;
-    const struct xsd_node *n = op_read(&w->r, path, XSD_PERM_READ);
+    if (!path) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return op_read(&w->r, path, XSD_PERM_READ);
+}
+
+/* The string after the first; only where count_strings(w) >= 2. */
+static const char *second_arg(const struct wire_req *w)
+{
+    return w->data + strlen(w->data) + 1;
+}
+
+static int wire_read(struct wire_req *w)
+{
+    const struct xsd_node *n = wire_node(w);
     if (!n)
         return errno;
     reply(w, n->value, n->vlen);
@@ -366,10 +381,7 @@ static int wire_read(struct wire_req *w)
 
 static int wire_directory(struct wire_req *w)
 {
-    const char *path = onearg(w);
-    if (!path)
-        return EINVAL;
-    const struct xsd_node *n = op_read(&w->r, path, XSD_PERM_READ);
+    const struct xsd_node *n = wire_node(w);
     if (!n)
         return errno;
     reply(w, n->children, n->childlen);
@@ -386,7 +398,7 @@ static int wire_directory_part(struct wire_req *w)
     const struct xsd_node *n = op_read(&w->r, w->data, XSD_PERM_READ);
     if (!n)
         return errno;
-    unsigned long off = strtoul(w->data + strlen(w->data) + 1, NULL, 10);
+    unsigned long off = strtoul(second_arg(w), NULL, 10);
     char out[XENSTORE_PAYLOAD_MAX];
     uint32_t len =
         (uint32_t)snprintf(out, sizeof(out), "%llu", (unsigned long long)n->gen) + 1;
@@ -440,7 +452,7 @@ static int wire_set_perms(struct wire_req *w)
     if (w->r.domid != 0 && n > w->r.x->lim.perms_per_node)
         return ENOSPC;
     struct xsd_perms perms = { 0, NULL };
-    int err = perms_parse(w->data + strlen(w->data) + 1, n, &perms);
+    int err = perms_parse(second_arg(w), n, &perms);
     if (!err)
         err = ack(w, op_set_perms(&w->r, w->data, &perms));
     free(perms.p);
@@ -473,16 +485,14 @@ static int wire_watch(struct wire_req *w)
     /* xenstored accepts trailing strings (a depth it may not support). */
     if (count_strings(w) < 2)
         return EINVAL;
-    const char *token = w->data + strlen(w->data) + 1;
-    return watch_add(w->r.conn, w->data, token, w->hdr->req_id);
+    return watch_add(w->r.conn, w->data, second_arg(w), w->hdr->req_id);
 }
 
 static int wire_unwatch(struct wire_req *w)
 {
     if (count_strings(w) < 2)
         return EINVAL;
-    const char *token = w->data + strlen(w->data) + 1;
-    return ack(w, watch_remove(w->r.conn, w->data, token));
+    return ack(w, watch_remove(w->r.conn, w->data, second_arg(w)));
 }
 
 static int wire_transaction_start(struct wire_req *w)
@@ -524,7 +534,7 @@ static int wire_introduce(struct wire_req *w)
 {
     if (count_strings(w) < 3)
         return EINVAL;
-    const char *domid = w->data, *gfn = domid + strlen(domid) + 1;
+    const char *domid = w->data, *gfn = second_arg(w);
     const char *port = gfn + strlen(gfn) + 1;
     if (atoi(port) <= 0)
         return EINVAL; /* xenstored needs an event channel; we ignore it */
@@ -538,9 +548,7 @@ static int wire_release(struct wire_req *w)
     unsigned domid;
     if (domid_arg(w, &domid) || domid == 0)
         return EINVAL;
-    if (xsd_domain_release(w->r.x, domid))
-        return errno;
-    return ack(w, 0);
+    return ack(w, xsd_domain_release(w->r.x, domid) ? errno : 0);
 }
 
 static int wire_resume(struct wire_req *w)
@@ -593,7 +601,7 @@ static int wire_control(struct wire_req *w)
         return 0;
     }
     if (strcmp(w->data, "print") == 0 && count_strings(w) >= 2) {
-        log_info("xenstored", "%s", w->data + strlen(w->data) + 1);
+        log_info("xenstored", "%s", second_arg(w));
         return ack(w, 0);
     }
     return EINVAL;

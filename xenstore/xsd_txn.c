@@ -108,21 +108,28 @@ static void txn_count(struct xsd_req *r, const struct xsd_node *old,
         r->txn->owned_delta++;
 }
 
-int db_write(struct xsd_req *r, struct xsd_node *n)
+/* Makes n (NULL: absent) the transaction's version of path; takes n. */
+static int txn_set(struct xsd_req *r, const char *path, struct xsd_node *n)
 {
-    n->gen = ++r->x->store.generation;
-    if (!r->txn)
-        return store_put(&r->x->store, n);
-    struct txn_ent *e = txn_ent(r, node_name(n), false);
+    struct txn_ent *e = txn_ent(r, path, false);
     if (!e) {
+        int err = errno;
         node_free(n);
-        return errno;
+        return err;
     }
     txn_count(r, e->node, n);
     node_free(e->node);
     e->node = n;
     e->modified = true;
     return 0;
+}
+
+int db_write(struct xsd_req *r, struct xsd_node *n)
+{
+    n->gen = ++r->x->store.generation;
+    if (!r->txn)
+        return store_put(&r->x->store, n);
+    return txn_set(r, node_name(n), n);
 }
 
 int db_delete(struct xsd_req *r, const char *path)
@@ -132,14 +139,7 @@ int db_delete(struct xsd_req *r, const char *path)
         store_del(&r->x->store, path);
         return 0;
     }
-    struct txn_ent *e = txn_ent(r, path, false);
-    if (!e)
-        return errno;
-    txn_count(r, e->node, NULL);
-    node_free(e->node);
-    e->node = NULL;
-    e->modified = true;
-    return 0;
+    return txn_set(r, path, NULL);
 }
 
 unsigned db_owned(struct xsd_req *r)
