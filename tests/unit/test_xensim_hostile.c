@@ -96,7 +96,7 @@ static void test_fds_from_client(void)
     assert_host_alive();
 }
 
-static int call(int fd, struct xensim_req *req)
+static int call(int fd, const struct xensim_req *req)
 {
     struct xensim_rsp rsp;
     int fds[XENSIM_MAX_FDS];
@@ -108,34 +108,38 @@ static int call(int fd, struct xensim_req *req)
     return rc < 0 ? errno : 0;
 }
 
+/* A request with one bad value, and the error the host must answer. */
+struct bad_req {
+    struct xensim_req req;
+    int err;
+};
+
+static void expect_errors(int fd, const struct bad_req *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(call(fd, &bad[i].req), bad[i].err);
+}
+
+#define EXPECT_ERRORS(fd, bad) expect_errors(fd, bad, sizeof(bad) / sizeof(bad[0]))
+
 static void test_bad_values(void)
 {
     int fd = connect_as(guest), adm = connect_as(0);
     CU_ASSERT_FATAL(fd >= 0 && adm >= 0);
     struct xensim_req req;
 
-    xensim_req_init(&req, 0);
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_MAX);
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, 0xffffffffu);
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-
-    /* Grant pool: oversized batches, ids not ours, out of range. */
-    xensim_req_init(&req, XENSIM_OP_GNT_ALLOC);
-    req.nframes = 1000;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_GNT_FREE);
-    req.nrefs = 1;
-    req.refs[0] = 12;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_GNT_FREE);
-    req.nframes = 1;
-    req.frames[0] = 0xfffffff0u;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_GNT_ATTACH);
-    req.domid = 0xffffffffu;
-    CU_ASSERT_EQUAL(call(fd, &req), ESRCH);
+    static const struct bad_req ops_and_grants[] = {
+        { { .op = 0 }, EINVAL },
+        { { .op = XENSIM_OP_MAX }, EINVAL },
+        { { .op = 0xffffffffu }, EINVAL },
+        /* Grant pool: oversized batches, ids not ours, out of range. */
+        { { .op = XENSIM_OP_GNT_ALLOC, .nframes = 1000 }, EINVAL },
+        { { .op = XENSIM_OP_GNT_FREE, .nrefs = 1, .refs = { 12 } }, EINVAL },
+        { { .op = XENSIM_OP_GNT_FREE, .nframes = 1, .frames = { 0xfffffff0u } },
+          EINVAL },
+        { { .op = XENSIM_OP_GNT_ATTACH, .domid = 0xffffffffu }, ESRCH },
+    };
+    EXPECT_ERRORS(fd, ops_and_grants);
     /* Memory exhaustion is an error, not a crash: a 16 MiB guest has 4096
      * pages. */
     unsigned got = 0;
@@ -151,24 +155,15 @@ static void test_bad_values(void)
     }
     CU_ASSERT_EQUAL(got, 16u * 256);
 
-    /* Event channels. */
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_UNBIND);
-    req.port = 0xffffffffu;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_PEER);
-    req.port = 0;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_BIND);
-    req.remote = 0x10000;
-    req.remote_port = 1;
-    CU_ASSERT_EQUAL(call(fd, &req), ESRCH);
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
-    req.remote = 0xffffu;
-    CU_ASSERT_EQUAL(call(fd, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_EVTCHN_STATUS);
-    req.domid = 0;
-    req.port = 1;
-    CU_ASSERT_EQUAL(call(fd, &req), EPERM);
+    static const struct bad_req evtchn[] = {
+        { { .op = XENSIM_OP_EVTCHN_UNBIND, .port = 0xffffffffu }, EINVAL },
+        { { .op = XENSIM_OP_EVTCHN_PEER, .port = 0 }, EINVAL },
+        { { .op = XENSIM_OP_EVTCHN_BIND, .remote = 0x10000, .remote_port = 1 },
+          ESRCH },
+        { { .op = XENSIM_OP_EVTCHN_ALLOC_UNBOUND, .remote = 0xffffu }, EINVAL },
+        { { .op = XENSIM_OP_EVTCHN_STATUS, .domid = 0, .port = 1 }, EPERM },
+    };
+    EXPECT_ERRORS(fd, evtchn);
     /* Port table exhaustion. */
     int e = 0;
     for (unsigned i = 0; i < XENSIM_EVTCHN_PORTS + 1 && !e; i++) {
@@ -181,16 +176,13 @@ static void test_bad_values(void)
     xensim_req_init(&req, XENSIM_OP_DOMAIN_CREATE);
     memset(req.name, 'A', sizeof(req.name)); /* not NUL-terminated */
     CU_ASSERT_EQUAL(call(adm, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_DOMAIN_CREATE);
-    strcpy(req.name, "x");
-    req.memory_mib = 0xffffffffu;
-    CU_ASSERT_EQUAL(call(adm, &req), EINVAL);
-    xensim_req_init(&req, XENSIM_OP_DOMAIN_PAUSE);
-    req.domid = 0xffffffffu;
-    CU_ASSERT_EQUAL(call(adm, &req), ESRCH);
-    xensim_req_init(&req, XENSIM_OP_DOMAIN_INFO);
-    req.domid = 0xffffffffu;
-    CU_ASSERT_EQUAL(call(adm, &req), ENOENT);
+    static const struct bad_req admin[] = {
+        { { .op = XENSIM_OP_DOMAIN_CREATE, .name = "x",
+            .memory_mib = 0xffffffffu }, EINVAL },
+        { { .op = XENSIM_OP_DOMAIN_PAUSE, .domid = 0xffffffffu }, ESRCH },
+        { { .op = XENSIM_OP_DOMAIN_INFO, .domid = 0xffffffffu }, ENOENT },
+    };
+    EXPECT_ERRORS(adm, admin);
 
     /* Hanging up mid-way frees what the connection held. */
     close(fd);
