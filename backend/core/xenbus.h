@@ -64,6 +64,9 @@ void xenbus_free(struct xenbus *bus);
  * up at once (netbusd restarted under running guests). */
 int xenbus_register(struct xenbus *bus, const struct xenbus_class *cls);
 unsigned xenbus_device_count(const struct xenbus *bus);
+/* True once the xenstore connection failed; the bus then stopped the loop
+ * (evloop_stop) and serves nothing more: the daemon should exit. */
+bool xenbus_lost(const struct xenbus *bus);
 
 /* ---- for device classes ------------------------------------------------ */
 
