@@ -83,15 +83,14 @@ static int store_printf(struct host *h, const char *path, const char *fmt, ...)
  * the few subtrees N may write; /vm/UUID. */
 static int write_nodes(struct host *h, const struct domain *d)
 {
-    char dom[64], path[160], vm[64], uuid[37], owner_ro[2][16], owner_rw[16];
+    char dom[64], path[160], vm[64], uuid[37], reader[16], owner[16];
     xensim_uuid_format(d->uuid, uuid);
     snprintf(dom, sizeof(dom), "/local/domain/%u", d->domid);
     snprintf(vm, sizeof(vm), "/vm/%s", uuid);
-    snprintf(owner_ro[0], sizeof(owner_ro[0]), "n0");
-    snprintf(owner_ro[1], sizeof(owner_ro[1]), "r%u", d->domid);
-    snprintf(owner_rw, sizeof(owner_rw), "n%u", d->domid);
-    const char *ro[] = { owner_ro[0], owner_ro[1] };
-    const char *rw[] = { owner_rw };
+    snprintf(reader, sizeof(reader), "r%u", d->domid);
+    snprintf(owner, sizeof(owner), "n%u", d->domid);
+    const char *ro[] = { "n0", reader };
+    const char *rw[] = { owner };
     unsigned nro = d->domid ? 2 : 1;
     int rc = 0;
 
