@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
@@ -107,10 +108,24 @@ static struct gnt_dom *attach(struct sim_gnt *g, xenif_domid domid)
 
 /* ---- pinning: Xen's active-entry logic --------------------------------- */
 
-static void lock(struct xensim_gnt_active *a)
+/* The lock word lives in the granting domain's grant-table memory, which
+ * that guest can write: a guest holding it forever must cost us one failed
+ * map, never a hung backend. Mappers hold it for a few instructions, so
+ * 100 ms of waiting means someone is misbehaving. */
+#define LOCK_GIVE_UP_NS 100000000L
+
+static bool lock(struct xensim_gnt_active *a)
 {
-    while (__atomic_exchange_n(&a->lock, 1, __ATOMIC_ACQUIRE))
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (__atomic_exchange_n(&a->lock, 1, __ATOMIC_ACQUIRE)) {
         sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000000000L +
+                (now.tv_nsec - start.tv_nsec) > LOCK_GIVE_UP_NS)
+            return false;
+    }
+    return true;
 }
 
 static void unlock(struct xensim_gnt_active *a)
@@ -142,7 +157,8 @@ static int pin(struct sim_gnt *g, struct gnt_dom *d, xenif_gref ref, bool write,
     struct xensim_gnt_entry *e = &d->tab->entries[ref];
     struct xensim_gnt_active *a = &d->tab->active[ref];
     int rc = GNTST_okay;
-    lock(a);
+    if (!lock(a))
+        return GNTST_general_error;
     if ((write ? a->pins_rw : a->pins_ro) == UINT16_MAX) {
         rc = GNTST_no_space;
         goto out;
@@ -177,7 +193,10 @@ out:
 static void unpin(struct gnt_dom *d, xenif_gref ref, bool write)
 {
     struct xensim_gnt_active *a = &d->tab->active[ref];
-    lock(a);
+    /* If the guest holds the lock, leave its pins and flags as they are:
+     * our mapping goes regardless, only the guest's view of it suffers. */
+    if (!lock(a))
+        return;
     uint16_t *pins = write ? &a->pins_rw : &a->pins_ro;
     if (*pins)
         (*pins)--;

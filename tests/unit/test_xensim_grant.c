@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
 
@@ -151,6 +153,31 @@ static void test_unshare_busy(void)
     CU_ASSERT_EQUAL(xenif_gnt_unshare(fe, p, 2), 0);
 }
 
+/* A guest that grabs the per-entry lock in its own grant table (it can
+ * write that memory) costs the backend one failed map, not a hang. */
+static void test_guest_held_lock(void)
+{
+    xenif_gref ref;
+    void *p = xenif_gnt_share(fe, 0, 1, &ref, true);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    int fd = sim_admin(&host);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct xensim_gnt_layout *tab = xensim_gnt_attach(fd, fe_dom,
+                                                      PROT_READ | PROT_WRITE,
+                                                      NULL, NULL);
+    close(fd);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tab);
+    __atomic_store_n(&tab->active[ref].lock, 1, __ATOMIC_RELEASE);
+    CU_ASSERT_PTR_NULL(xenif_gnt_map(be, fe_dom, 1, &ref, XENIF_GNT_READ));
+    __atomic_store_n(&tab->active[ref].lock, 0, __ATOMIC_RELEASE);
+    void *m = xenif_gnt_map(be, fe_dom, 1, &ref, XENIF_GNT_READ);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    if (m)
+        CU_ASSERT_EQUAL(xenif_gnt_unmap(be, m, 1), 0);
+    munmap(tab, sizeof(*tab));
+    CU_ASSERT_EQUAL(xenif_gnt_unshare(fe, p, 1), 0);
+}
+
 static void test_copy(void)
 {
     xenif_gref refs[2];
@@ -288,6 +315,7 @@ static CU_TestInfo grant_tests[] = {
     { "map by the grantee, flags while mapped", test_map_by_grantee },
     { "map refused: domain, ro, ref, range", test_map_refused },
     { "unshare while mapped is EBUSY", test_unshare_busy },
+    { "guest-held entry lock fails the map", test_guest_held_lock },
     { "grant copy both ways and bad segments", test_copy },
     { "share many: chunked refs, zeroed pages", test_share_many },
     { "frontend exit revokes unused grants", test_frontend_exit },
