@@ -1,0 +1,479 @@
+/* queue: one blkif ring + event channel served from the event loop (see
+ * queue.h). The shared ring is accessed through its index words and slot
+ * bytes only, so one code path serves all three ABIs; the index protocol is
+ * that of xen/io/ring.h (BACK_RING_ATTACH, RING_FINAL_CHECK_FOR_REQUESTS,
+ * RING_PUSH_RESPONSES_AND_CHECK_NOTIFY), written out here with the guest's
+ * words read once each. */
+#include "queue.h"
+
+#include "evloop.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#define PAGE XENIF_PAGE_SIZE
+/* Bad requests logged per queue before only every BAD_LOG_EVERY-th is. */
+#define BAD_LOG_FIRST 32
+#define BAD_LOG_EVERY 1024
+
+/* Offsets of the index words in the shared ring header. */
+enum { IDX_REQ_PROD = 0, IDX_REQ_EVENT = 1, IDX_RSP_PROD = 2, IDX_RSP_EVENT = 3 };
+
+struct vbd_io {
+    struct vbd_target_io tio; /* first: the target hands it back */
+    struct vbd_queue *q;
+    struct vbd_io *next_free;
+    void *map;
+    unsigned map_count;
+    struct blkif_req req;
+    struct iovec iov[BLKIF_MAX_INDIRECT_SEGS];
+};
+
+struct vbd_queue {
+    struct vbd_disk *disk;
+    unsigned index;
+    enum blkif_abi abi;
+    size_t slot_size;
+    uint8_t *sring;
+    unsigned nr_pages;
+    uint32_t size;            /* entries, power of two */
+    uint32_t req_cons, rsp_prod_pvt, rsp_pushed;
+    struct xenif_evtchn *ec;
+    xenif_port port;
+    int fd;
+    bool fd_added, stopped, dead;
+    unsigned inflight;
+    struct vbd_io *ios, *free_ios;
+    uint64_t bad;
+    char why[160];
+};
+
+static uint32_t *idx(struct vbd_queue *q, int which)
+{
+    return (uint32_t *)(void *)q->sring + which;
+}
+
+static uint32_t load_idx(struct vbd_queue *q, int which)
+{
+    return __atomic_load_n(idx(q, which), __ATOMIC_RELAXED);
+}
+
+static void store_idx(struct vbd_queue *q, int which, uint32_t v)
+{
+    __atomic_store_n(idx(q, which), v, __ATOMIC_RELAXED);
+}
+
+static uint8_t *slot(struct vbd_queue *q, uint32_t i)
+{
+    return q->sring + BLKIF_RING_HEADER + (size_t)(i & (q->size - 1)) * q->slot_size;
+}
+
+static const char *op_name(uint8_t op)
+{
+    switch (op) {
+    case BLKIF_REQ_READ: return "read";
+    case BLKIF_REQ_WRITE: return "write";
+    case BLKIF_REQ_WRITE_BARRIER: return "barrier";
+    case BLKIF_REQ_FLUSH: return "flush";
+    case BLKIF_REQ_DISCARD: return "discard";
+    case BLKIF_REQ_INDIRECT: return "indirect";
+    default: return "unknown";
+    }
+}
+
+static uint8_t rsp_op(const struct blkif_req *r)
+{
+    /* Linux blkfront checks an indirect request's response against its
+     * indirect_op. */
+    return r->indirect ? r->op : r->operation;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void respond(struct vbd_queue *q, const struct blkif_req *r, int16_t st)
+{
+    blkif_abi_put_response(q->abi, slot(q, q->rsp_prod_pvt), r->id, rsp_op(r), st);
+    q->rsp_prod_pvt++;
+}
+
+static void push(struct vbd_queue *q)
+{
+    if (q->rsp_prod_pvt == q->rsp_pushed)
+        return;
+    uint32_t old = q->rsp_pushed, new = q->rsp_prod_pvt;
+    __atomic_thread_fence(__ATOMIC_RELEASE); /* responses before index */
+    store_idx(q, IDX_RSP_PROD, new);
+    q->rsp_pushed = new;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* index before rsp_event */
+    uint32_t ev = load_idx(q, IDX_RSP_EVENT);
+    if ((uint32_t)(new - ev) < (uint32_t)(new - old) &&
+        xenif_evtchn_notify(q->ec, q->port) < 0)
+        log_warn(q->disk->where, "queue %u: notify: %s", q->index, strerror(errno));
+}
+
+static void free_io(struct vbd_queue *q, struct vbd_io *io)
+{
+    io->next_free = q->free_ios;
+    q->free_ios = io;
+}
+
+static void bad_request(struct vbd_queue *q, struct vbd_io *io, int st,
+                        const char *why)
+{
+    struct vbd_disk *d = q->disk;
+    d->errors++;
+    q->bad++;
+    if (q->bad <= BAD_LOG_FIRST || q->bad % BAD_LOG_EVERY == 0)
+        log_warn(d->where, "queue %u: bad %s request id %" PRIu64
+                 " (op %u, sector %" PRIu64 ", %u segs): %s%s", q->index,
+                 op_name(io->req.operation), io->req.id, io->req.operation,
+                 io->req.sector, io->req.nr_segments, why,
+                 q->bad == BAD_LOG_FIRST ? " (further ones logged 1 in "
+                 "1024)" : "");
+    respond(q, &io->req, (int16_t)st);
+    free_io(q, io);
+}
+
+/* Ring-level abuse: stop this queue and have the device disconnected. */
+static void queue_abuse(struct vbd_queue *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void queue_abuse(struct vbd_queue *q, const char *fmt, ...)
+{
+    struct vbd_disk *d = q->disk;
+    q->dead = true;
+    if (q->fd_added) {
+        evloop_del(d->loop, q->fd);
+        q->fd_added = false;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->why, sizeof(q->why), fmt, ap);
+    va_end(ap);
+    if (!d->failed) {
+        d->failed = true;
+        if (d->fail)
+            d->fail(d, q->why);
+        else
+            log_error(d->where, "%s", q->why);
+    }
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void io_done(struct vbd_target_io *tio, int err)
+{
+    struct vbd_io *io = (struct vbd_io *)tio;
+    struct vbd_queue *q = io->q;
+    struct vbd_disk *d = q->disk;
+    if (io->map) {
+        if (xenif_gnt_unmap(d->gnt, io->map, io->map_count) < 0)
+            log_error(d->where, "queue %u: unmapping %u grants: %s", q->index,
+                      io->map_count, strerror(errno));
+        io->map = NULL;
+    }
+    int16_t st = BLKIF_ST_OKAY;
+    if (err) {
+        d->errors++;
+        st = err == -EOPNOTSUPP && tio->kind == VBD_IO_DISCARD
+                 ? BLKIF_ST_EOPNOTSUPP : BLKIF_ST_ERROR;
+        log_warn(d->where, "queue %u: %s id %" PRIu64 " at sector %" PRIu64
+                 " (+%" PRIu64 "): %s", q->index, op_name(io->req.op),
+                 io->req.id, io->req.sector, io->req.nr_sectors, strerror(-err));
+    }
+    respond(q, &io->req, st);
+    q->inflight--;
+    free_io(q, io);
+}
+
+/* Maps the indirect descriptor pages read-only and copies them out. */
+static int load_indirect(struct vbd_queue *q, struct vbd_io *io, const char **why)
+{
+    struct vbd_disk *d = q->disk;
+    struct blkif_req *r = &io->req;
+    void *pages = xenif_gnt_map(d->gnt, d->domid, r->nr_indirect_pages,
+                                r->indirect_grefs, XENIF_GNT_READ);
+    if (!pages) {
+        snprintf(q->why, sizeof(q->why), "cannot map %u indirect descriptor "
+                 "page(s): %s", r->nr_indirect_pages, strerror(errno));
+        *why = q->why;
+        return BLKIF_ST_ERROR;
+    }
+    int st = blkif_req_load_indirect(r, pages, &d->lim, why);
+    if (xenif_gnt_unmap(d->gnt, pages, r->nr_indirect_pages) < 0)
+        log_error(d->where, "queue %u: unmapping indirect pages: %s", q->index,
+                  strerror(errno));
+    return st;
+}
+
+static int start_io(struct vbd_queue *q, struct vbd_io *io, const char **why)
+{
+    struct vbd_disk *d = q->disk;
+    struct blkif_req *r = &io->req;
+    struct vbd_target_io *t = &io->tio;
+    t->preflush = false;
+    t->iov = io->iov;
+    t->iovcnt = 0;
+    t->done = io_done;
+    t->offset = r->sector << BLKIF_SECTOR_SHIFT;
+    t->len = blkif_req_bytes(r);
+    io->map = NULL;
+    if (r->op == BLKIF_REQ_FLUSH && r->nr_segments == 0) {
+        t->kind = VBD_IO_FLUSH;
+        t->offset = t->len = 0;
+    } else if (r->op == BLKIF_REQ_DISCARD) {
+        t->kind = VBD_IO_DISCARD;
+    } else {
+        bool to_guest = r->op == BLKIF_REQ_READ;
+        t->kind = to_guest ? VBD_IO_READ : VBD_IO_WRITE;
+        t->preflush = r->op == BLKIF_REQ_FLUSH;
+        xenif_gref refs[BLKIF_MAX_INDIRECT_SEGS];
+        for (unsigned i = 0; i < r->nr_segments; i++)
+            refs[i] = r->seg[i].gref;
+        io->map = xenif_gnt_map(d->gnt, d->domid, r->nr_segments, refs,
+                                to_guest ? XENIF_GNT_READ | XENIF_GNT_WRITE
+                                         : XENIF_GNT_READ);
+        if (!io->map) {
+            snprintf(q->why, sizeof(q->why), "cannot map %u segment grant(s) "
+                     "%s: %s", r->nr_segments,
+                     to_guest ? "writable (data goes to the guest)" : "read-only",
+                     strerror(errno));
+            *why = q->why;
+            return BLKIF_ST_ERROR;
+        }
+        io->map_count = r->nr_segments;
+        for (unsigned i = 0; i < r->nr_segments; i++) {
+            const struct blkif_seg *s = &r->seg[i];
+            io->iov[i].iov_base = (uint8_t *)io->map + (size_t)i * PAGE +
+                                  ((size_t)s->first_sect << BLKIF_SECTOR_SHIFT);
+            io->iov[i].iov_len = ((size_t)s->last_sect - s->first_sect + 1)
+                                 << BLKIF_SECTOR_SHIFT;
+        }
+        t->iovcnt = r->nr_segments;
+    }
+    int rc = d->target->ops->submit(d->target, t);
+    if (rc < 0) {
+        if (io->map)
+            xenif_gnt_unmap(d->gnt, io->map, io->map_count);
+        io->map = NULL;
+        snprintf(q->why, sizeof(q->why), "target did not take it: %s",
+                 strerror(-rc));
+        *why = q->why;
+        return BLKIF_ST_ERROR;
+    }
+    q->inflight++;
+    return BLKIF_ST_OKAY;
+}
+
+/* One request, already copied out of the ring into `copy`. */
+static void handle(struct vbd_queue *q, const uint8_t *copy)
+{
+    struct vbd_disk *d = q->disk;
+    struct vbd_io *io = q->free_ios;
+    q->free_ios = io->next_free;
+    d->requests++;
+    const char *why = NULL;
+    int st = blkif_req_parse(q->abi, copy, &d->lim, &io->req, &why);
+    if (st == BLKIF_ST_OKAY && io->req.indirect)
+        st = load_indirect(q, io, &why);
+    if (st == BLKIF_ST_OKAY)
+        st = start_io(q, io, &why);
+    if (st != BLKIF_ST_OKAY)
+        bad_request(q, io, st, why ? why : "rejected");
+}
+
+static void queue_process(struct vbd_queue *q)
+{
+    struct vbd_disk *d = q->disk;
+    while (!q->stopped && !q->dead) {
+        uint32_t rp = load_idx(q, IDX_REQ_PROD);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE); /* index before slots */
+        if (rp - q->req_cons > q->size) {
+            queue_abuse(q, "queue %u: frontend req_prod %u is %u requests "
+                        "ahead of req_cons %u, the ring holds %u: disconnecting",
+                        q->index, rp, rp - q->req_cons, q->req_cons, q->size);
+            break;
+        }
+        bool blocked = false;
+        while (q->req_cons != rp && !q->dead) {
+            /* At most a ring's worth consumed and unanswered (a frontend
+             * keeping to the protocol never reaches this). */
+            if (q->req_cons - q->rsp_prod_pvt >= q->size || !q->free_ios) {
+                blocked = true;
+                break;
+            }
+            uint8_t copy[BLKIF_SLOT_MAX];
+            memcpy(copy, slot(q, q->req_cons), q->slot_size);
+            __atomic_signal_fence(__ATOMIC_SEQ_CST); /* parse the copy only */
+            q->req_cons++;
+            handle(q, copy);
+        }
+        if (blocked || q->dead)
+            break; /* resumed when completions free a slot */
+        /* RING_FINAL_CHECK_FOR_REQUESTS */
+        store_idx(q, IDX_REQ_EVENT, q->req_cons + 1);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (load_idx(q, IDX_REQ_PROD) == q->req_cons)
+            break;
+    }
+    d->target->ops->kick(d->target);
+    push(q);
+}
+
+static void on_evtchn(struct evloop *loop, int fd, uint32_t events, void *opaque)
+{
+    (void)loop;
+    (void)fd;
+    (void)events;
+    struct vbd_queue *q = opaque;
+    int p;
+    while ((p = xenif_evtchn_pending(q->ec)) >= 0)
+        xenif_evtchn_unmask(q->ec, (xenif_port)p);
+    queue_process(q);
+}
+
+static void on_reaped(void *opaque)
+{
+    struct vbd_disk *d = opaque;
+    for (unsigned i = 0; i < d->nr_queues; i++) {
+        struct vbd_queue *q = d->queues[i];
+        push(q);
+        queue_process(q); /* picks up where a full queue stopped */
+    }
+}
+
+void vbd_disk_attach_target(struct vbd_disk *disk)
+{
+    disk->target->reaped = on_reaped;
+    disk->target->opaque = disk;
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static void queue_free(struct vbd_queue *q)
+{
+    struct vbd_disk *d = q->disk;
+    if (q->fd_added)
+        evloop_del(d->loop, q->fd);
+    if (q->ec) {
+        if (q->port)
+            xenif_evtchn_unbind(q->ec, q->port);
+        xenif_evtchn_close(q->ec);
+    }
+    if (q->sring && xenif_gnt_unmap(d->gnt, q->sring, q->nr_pages) < 0)
+        log_error(d->where, "queue %u: unmapping the ring: %s", q->index,
+                  strerror(errno));
+    if (!q->inflight) /* else the target still holds them: leak, not crash */
+        free(q->ios);
+    free(q);
+}
+
+struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
+                                 const struct vbd_queue_params *p, char *err,
+                                 size_t errlen)
+{
+    if (p->nr_pages == 0 || p->nr_pages > VBD_MAX_RING_PAGES ||
+        (p->nr_pages & (p->nr_pages - 1))) {
+        snprintf(err, errlen, "queue %u: ring of %u pages", p->index, p->nr_pages);
+        return NULL;
+    }
+    if (disk->nr_queues >= VBD_MAX_QUEUES) {
+        snprintf(err, errlen, "too many queues");
+        return NULL;
+    }
+    struct vbd_queue *q = calloc(1, sizeof(*q));
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->disk = disk;
+    q->index = p->index;
+    q->abi = p->abi;
+    q->fd = -1;
+    q->nr_pages = p->nr_pages;
+    q->slot_size = blkif_abi_slot_size(p->abi);
+    q->size = blkif_abi_ring_entries(p->abi, p->nr_pages);
+    q->sring = xenif_gnt_map(disk->gnt, disk->domid, p->nr_pages, p->refs,
+                             XENIF_GNT_READ | XENIF_GNT_WRITE);
+    if (!q->sring) {
+        snprintf(err, errlen, "queue %u: mapping the %u ring page(s): %s",
+                 p->index, p->nr_pages, strerror(errno));
+        goto fail;
+    }
+    q->ec = xenif_evtchn_open(disk->cfg, err, errlen);
+    if (!q->ec)
+        goto fail;
+    int port = xenif_evtchn_bind_interdomain(q->ec, disk->domid, p->remote_port);
+    if (port < 0) {
+        snprintf(err, errlen, "queue %u: binding event channel %u: %s",
+                 p->index, p->remote_port, strerror(errno));
+        goto fail;
+    }
+    q->port = (xenif_port)port;
+    q->fd = xenif_evtchn_fd(q->ec);
+
+    /* BACK_RING_ATTACH: answered requests end at rsp_prod; whatever lies
+     * between it and req_prod is served now. */
+    uint32_t rsp = load_idx(q, IDX_RSP_PROD), req = load_idx(q, IDX_REQ_PROD);
+    if (req - rsp > q->size) {
+        snprintf(err, errlen, "queue %u: ring indexes req_prod %u rsp_prod %u "
+                 "are more than the ring's %u entries apart", p->index, req,
+                 rsp, q->size);
+        goto fail;
+    }
+    q->req_cons = q->rsp_prod_pvt = q->rsp_pushed = rsp;
+
+    q->ios = calloc(q->size, sizeof(*q->ios));
+    if (!q->ios) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = q->size; i-- > 0;) {
+        q->ios[i].q = q;
+        free_io(q, &q->ios[i]);
+    }
+    if (evloop_add(disk->loop, q->fd, EPOLLIN, on_evtchn, q) < 0) {
+        snprintf(err, errlen, "queue %u: evloop: %s", p->index, strerror(errno));
+        goto fail;
+    }
+    q->fd_added = true;
+    disk->queues[disk->nr_queues++] = q;
+    if (req != rsp)
+        log_info(disk->where, "queue %u: %u request(s) already on the ring",
+                 p->index, req - rsp);
+    queue_process(q);
+    return q;
+fail:
+    queue_free(q);
+    return NULL;
+}
+
+void vbd_disk_close_queues(struct vbd_disk *disk)
+{
+    for (unsigned i = 0; i < disk->nr_queues; i++) {
+        struct vbd_queue *q = disk->queues[i];
+        q->stopped = true;
+        if (q->fd_added) {
+            evloop_del(disk->loop, q->fd);
+            q->fd_added = false;
+        }
+    }
+    if (disk->target)
+        disk->target->ops->drain(disk->target);
+    for (unsigned i = 0; i < disk->nr_queues; i++) {
+        struct vbd_queue *q = disk->queues[i];
+        push(q);
+        if (q->inflight)
+            log_error(disk->where, "queue %u: %u request(s) still in flight at "
+                      "close", q->index, q->inflight);
+        queue_free(q);
+        disk->queues[i] = NULL;
+    }
+    disk->nr_queues = 0;
+}

@@ -1,0 +1,320 @@
+/* target_file: a vbd backed by a local regular file or block device.
+ *
+ * I/O goes through one io_uring per target with as many operations in flight
+ * as the rings hand us, readv/writev straight from/to the mapped guest pages.
+ * The file is opened with O_DIRECT when the file system allows it; requests
+ * that do not meet the direct-I/O alignment (statx STATX_DIOALIGN) go through
+ * a second, buffered descriptor of the same file. Flush is fdatasync
+ * (IORING_FSYNC_DATASYNC); a write with a preflush is an fdatasync linked
+ * before the write. Discard is fallocate(PUNCH_HOLE|KEEP_SIZE), which block
+ * devices turn into a discard/zero-out as BLKDISCARD would. */
+#include "target.h"
+
+#include "evloop.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define QUEUE_DEPTH 256
+#define AUX_TAG 1ul /* user_data low bit: the fdatasync linked before a write */
+
+struct file_target {
+    struct vbd_target pub;
+    char *where;
+    struct evloop *loop;
+    int fd_direct;      /* -1 when O_DIRECT is not available */
+    int fd_buf;
+    unsigned mem_align, off_align;
+    int efd;
+    struct io_uring ring;
+    unsigned inflight;
+};
+
+#define FT(t) ((struct file_target *)(t))
+
+static bool dio_ok(const struct file_target *f, const struct vbd_target_io *io)
+{
+    if (f->fd_direct < 0)
+        return false;
+    if (io->kind != VBD_IO_READ && io->kind != VBD_IO_WRITE)
+        return true;
+    if ((io->offset | io->len) & (f->off_align - 1))
+        return false;
+    for (unsigned i = 0; i < io->iovcnt; i++)
+        if (((uintptr_t)io->iov[i].iov_base & (f->mem_align - 1)) ||
+            (io->iov[i].iov_len & (f->off_align - 1)))
+            return false;
+    return true;
+}
+
+static void reap(struct file_target *f)
+{
+    struct io_uring_cqe *cqe;
+    bool any = false;
+    while (io_uring_peek_cqe(&f->ring, &cqe) == 0) {
+        uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&f->ring, cqe);
+        struct vbd_target_io *io = (struct vbd_target_io *)(ud & ~AUX_TAG);
+        if (!io)
+            continue;
+        int err = res < 0 ? res : 0;
+        if (!err && !(ud & AUX_TAG) &&
+            (io->kind == VBD_IO_READ || io->kind == VBD_IO_WRITE) &&
+            (uint64_t)res != io->len)
+            err = -EIO; /* short transfer: the file shrank under us */
+        if (err && !io->err)
+            io->err = err;
+        if (--io->pending == 0) {
+            f->inflight--;
+            any = true;
+            io->done(io, io->err);
+        }
+    }
+    if (any && f->pub.reaped)
+        f->pub.reaped(f->pub.opaque);
+}
+
+static void submit_now(struct file_target *f)
+{
+    for (int tries = 0; io_uring_sq_ready(&f->ring) && tries < 1000; tries++) {
+        int rc = io_uring_submit(&f->ring);
+        if (rc >= 0)
+            continue;
+        if (rc == -EBUSY || rc == -EAGAIN || rc == -EINTR) {
+            /* Completions are waiting to be reaped first. */
+            struct io_uring_cqe *cqe;
+            if (io_uring_wait_cqe(&f->ring, &cqe) == 0)
+                reap(f);
+            continue;
+        }
+        log_error(f->where, "io_uring_submit: %s", strerror(-rc));
+        break;
+    }
+}
+
+static int file_submit(struct vbd_target *t, struct vbd_target_io *io)
+{
+    struct file_target *f = FT(t);
+    unsigned need = io->kind == VBD_IO_WRITE && io->preflush ? 2 : 1;
+    if (io_uring_sq_space_left(&f->ring) < need)
+        submit_now(f);
+    if (io_uring_sq_space_left(&f->ring) < need)
+        return -EAGAIN;
+    int fd = dio_ok(f, io) ? f->fd_direct : f->fd_buf;
+    io->pending = (int)need;
+    io->err = 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+    if (need == 2) {
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data(sqe, (void *)((uintptr_t)io | AUX_TAG));
+        io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
+        sqe = io_uring_get_sqe(&f->ring);
+    }
+    switch (io->kind) {
+    case VBD_IO_READ:
+        io_uring_prep_readv(sqe, fd, io->iov, io->iovcnt, io->offset);
+        break;
+    case VBD_IO_WRITE:
+        io_uring_prep_writev(sqe, fd, io->iov, io->iovcnt, io->offset);
+        break;
+    case VBD_IO_FLUSH:
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        break;
+    case VBD_IO_DISCARD:
+        if (io->len == 0)
+            io_uring_prep_nop(sqe);
+        else
+            io_uring_prep_fallocate(sqe, fd,
+                                    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                    io->offset, io->len);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, io);
+    f->inflight++;
+    return 0;
+}
+
+static void file_kick(struct vbd_target *t)
+{
+    submit_now(FT(t));
+}
+
+static void file_drain(struct vbd_target *t)
+{
+    struct file_target *f = FT(t);
+    submit_now(f);
+    while (f->inflight) {
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_wait_cqe(&f->ring, &cqe);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            log_error(f->where, "waiting for I/O completions: %s", strerror(-rc));
+            break;
+        }
+        reap(f);
+        submit_now(f);
+    }
+}
+
+static unsigned file_inflight(const struct vbd_target *t)
+{
+    return ((const struct file_target *)t)->inflight;
+}
+
+static void on_eventfd(struct evloop *loop, int fd, uint32_t events, void *opaque)
+{
+    (void)loop;
+    (void)events;
+    uint64_t v;
+    while (read(fd, &v, sizeof(v)) > 0)
+        ;
+    reap(opaque);
+}
+
+static void file_close(struct vbd_target *t)
+{
+    struct file_target *f = FT(t);
+    if (!f)
+        return;
+    file_drain(t);
+    evloop_del(f->loop, f->efd);
+    io_uring_unregister_eventfd(&f->ring);
+    io_uring_queue_exit(&f->ring);
+    close(f->efd);
+    if (f->fd_direct >= 0)
+        close(f->fd_direct);
+    close(f->fd_buf);
+    free(f->where);
+    free(f);
+}
+
+static const struct vbd_target_ops file_ops = {
+    .submit = file_submit,
+    .kick = file_kick,
+    .drain = file_drain,
+    .inflight = file_inflight,
+    .close = file_close,
+};
+
+static unsigned clamp_pow2(unsigned v, unsigned lo, unsigned hi)
+{
+    if (v < lo || (v & (v - 1)))
+        return lo;
+    return v > hi ? hi : v;
+}
+
+struct vbd_target *vbd_target_file_open(const char *path, bool readonly,
+                                        struct evloop *loop, const char *where,
+                                        char *err, size_t errlen)
+{
+    struct file_target *f = calloc(1, sizeof(*f));
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->fd_direct = f->fd_buf = f->efd = -1;
+    f->loop = loop;
+    f->where = strdup(where ? where : path);
+    int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    f->fd_buf = open(path, flags);
+    if (f->fd_buf < 0) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(f->fd_buf, &st) < 0) {
+        snprintf(err, errlen, "stat %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct vbd_target_info *info = &f->pub.info;
+    info->readonly = readonly;
+    if (S_ISREG(st.st_mode)) {
+        info->size = (uint64_t)st.st_size;
+        info->sector_size = 512;
+        info->physical_sector_size = clamp_pow2((unsigned)st.st_blksize, 512, 4096);
+        info->discard_granularity = clamp_pow2((unsigned)st.st_blksize, 512, 1u << 20);
+    } else if (S_ISBLK(st.st_mode)) {
+        uint64_t size;
+        int lbs;
+        unsigned pbs;
+        if (ioctl(f->fd_buf, BLKGETSIZE64, &size) < 0 ||
+            ioctl(f->fd_buf, BLKSSZGET, &lbs) < 0) {
+            snprintf(err, errlen, "%s: BLKGETSIZE64/BLKSSZGET: %s", path,
+                     strerror(errno));
+            goto fail;
+        }
+        if (ioctl(f->fd_buf, BLKPBSZGET, &pbs) < 0)
+            pbs = (unsigned)lbs;
+        info->is_blockdev = true;
+        info->size = size;
+        info->sector_size = clamp_pow2((unsigned)lbs, 512, 4096);
+        info->physical_sector_size = clamp_pow2(pbs, info->sector_size, 65536);
+        info->discard_granularity = info->physical_sector_size;
+    } else {
+        snprintf(err, errlen, "%s is neither a regular file nor a block device",
+                 path);
+        goto fail;
+    }
+    info->can_flush = !readonly;
+    info->can_discard = !readonly;
+
+    f->fd_direct = open(path, flags | O_DIRECT);
+    if (f->fd_direct < 0) {
+        log_info(f->where, "%s: O_DIRECT not available (%s); buffered I/O",
+                 path, strerror(errno));
+    } else {
+        struct statx stx;
+        f->mem_align = f->off_align = info->sector_size;
+        if (statx(f->fd_direct, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+            (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+            f->mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 1;
+            f->off_align = stx.stx_dio_offset_align;
+        }
+        if ((f->mem_align & (f->mem_align - 1)) ||
+            (f->off_align & (f->off_align - 1)) || f->off_align > 4096) {
+            log_info(f->where, "%s: odd direct-I/O alignment; buffered I/O", path);
+            close(f->fd_direct);
+            f->fd_direct = -1;
+        } else {
+            info->direct = true;
+        }
+    }
+
+    int rc = io_uring_queue_init(QUEUE_DEPTH, &f->ring, 0);
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
+        goto fail;
+    }
+    f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (f->efd < 0 || (rc = io_uring_register_eventfd(&f->ring, f->efd)) < 0 ||
+        evloop_add(loop, f->efd, EPOLLIN, on_eventfd, f) < 0) {
+        snprintf(err, errlen, "io_uring eventfd: %s",
+                 strerror(f->efd < 0 || rc == 0 ? errno : -rc));
+        io_uring_queue_exit(&f->ring);
+        goto fail;
+    }
+    f->pub.ops = &file_ops;
+    return &f->pub;
+fail:
+    if (f->efd >= 0)
+        close(f->efd);
+    if (f->fd_direct >= 0)
+        close(f->fd_direct);
+    if (f->fd_buf >= 0)
+        close(f->fd_buf);
+    free(f->where);
+    free(f);
+    return NULL;
+}

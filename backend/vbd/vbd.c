@@ -1,0 +1,300 @@
+/* vbd: the blkif device class on the xenbus state machine (see vbd.h). */
+#include "vbd.h"
+
+#include "log.h"
+#include "queue.h"
+#include "target.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VDISK_CDROM_BIT     1
+#define VDISK_REMOVABLE_BIT 2
+#define VDISK_READONLY_BIT  4
+
+struct vbd_dev {
+    struct xenbus_device *dev;
+    struct vbd_disk disk;
+    unsigned info;
+    bool connected;
+};
+
+const char *vbd_params_path(const char *params)
+{
+    static const char *const prefixes[] = { "file:", "phy:", "aio:", "raw:" };
+    if (!params)
+        return NULL;
+    const char *p = params;
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(p, prefixes[i], n) == 0) {
+            p += n;
+            break;
+        }
+    }
+    if (p[0] != '/' || strlen(p) >= 4096)
+        return NULL;
+    for (const char *c = p; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return NULL;
+    return p;
+}
+
+static void vbd_fail(struct vbd_disk *disk, const char *why)
+{
+    struct vbd_dev *v = disk->opaque;
+    xenbus_device_error(v->dev, "%s", why);
+}
+
+static int vbd_init(struct xenbus_device *dev)
+{
+    const char *where = xenbus_backend_path(dev);
+    char *params = xenbus_read(dev, "params");
+    const char *path = vbd_params_path(params);
+    if (!path) {
+        xenbus_device_error(dev, params ? "params: cannot serve \"%.200s\" (want "
+                            "an absolute path, optionally file:/phy:/aio:/raw:)"
+                            : "no params node%.0s", params ? params : "");
+        free(params);
+        return -1;
+    }
+    char *mode = xenbus_read(dev, "mode");
+    bool readonly;
+    if (!mode || strcmp(mode, "w") == 0 || strcmp(mode, "rw") == 0 ||
+        strcmp(mode, "w!") == 0) {
+        readonly = false;
+    } else if (strcmp(mode, "r") == 0 || strcmp(mode, "ro") == 0) {
+        readonly = true;
+    } else {
+        xenbus_device_error(dev, "mode: \"%.40s\" is neither r nor w", mode);
+        free(mode);
+        free(params);
+        return -1;
+    }
+    free(mode);
+    unsigned info = readonly ? VDISK_READONLY_BIT : 0;
+    char *dtype = xenbus_read(dev, "device-type");
+    if (dtype && strcmp(dtype, "cdrom") == 0)
+        info |= VDISK_CDROM_BIT;
+    free(dtype);
+    unsigned long val;
+    if (xenbus_read_uint(dev, "removable", &val) == 0 && val)
+        info |= VDISK_REMOVABLE_BIT;
+    bool discard_enable = !(xenbus_read_uint(dev, "discard-enable", &val) == 0 &&
+                            val == 0);
+
+    struct vbd_dev *v = calloc(1, sizeof(*v));
+    char err[512];
+    if (!v) {
+        xenbus_device_error(dev, "out of memory");
+        free(params);
+        return -1;
+    }
+    v->dev = dev;
+    v->info = info;
+    struct vbd_disk *d = &v->disk;
+    d->where = where;
+    d->loop = xenbus_loop(dev);
+    d->cfg = xenbus_xenif_config(dev);
+    d->domid = xenbus_frontend_id(dev);
+    d->fail = vbd_fail;
+    d->opaque = v;
+    d->target = vbd_target_file_open(path, readonly, d->loop, where, err,
+                                     sizeof(err));
+    if (!d->target) {
+        xenbus_device_error(dev, "cannot open the disk: %s", err);
+        goto fail;
+    }
+    d->gnt = xenif_gnt_open(d->cfg, err, sizeof(err));
+    if (!d->gnt) {
+        xenbus_device_error(dev, "grant handle: %s", err);
+        goto fail;
+    }
+    vbd_disk_attach_target(d);
+    const struct vbd_target_info *ti = &d->target->info;
+    d->lim.sectors = ti->size >> BLKIF_SECTOR_SHIFT;
+    d->lim.sector_size = ti->sector_size;
+    d->lim.max_indirect_segments = BLKIF_MAX_INDIRECT_SEGS;
+    d->lim.readonly = readonly;
+    d->lim.flush = ti->can_flush;
+    d->lim.discard = ti->can_discard && discard_enable;
+    xenbus_set_priv(dev, v);
+
+    int rc = 0;
+    if (d->lim.flush)
+        rc |= xenbus_printf(dev, "feature-flush-cache", "1");
+    if (d->lim.discard) {
+        rc |= xenbus_printf(dev, "feature-discard", "1");
+        rc |= xenbus_printf(dev, "discard-granularity", "%u",
+                            ti->discard_granularity);
+        rc |= xenbus_printf(dev, "discard-alignment", "0");
+        rc |= xenbus_printf(dev, "discard-secure", "0");
+    }
+    rc |= xenbus_printf(dev, "feature-max-indirect-segments", "%u",
+                        d->lim.max_indirect_segments);
+    rc |= xenbus_printf(dev, "max-ring-page-order", "%u", VBD_MAX_RING_ORDER);
+    rc |= xenbus_printf(dev, "multi-queue-max-queues", "%u",
+                        VBD_DEFAULT_MAX_QUEUES);
+    if (rc) {
+        xenbus_device_error(dev, "publishing features: %s", strerror(errno));
+        free(params);
+        return -1; /* free() releases v */
+    }
+    log_info(where, "%s: %llu sectors, %u-byte sectors, %s%s", path,
+             (unsigned long long)d->lim.sectors, ti->sector_size,
+             readonly ? "read-only" : "read-write",
+             ti->direct ? ", O_DIRECT" : "");
+    free(params);
+    return 0;
+fail:
+    if (d->target)
+        d->target->ops->close(d->target);
+    xenif_gnt_close(d->gnt);
+    free(v);
+    free(params);
+    return -1;
+}
+
+/* Reads an unsigned frontend key below prefix; -1 after a device error. */
+static int fe_uint(struct xenbus_device *dev, const char *prefix,
+                   const char *key, unsigned long max, unsigned long *out)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "%s%s", prefix, key);
+    if (xenbus_read_frontend_uint(dev, k, out) < 0) {
+        xenbus_device_error(dev, "frontend %s: %s", k,
+                            errno == ENOENT ? "missing" : "not a number");
+        return -1;
+    }
+    if (*out > max) {
+        xenbus_device_error(dev, "frontend %s: %lu is over %lu", k, *out, max);
+        return -1;
+    }
+    return 0;
+}
+
+static int vbd_connect(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    struct vbd_disk *d = &v->disk;
+    if (v->connected) /* a frontend starting over */
+        vbd_disk_close_queues(d);
+    v->connected = false;
+    d->failed = false;
+
+    enum blkif_abi abi;
+    char *proto = xenbus_read_frontend(dev, "protocol");
+    if (blkif_abi_from_protocol(proto, &abi) < 0) {
+        xenbus_device_error(dev, "frontend protocol \"%.40s\" unknown", proto);
+        free(proto);
+        return -1;
+    }
+    free(proto);
+
+    unsigned long nq = 1, order = 0, val;
+    bool have_order = false;
+    char *s = xenbus_read_frontend(dev, "multi-queue-num-queues");
+    bool have_nq = s != NULL;
+    free(s);
+    if (have_nq && fe_uint(dev, "", "multi-queue-num-queues",
+                     VBD_DEFAULT_MAX_QUEUES, &nq) < 0)
+        return -1;
+    if (nq == 0) {
+        xenbus_device_error(dev, "frontend multi-queue-num-queues is 0");
+        return -1;
+    }
+    s = xenbus_read_frontend(dev, "ring-page-order");
+    have_order = s != NULL;
+    free(s);
+    if (have_order) {
+        if (fe_uint(dev, "", "ring-page-order", VBD_MAX_RING_ORDER, &order) < 0)
+            return -1;
+    }
+
+    for (unsigned q = 0; q < nq; q++) {
+        struct vbd_queue_params p = { .index = q, .abi = abi,
+                                      .nr_pages = 1u << order };
+        char prefix[24] = "";
+        if (nq > 1)
+            snprintf(prefix, sizeof(prefix), "queue-%u/", q);
+        for (unsigned i = 0; i < p.nr_pages; i++) {
+            char key[24];
+            if (have_order)
+                snprintf(key, sizeof(key), "ring-ref%u", i);
+            else
+                snprintf(key, sizeof(key), "ring-ref");
+            if (fe_uint(dev, prefix, key, UINT32_MAX, &val) < 0)
+                goto fail;
+            p.refs[i] = (xenif_gref)val;
+        }
+        if (fe_uint(dev, prefix, "event-channel", UINT32_MAX, &val) < 0)
+            goto fail;
+        p.remote_port = (xenif_port)val;
+        char err[512];
+        if (!vbd_queue_open(d, &p, err, sizeof(err))) {
+            xenbus_device_error(dev, "%s", err);
+            goto fail;
+        }
+    }
+    const struct vbd_target_info *ti = &d->target->info;
+    int rc = xenbus_printf(dev, "sectors", "%llu",
+                           (unsigned long long)d->lim.sectors);
+    rc |= xenbus_printf(dev, "info", "%u", v->info);
+    rc |= xenbus_printf(dev, "sector-size", "%u", ti->sector_size);
+    rc |= xenbus_printf(dev, "physical-sector-size", "%u",
+                        ti->physical_sector_size);
+    if (rc) {
+        xenbus_device_error(dev, "publishing the disk: %s", strerror(errno));
+        goto fail;
+    }
+    v->connected = true;
+    log_info(xenbus_backend_path(dev), "connected: %lu queue(s) of %u ring "
+             "page(s), %s", nq, 1u << order, blkif_abi_name(abi));
+    return 0;
+fail:
+    vbd_disk_close_queues(d);
+    return -1;
+}
+
+static void vbd_disconnect(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    if (!v || !v->connected)
+        return;
+    vbd_disk_close_queues(&v->disk);
+    v->connected = false;
+    log_info(xenbus_backend_path(dev), "disconnected (%llu requests, %llu "
+             "errors)", (unsigned long long)v->disk.requests,
+             (unsigned long long)v->disk.errors);
+}
+
+static void vbd_free(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    if (!v)
+        return;
+    vbd_disk_close_queues(&v->disk);
+    if (v->disk.target)
+        v->disk.target->ops->close(v->disk.target);
+    xenif_gnt_close(v->disk.gnt);
+    xenbus_set_priv(dev, NULL);
+    free(v);
+}
+
+const struct xenbus_class vbd_class = {
+    .type = "vbd",
+    .init = vbd_init,
+    .connect = vbd_connect,
+    .disconnect = vbd_disconnect,
+    .free = vbd_free,
+};
+
+const struct xenbus_class qdisk_class = {
+    .type = "qdisk",
+    .init = vbd_init,
+    .connect = vbd_connect,
+    .disconnect = vbd_disconnect,
+    .free = vbd_free,
+};

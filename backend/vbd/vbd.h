@@ -1,0 +1,29 @@
+/* vbd: the blkif backend device class, served as backend type "vbd" (what
+ * libxl uses for phy disks) and "qdisk" (what it uses for QEMU-served ones).
+ * Both share the code: a local file or block device named by `params`,
+ * served through queue.c and target_file.c.
+ *
+ * Backend keys read: params ("/path", or "file:", "phy:", "aio:", "raw:"
+ * followed by the path), mode ("r"/"ro" read-only, "w"/"rw"/"w!" writable;
+ * default writable), device-type ("cdrom"), removable, discard-enable.
+ * Published at InitWait: feature-flush-cache, feature-discard with
+ * discard-granularity/-alignment/-secure, feature-max-indirect-segments,
+ * max-ring-page-order, multi-queue-max-queues. At Connected: sectors (512-byte
+ * units, as Linux blkfront reads it), sector-size, physical-sector-size,
+ * info. feature-persistent is not offered (see the measurements in
+ * tests/unit/test_vbd_ring.c). */
+#ifndef NETBUS_VBD_H
+#define NETBUS_VBD_H
+
+#include "xenbus.h"
+
+extern const struct xenbus_class vbd_class, qdisk_class;
+
+/* Queues offered per device (multi-queue-max-queues). */
+#define VBD_DEFAULT_MAX_QUEUES 4
+
+/* The path of a `params` value, or NULL if the form is not one we serve
+ * (returns a pointer into params). */
+const char *vbd_params_path(const char *params);
+
+#endif
