@@ -446,12 +446,6 @@ int xsd_store_set_perms(struct xsd *x, const char *path,
 
 static struct evloop *main_loop;
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    evloop_stop(main_loop);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -557,12 +551,14 @@ int xsd_main(int argc, char **argv)
             rc = 1;
         }
     if (!rc) {
-        struct sigaction sa = { .sa_handler = on_signal };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
-        log_info("xenstored", "serving %s/socket", dir);
-        rc = evloop_run(main_loop) < 0 ? 1 : 0;
+        if (evloop_stop_on_signals(main_loop, "xenstored") < 0) {
+            fprintf(stderr, "xenstored: signalfd: %s\n", strerror(errno));
+            rc = 1;
+        } else {
+            log_info("xenstored", "serving %s/socket", dir);
+            rc = evloop_run(main_loop) < 0 ? 1 : 0;
+        }
     }
     xsd_free(x);
     evloop_free(main_loop);

@@ -1,9 +1,12 @@
 #include "evloop.h"
 
 #include <errno.h>
+#include "log.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 struct evloop_entry {
@@ -20,6 +23,8 @@ struct evloop {
      * because later events of the same batch may still point at them. */
     struct evloop_entry *graveyard;
     volatile sig_atomic_t stop;
+    int signal_fd; /* -1 unless evloop_stop_on_signals was called */
+    const char *signal_who;
 };
 
 struct evloop *evloop_new(void)
@@ -27,6 +32,7 @@ struct evloop *evloop_new(void)
     struct evloop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return NULL;
+    loop->signal_fd = -1;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
         free(loop);
@@ -49,6 +55,8 @@ void evloop_free(struct evloop *loop)
     if (!loop)
         return;
     close(loop->epfd);
+    if (loop->signal_fd >= 0)
+        close(loop->signal_fd);
     free_list(loop->entries);
     free_list(loop->graveyard);
     free(loop);
@@ -139,6 +147,37 @@ int evloop_run(struct evloop *loop)
 void evloop_stop(struct evloop *loop)
 {
     loop->stop = 1;
+}
+
+static void signal_cb(struct evloop *loop, int fd, uint32_t events,
+                      void *opaque)
+{
+    (void)events;
+    (void)opaque;
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        log_info(loop->signal_who, "signal %u: shutting down", si.ssi_signo);
+    evloop_stop(loop);
+}
+
+int evloop_stop_on_signals(struct evloop *loop, const char *who)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0)
+        return -1;
+    int fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (evloop_add(loop, fd, EPOLLIN, signal_cb, NULL) < 0) {
+        close(fd);
+        return -1;
+    }
+    loop->signal_fd = fd;
+    loop->signal_who = who;
+    return 0;
 }
 
 bool evloop_stopped(const struct evloop *loop)

@@ -29,6 +29,10 @@ int evloop_run_once(struct evloop *loop, int timeout_ms);
 /* Run until evloop_stop() is called (from a callback or signal handler). */
 int evloop_run(struct evloop *loop);
 void evloop_stop(struct evloop *loop);
+/* SIGINT and SIGTERM stop the loop (through a signalfd, so a signal that
+ * lands just before epoll_wait is not missed). Blocks both signals in the
+ * calling thread. `who` names the process in the log line. */
+int evloop_stop_on_signals(struct evloop *loop, const char *who);
 bool evloop_stopped(const struct evloop *loop);
 
 #endif

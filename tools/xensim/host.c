@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -223,16 +222,6 @@ void host_unlisten(struct host *h, struct domain *d)
         unlink(path);
 }
 
-static void signal_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
-{
-    (void)events;
-    (void)opaque;
-    struct signalfd_siginfo si;
-    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        log_info(NULL, "signal %u: shutting the host down", si.ssi_signo);
-    evloop_stop(loop);
-}
-
 static void host_free(struct host *h)
 {
     /* Connections first: stopping the host disconnects the processes of its
@@ -246,10 +235,6 @@ static void host_free(struct host *h)
         domain_destroy(h, h->domains[0]);
     if (h->xsd)
         xsd_free(h->xsd);
-    if (h->sig_fd >= 0) {
-        evloop_del(h->loop, h->sig_fd);
-        close(h->sig_fd);
-    }
     evloop_free(h->loop);
     free(h);
 }
@@ -261,7 +246,6 @@ int xensim_host_run(const char *dir, unsigned dom0_mib)
         log_error(NULL, "out of memory");
         return 1;
     }
-    h->sig_fd = -1;
     h->next_domid = 1;
     if (strlen(dir) + 32 >= sizeof(h->dir)) {
         log_error(NULL, "--dir %s is too long for unix socket paths; use "
@@ -282,13 +266,7 @@ int xensim_host_run(const char *dir, unsigned dom0_mib)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    h->sig_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (h->sig_fd < 0 || evloop_add(h->loop, h->sig_fd, EPOLLIN, signal_cb, h) < 0) {
+    if (evloop_stop_on_signals(h->loop, "xensim host") < 0) {
         log_error(NULL, "signalfd: %s", strerror(errno));
         host_free(h);
         return 1;

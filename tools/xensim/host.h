@@ -67,7 +67,6 @@ struct host {
     unsigned next_domid;
     struct conn *conns;
     uint32_t next_serial;
-    int sig_fd;
 };
 
 #define XENSIM_DEFAULT_GUEST_MIB 128u
