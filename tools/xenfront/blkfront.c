@@ -1,0 +1,1081 @@
+/* blkfront: the userspace reference blkif frontend. See blkfront.h. */
+#include "blkfront.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ring.h leaves the barriers to the includer. */
+#define mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
+#include <xen/xen.h>
+#include <xen/io/blkif.h>
+#include <xen/io/protocols.h>
+#include <xen/io/xenbus.h>
+
+#define SEGS_PER_INDIRECT_PAGE (XENIF_PAGE_SIZE / sizeof(struct blkif_request_segment))
+#define POOL_BATCH 64u
+
+_Static_assert(sizeof(blkif_request_indirect_t) <= sizeof(blkif_request_t),
+               "indirect request fits a ring slot");
+_Static_assert(sizeof(blkif_request_discard_t) <= sizeof(blkif_request_t),
+               "discard request fits a ring slot");
+_Static_assert(BF_MAX_INDIRECT <= SEGS_PER_INDIRECT_PAGE * BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
+               "indirect limit");
+
+struct gpage {
+    void *addr;
+    xenif_gref ref;
+};
+
+struct shadow {
+    bool busy;
+    struct bf_io *io;
+    uint8_t rsp_op;          /* operation the response must carry */
+    bool writes_data;        /* a WRITE: the backend reads our pages */
+    unsigned nseg, nind;
+    /* non-persistent mode: one share for the data pages, one for the
+     * indirect pages (NULL if none) */
+    void *data_share, *ind_share;
+    struct gpage *pg;        /* nseg data pages, then nind indirect pages */
+    unsigned next_free;
+};
+
+struct ring {
+    unsigned idx;
+    void *sring;
+    unsigned npages;
+    xenif_gref refs[1u << BF_MAX_RING_ORDER];
+    int port;
+    blkif_front_ring_t front;
+    unsigned size;
+    struct shadow *shadow;
+    unsigned free_head;      /* == size: none free */
+    unsigned in_flight;
+    bool unpushed;
+};
+
+struct batch {
+    void *addr;
+    unsigned count;
+    struct batch *next;
+};
+
+/* Revocations the backend did not allow yet (it still maps the pages). */
+struct deferred {
+    void *addr;
+    unsigned count;
+    struct deferred *next;
+};
+
+struct blkfront {
+    struct bf_opts o;
+    struct xenif_config cfg;
+    struct xenif_xs *xs;
+    struct xenif_evtchn *ec;
+    struct xenif_gnt *gnt;
+    xenif_domid self, be_id;
+    char fe_path[128], be_path[256];
+
+    uint64_t sectors;
+    unsigned sector_size, info;
+    bool flush, barrier, discard, discard_secure, persistent;
+    unsigned discard_gran, discard_align;
+    unsigned max_indirect;   /* 0: direct requests only */
+    unsigned max_segs, max_ind_pages;
+
+    unsigned order, nr_rings, next_ring;
+    struct ring rings[BF_MAX_QUEUES];
+
+    struct gpage *pool;      /* free persistent pages, LIFO */
+    size_t pool_n, pool_cap, pool_total;
+    struct batch *batches;
+    struct deferred *deferred;
+
+    bool connected, failed;
+    uint64_t last_deadline_check;
+    struct bf_stats stats;
+    char err[512];
+};
+
+uint64_t bf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void bf_opts_default(struct bf_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->devid = 51712;
+    o->max_ring_order = BF_MAX_RING_ORDER;
+    o->max_queues = 1;
+    o->max_indirect = 256;
+    o->persistent = true;
+    o->timeout_ms = 20000;
+}
+
+static void fail(struct blkfront *bf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void fail(struct blkfront *bf, const char *fmt, ...)
+{
+    if (bf->failed)
+        return; /* keep the first reason */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(bf->err, sizeof(bf->err), fmt, ap);
+    va_end(ap);
+    bf->failed = true;
+}
+
+static void vlog(const struct blkfront *bf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void vlog(const struct blkfront *bf, const char *fmt, ...)
+{
+    if (!bf->o.verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xenfront: vbd/%u: ", bf->o.devid);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static const char *state_name(unsigned long s)
+{
+    static const char *names[] = { "Unknown", "Initialising", "InitWait",
+                                   "Initialised", "Connected", "Closing",
+                                   "Closed", "Reconfiguring", "Reconfigured" };
+    return s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
+}
+
+/* ---- xenstore helpers --------------------------------------------------- */
+
+static int read_uint_at(struct blkfront *bf, const char *dir, const char *key,
+                        unsigned long *out)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_read_uint(bf->xs, 0, path, out);
+}
+
+static unsigned long be_uint(struct blkfront *bf, const char *key,
+                             unsigned long dflt)
+{
+    unsigned long v;
+    return read_uint_at(bf, bf->be_path, key, &v) == 0 ? v : dflt;
+}
+
+/* Backend state; XenbusStateUnknown if its directory is gone. */
+static unsigned long be_state(struct blkfront *bf)
+{
+    return be_uint(bf, "state", XenbusStateUnknown);
+}
+
+static int set_state(struct blkfront *bf, unsigned long state)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/state", bf->fe_path);
+    if (xenif_xs_printf(bf->xs, 0, path, "%lu", state) < 0) {
+        fail(bf, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    vlog(bf, "frontend -> %s", state_name(state));
+    return 0;
+}
+
+/* Drops pending watch events (we re-read the state after each). */
+static int drain_watch(struct blkfront *bf)
+{
+    char *path, *token;
+    int rc;
+    while ((rc = xenif_xs_next_event(bf->xs, &path, &token)) == 1)
+        free(path);
+    return rc;
+}
+
+/* Waits until the backend reaches a state in `want` (bit mask of states).
+ * States in `bad` fail at once. Returns the state, or -1 after fail(). */
+static long wait_be_state(struct blkfront *bf, unsigned want, unsigned bad,
+                          const char *what)
+{
+    uint64_t deadline = bf_now_ns() + (uint64_t)bf->o.timeout_ms * 1000000ull;
+    unsigned long s = XenbusStateUnknown;
+    for (;;) {
+        if (drain_watch(bf) < 0) {
+            fail(bf, "xenstore connection lost while %s", what);
+            return -1;
+        }
+        s = be_state(bf);
+        if (s < 32 && (want & (1u << s)))
+            return (long)s;
+        if (s < 32 && (bad & (1u << s))) {
+            fail(bf, "backend %s went %s while %s", bf->be_path, state_name(s), what);
+            return -1;
+        }
+        uint64_t now = bf_now_ns();
+        if (now >= deadline)
+            break;
+        struct pollfd p = { .fd = xenif_xs_fd(bf->xs), .events = POLLIN };
+        int ms = (int)((deadline - now) / 1000000ull) + 1;
+        if (poll(&p, 1, ms < 200 ? ms : 200) < 0 && errno != EINTR) {
+            fail(bf, "poll: %s", strerror(errno));
+            return -1;
+        }
+    }
+    fail(bf, "timed out after %d ms %s: backend %s is %s (is netbusd serving "
+         "this device?)", bf->o.timeout_ms, what, bf->be_path, state_name(s));
+    return -1;
+}
+
+/* ---- grants ------------------------------------------------------------- */
+
+static int pool_grow(struct blkfront *bf, unsigned need)
+{
+    unsigned count = need > POOL_BATCH ? need : POOL_BATCH;
+    xenif_gref *refs = malloc(count * sizeof(*refs));
+    struct batch *b = calloc(1, sizeof(*b));
+    if (bf->pool_n + count > bf->pool_cap) {
+        size_t cap = bf->pool_cap ? bf->pool_cap * 2 : 256;
+        while (cap < bf->pool_n + count)
+            cap *= 2;
+        struct gpage *p = realloc(bf->pool, cap * sizeof(*p));
+        if (!p) {
+            free(refs);
+            free(b);
+            return -1;
+        }
+        bf->pool = p;
+        bf->pool_cap = cap;
+    }
+    void *addr = refs && b ? xenif_gnt_share(bf->gnt, bf->be_id, count, refs, true)
+                           : NULL;
+    if (!addr) {
+        int e = errno;
+        free(refs);
+        free(b);
+        errno = e;
+        return -1;
+    }
+    b->addr = addr;
+    b->count = count;
+    b->next = bf->batches;
+    bf->batches = b;
+    for (unsigned i = 0; i < count; i++)
+        bf->pool[bf->pool_n++] = (struct gpage){ (uint8_t *)addr + (size_t)i * XENIF_PAGE_SIZE,
+                                                 refs[i] };
+    bf->pool_total += count;
+    bf->stats.grants_shared += count;
+    free(refs);
+    return 0;
+}
+
+static void try_deferred(struct blkfront *bf)
+{
+    for (struct deferred **pp = &bf->deferred; *pp;) {
+        struct deferred *d = *pp;
+        if (xenif_gnt_unshare(bf->gnt, d->addr, d->count) == 0) {
+            bf->stats.grants_revoked += d->count;
+            *pp = d->next;
+            free(d);
+        } else {
+            pp = &d->next;
+        }
+    }
+}
+
+/* Revokes a per-request share; if the backend still maps it (it answered
+ * before unmapping, which xensim reports as EBUSY) the revocation is retried
+ * later and reported at close if it never succeeds. */
+static void revoke_share(struct blkfront *bf, void *addr, unsigned count)
+{
+    if (!addr)
+        return;
+    if (xenif_gnt_unshare(bf->gnt, addr, count) == 0) {
+        bf->stats.grants_revoked += count;
+        return;
+    }
+    struct deferred *d = malloc(sizeof(*d));
+    if (!d)
+        return; /* leaks the share; the host reclaims it when we exit */
+    d->addr = addr;
+    d->count = count;
+    d->next = bf->deferred;
+    bf->deferred = d;
+}
+
+/* Grants nseg data pages and nind indirect pages for slot s. */
+static int grant_pages(struct blkfront *bf, struct shadow *s, bool backend_writes)
+{
+    unsigned total = s->nseg + s->nind;
+    if (bf->persistent) {
+        if (bf->pool_n < total && pool_grow(bf, total - (unsigned)bf->pool_n) < 0)
+            return -1;
+        for (unsigned i = 0; i < total; i++)
+            s->pg[i] = bf->pool[--bf->pool_n];
+        return 0;
+    }
+    xenif_gref refs[BF_MAX_INDIRECT];
+    s->data_share = s->nseg ? xenif_gnt_share(bf->gnt, bf->be_id, s->nseg, refs,
+                                              backend_writes) : NULL;
+    if (s->nseg && !s->data_share)
+        return -1;
+    for (unsigned i = 0; i < s->nseg; i++)
+        s->pg[i] = (struct gpage){ (uint8_t *)s->data_share + (size_t)i * XENIF_PAGE_SIZE,
+                                   refs[i] };
+    if (s->nind) {
+        s->ind_share = xenif_gnt_share(bf->gnt, bf->be_id, s->nind, refs, false);
+        if (!s->ind_share) {
+            int e = errno;
+            revoke_share(bf, s->data_share, s->nseg);
+            s->data_share = NULL;
+            errno = e;
+            return -1;
+        }
+        for (unsigned i = 0; i < s->nind; i++)
+            s->pg[s->nseg + i] = (struct gpage){
+                (uint8_t *)s->ind_share + (size_t)i * XENIF_PAGE_SIZE, refs[i] };
+    }
+    bf->stats.grants_shared += total;
+    return 0;
+}
+
+static void release_pages(struct blkfront *bf, struct shadow *s)
+{
+    if (bf->persistent) {
+        for (unsigned i = 0; i < s->nseg + s->nind; i++)
+            bf->pool[bf->pool_n++] = s->pg[i]; /* LIFO, as blkif.h advises */
+        return;
+    }
+    revoke_share(bf, s->data_share, s->nseg);
+    revoke_share(bf, s->ind_share, s->nind);
+    s->data_share = s->ind_share = NULL;
+}
+
+/* ---- handshake ---------------------------------------------------------- */
+
+static int setup_ring(struct blkfront *bf, struct ring *r)
+{
+    r->npages = 1u << bf->order;
+    r->sring = xenif_gnt_share(bf->gnt, bf->be_id, r->npages, r->refs, true);
+    if (!r->sring) {
+        fail(bf, "cannot share %u ring page(s) with domain %u: %s", r->npages,
+             bf->be_id, strerror(errno));
+        return -1;
+    }
+    bf->stats.grants_shared += r->npages;
+    blkif_sring_t *sring = r->sring;
+    SHARED_RING_INIT(sring);
+    FRONT_RING_INIT(&r->front, sring, (size_t)XENIF_PAGE_SIZE * r->npages);
+    r->size = RING_SIZE(&r->front);
+    r->port = xenif_evtchn_alloc_unbound(bf->ec, bf->be_id);
+    if (r->port < 0) {
+        fail(bf, "cannot allocate an event channel for domain %u: %s",
+             bf->be_id, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_ring_nodes(struct blkfront *bf, xenif_txn t, const struct ring *r,
+                            const char *dir)
+{
+    char path[256];
+    if (r->npages == 1) {
+        snprintf(path, sizeof(path), "%s/ring-ref", dir);
+        if (xenif_xs_printf(bf->xs, t, path, "%u", r->refs[0]) < 0)
+            return -1;
+    } else {
+        for (unsigned i = 0; i < r->npages; i++) {
+            snprintf(path, sizeof(path), "%s/ring-ref%u", dir, i);
+            if (xenif_xs_printf(bf->xs, t, path, "%u", r->refs[i]) < 0)
+                return -1;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/event-channel", dir);
+    return xenif_xs_printf(bf->xs, t, path, "%d", r->port);
+}
+
+/* talk_to_blkback: publish rings, event channels and protocol in one
+ * transaction, then Initialised. */
+static int publish_rings(struct blkfront *bf)
+{
+    char path[256];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(bf->xs);
+        if (!t) {
+            fail(bf, "starting transaction: %s", strerror(errno));
+            return -1;
+        }
+        int rc = 0;
+        if (bf->order > 0) {
+            snprintf(path, sizeof(path), "%s/ring-page-order", bf->fe_path);
+            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->order);
+        }
+        if (rc == 0 && bf->nr_rings == 1) {
+            rc = write_ring_nodes(bf, t, &bf->rings[0], bf->fe_path);
+        } else if (rc == 0) {
+            snprintf(path, sizeof(path), "%s/multi-queue-num-queues", bf->fe_path);
+            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->nr_rings);
+            for (unsigned i = 0; rc == 0 && i < bf->nr_rings; i++) {
+                char dir[200];
+                snprintf(dir, sizeof(dir), "%s/queue-%u", bf->fe_path, i);
+                rc = write_ring_nodes(bf, t, &bf->rings[i], dir);
+            }
+        }
+        if (rc == 0) {
+            snprintf(path, sizeof(path), "%s/protocol", bf->fe_path);
+            rc = xenif_xs_printf(bf->xs, t, path, "%s", XEN_IO_PROTO_ABI_NATIVE);
+        }
+        if (rc == 0) {
+            snprintf(path, sizeof(path), "%s/feature-persistent", bf->fe_path);
+            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->o.persistent ? 1 : 0);
+        }
+        if (rc < 0) {
+            int e = errno;
+            xenif_xs_transaction_end(bf->xs, t, true);
+            fail(bf, "writing ring references under %s: %s", bf->fe_path, strerror(e));
+            return -1;
+        }
+        if (xenif_xs_transaction_end(bf->xs, t, false) == 0)
+            return set_state(bf, XenbusStateInitialised);
+        if (errno != EAGAIN) {
+            fail(bf, "completing transaction: %s", strerror(errno));
+            return -1;
+        }
+    }
+    fail(bf, "transaction kept conflicting");
+    return -1;
+}
+
+/* blkfront_connect: the backend is Connected; read the disk and features. */
+static int read_disk(struct blkfront *bf)
+{
+    unsigned long sectors, info, ssize;
+    if (read_uint_at(bf, bf->be_path, "sectors", &sectors) < 0 ||
+        read_uint_at(bf, bf->be_path, "info", &info) < 0 ||
+        read_uint_at(bf, bf->be_path, "sector-size", &ssize) < 0) {
+        fail(bf, "backend %s is Connected but lacks sectors/info/sector-size",
+             bf->be_path);
+        return -1;
+    }
+    if (ssize < BF_SECTOR || ssize > XENIF_PAGE_SIZE || ssize % BF_SECTOR ||
+        (ssize & (ssize - 1))) {
+        fail(bf, "backend sector-size %lu is not a power of two in 512..4096", ssize);
+        return -1;
+    }
+    bf->sectors = sectors;
+    bf->info = (unsigned)info;
+    bf->sector_size = (unsigned)ssize;
+    bf->barrier = be_uint(bf, "feature-barrier", 0) != 0;
+    bf->flush = be_uint(bf, "feature-flush-cache", 0) != 0;
+    bf->discard = be_uint(bf, "feature-discard", 0) != 0;
+    if (bf->discard) {
+        bf->discard_gran = (unsigned)be_uint(bf, "discard-granularity", 0);
+        bf->discard_align = (unsigned)be_uint(bf, "discard-alignment", 0);
+        bf->discard_secure = be_uint(bf, "discard-secure", 0) != 0;
+    }
+    unsigned long ind = be_uint(bf, "feature-max-indirect-segments", 0);
+    if (ind > bf->o.max_indirect)
+        ind = bf->o.max_indirect;
+    if (ind > BF_MAX_INDIRECT)
+        ind = BF_MAX_INDIRECT;
+    if (ind <= BLKIF_MAX_SEGMENTS_PER_REQUEST)
+        ind = 0;
+    bf->max_indirect = (unsigned)ind;
+    bf->max_segs = ind ? (unsigned)ind : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    bf->max_ind_pages = ind ? (unsigned)((ind + SEGS_PER_INDIRECT_PAGE - 1) /
+                                         SEGS_PER_INDIRECT_PAGE) : 0;
+    vlog(bf, "disk: %llu sectors, sector-size %u, info %#x, flush %d, "
+         "barrier %d, discard %d (granularity %u), indirect %u, persistent %d",
+         (unsigned long long)bf->sectors, bf->sector_size, bf->info, bf->flush,
+         bf->barrier, bf->discard, bf->discard_gran, bf->max_indirect,
+         bf->persistent);
+    return 0;
+}
+
+static int alloc_shadows(struct blkfront *bf)
+{
+    unsigned per = bf->max_segs + bf->max_ind_pages;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        r->shadow = calloc(r->size, sizeof(*r->shadow));
+        if (!r->shadow)
+            return -1;
+        for (unsigned j = 0; j < r->size; j++) {
+            r->shadow[j].pg = calloc(per, sizeof(struct gpage));
+            if (!r->shadow[j].pg)
+                return -1;
+            r->shadow[j].next_free = j + 1;
+        }
+        r->free_head = 0;
+    }
+    return 0;
+}
+
+struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
+{
+    struct blkfront *bf = calloc(1, sizeof(*bf));
+    if (!bf) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    bf->o = *o;
+    for (unsigned i = 0; i < BF_MAX_QUEUES; i++)
+        bf->rings[i].port = -1;
+    xenif_config_from_env(&bf->cfg);
+    char why[256];
+    bf->xs = xenif_xs_open(&bf->cfg, why, sizeof(why));
+    if (bf->xs)
+        bf->ec = xenif_evtchn_open(&bf->cfg, why, sizeof(why));
+    if (bf->ec)
+        bf->gnt = xenif_gnt_open(&bf->cfg, why, sizeof(why));
+    if (!bf->gnt) {
+        snprintf(err, errlen, "cannot open the hypervisor interface: %s "
+                 "(run under `xensim run --domid N --` or on Xen)", why);
+        goto fail_quiet;
+    }
+    bf->self = xenif_xs_own_domid(bf->xs);
+    snprintf(bf->fe_path, sizeof(bf->fe_path), "/local/domain/%u/device/vbd/%u",
+             bf->self, o->devid);
+
+    /* xenbus_read_otherend_details */
+    char path[200];
+    snprintf(path, sizeof(path), "%s/backend", bf->fe_path);
+    char *be = xenif_xs_read(bf->xs, 0, path, NULL);
+    unsigned long be_id;
+    if (!be || read_uint_at(bf, bf->fe_path, "backend-id", &be_id) < 0) {
+        snprintf(err, errlen, "domain %u has no disk vbd/%u (%s/backend and "
+                 "backend-id); attach one with `xensim block-attach`",
+                 bf->self, o->devid, bf->fe_path);
+        free(be);
+        goto fail_quiet;
+    }
+    char prefix[40];
+    int plen = snprintf(prefix, sizeof(prefix), "/local/domain/%lu/", be_id);
+    if (be_id > 0x7fef || strlen(be) >= sizeof(bf->be_path) ||
+        strncmp(be, prefix, (size_t)plen) != 0) {
+        snprintf(err, errlen, "%s/backend = '%s' is not under backend-id %lu's "
+                 "home", bf->fe_path, be, be_id);
+        free(be);
+        goto fail_quiet;
+    }
+    strcpy(bf->be_path, be);
+    free(be);
+    bf->be_id = (xenif_domid)be_id;
+
+    snprintf(path, sizeof(path) + 0, "%.180s/state", bf->be_path);
+    if (xenif_xs_watch(bf->xs, path, "be") < 0) {
+        snprintf(err, errlen, "cannot watch %s: %s", path, strerror(errno));
+        goto fail_quiet;
+    }
+
+    /* Start over if an earlier frontend left the device Closed. */
+    unsigned long fe_state = XenbusStateUnknown;
+    read_uint_at(bf, bf->fe_path, "state", &fe_state);
+    if (fe_state != XenbusStateInitialising && set_state(bf, XenbusStateInitialising) < 0)
+        goto fail;
+
+    if (wait_be_state(bf, 1u << XenbusStateInitWait, 0, "waiting for InitWait") < 0)
+        goto fail;
+    unsigned long max_order = be_uint(bf, "max-ring-page-order", 0);
+    unsigned long max_queues = be_uint(bf, "multi-queue-max-queues", 1);
+    bf->order = (unsigned)(max_order < o->max_ring_order ? max_order : o->max_ring_order);
+    if (bf->order > BF_MAX_RING_ORDER)
+        bf->order = BF_MAX_RING_ORDER;
+    bf->nr_rings = (unsigned)(max_queues < o->max_queues ? max_queues : o->max_queues);
+    if (bf->nr_rings > BF_MAX_QUEUES)
+        bf->nr_rings = BF_MAX_QUEUES;
+    if (bf->nr_rings == 0)
+        bf->nr_rings = 1;
+    bf->persistent = o->persistent && be_uint(bf, "feature-persistent", 0) != 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        bf->rings[i].idx = i;
+        if (setup_ring(bf, &bf->rings[i]) < 0)
+            goto fail;
+    }
+    vlog(bf, "backend %s (domain %u): %u ring(s) of %u page(s)", bf->be_path,
+         bf->be_id, bf->nr_rings, 1u << bf->order);
+    if (publish_rings(bf) < 0)
+        goto fail;
+    if (wait_be_state(bf, 1u << XenbusStateConnected,
+                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                      "waiting for Connected") < 0)
+        goto fail;
+    if (read_disk(bf) < 0)
+        goto fail;
+    if (alloc_shadows(bf) < 0) {
+        fail(bf, "out of memory");
+        goto fail;
+    }
+    if (set_state(bf, XenbusStateConnected) < 0)
+        goto fail;
+    bf->connected = true;
+    bf->last_deadline_check = bf_now_ns();
+    return bf;
+
+fail:
+    snprintf(err, errlen, "%s", bf->err);
+    bf->failed = false;
+    bf_close(bf);
+    return NULL;
+fail_quiet:
+    bf_close(bf);
+    return NULL;
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+
+static struct ring *pick_ring(struct blkfront *bf)
+{
+    for (unsigned n = 0; n < bf->nr_rings; n++) {
+        struct ring *r = &bf->rings[(bf->next_ring + n) % bf->nr_rings];
+        if (r->free_head < r->size && !RING_FULL(&r->front)) {
+            bf->next_ring = (r->idx + 1) % bf->nr_rings;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static int check_io(struct blkfront *bf, const struct bf_io *io)
+{
+    uint32_t align = bf->sector_size / BF_SECTOR;
+    switch (io->op) {
+    case BF_READ:
+    case BF_WRITE:
+        if (io->nsect == 0 || io->page_off >= BF_SECTORS_PER_PAGE ||
+            io->page_off % align || io->sector % align || io->nsect % align)
+            return -1;
+        if ((io->page_off + io->nsect + BF_SECTORS_PER_PAGE - 1) / BF_SECTORS_PER_PAGE >
+            bf->max_segs)
+            return -1;
+        break;
+    case BF_DISCARD:
+        if (!bf->discard || io->nsect == 0 || io->sector % align || io->nsect % align)
+            return -1;
+        break;
+    case BF_FLUSH:
+        return bf->flush || bf->barrier ? 0 : -1;
+    default:
+        return -1;
+    }
+    /* Past the end is the backend's to refuse; we only refuse overflow. */
+    if (io->sector + io->nsect < io->sector)
+        return -1;
+    return 0;
+}
+
+int bf_submit(struct blkfront *bf, struct bf_io *io)
+{
+    if (bf->failed || !bf->connected) {
+        errno = EIO;
+        return -1;
+    }
+    if (check_io(bf, io) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct ring *r = pick_ring(bf);
+    if (!r) {
+        errno = EAGAIN;
+        return -1;
+    }
+    unsigned id = r->free_head;
+    struct shadow *s = &r->shadow[id];
+    s->nseg = s->nind = 0;
+    s->writes_data = false;
+    blkif_request_t req;
+    memset(&req, 0, sizeof(req));
+
+    if (io->op == BF_FLUSH) {
+        req.operation = bf->flush ? BLKIF_OP_FLUSH_DISKCACHE : BLKIF_OP_WRITE_BARRIER;
+        req.id = id;
+        req.handle = (blkif_vdev_t)bf->o.devid;
+        s->rsp_op = req.operation;
+        bf->stats.flushes++;
+    } else if (io->op == BF_DISCARD) {
+        blkif_request_discard_t *d = (blkif_request_discard_t *)&req;
+        d->operation = BLKIF_OP_DISCARD;
+        d->flag = io->secure && bf->discard_secure ? BLKIF_DISCARD_SECURE : 0;
+        d->handle = (blkif_vdev_t)bf->o.devid;
+        d->id = id;
+        d->sector_number = io->sector;
+        d->nr_sectors = io->nsect;
+        s->rsp_op = BLKIF_OP_DISCARD;
+        bf->stats.discards++;
+    } else {
+        uint8_t op = io->op == BF_READ ? BLKIF_OP_READ : BLKIF_OP_WRITE;
+        s->nseg = (io->page_off + io->nsect + BF_SECTORS_PER_PAGE - 1) / BF_SECTORS_PER_PAGE;
+        bool indirect = s->nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST;
+        s->nind = indirect ? (unsigned)((s->nseg + SEGS_PER_INDIRECT_PAGE - 1) /
+                                        SEGS_PER_INDIRECT_PAGE) : 0;
+        s->writes_data = op == BLKIF_OP_WRITE;
+        if (grant_pages(bf, s, op == BLKIF_OP_READ) < 0) {
+            if ((errno == ENOMEM || errno == ENOSPC) && bf_in_flight(bf) > 0) {
+                errno = EAGAIN;
+                return -1;
+            }
+            fail(bf, "cannot grant %u page(s) to domain %u: %s", s->nseg + s->nind,
+                 bf->be_id, strerror(errno));
+            errno = EIO;
+            return -1;
+        }
+        struct blkif_request_segment seg[BF_MAX_INDIRECT];
+        uint32_t left = io->nsect;
+        for (unsigned i = 0; i < s->nseg; i++) {
+            unsigned first = i == 0 ? io->page_off : 0;
+            unsigned n = BF_SECTORS_PER_PAGE - first;
+            if (n > left)
+                n = left;
+            seg[i].gref = s->pg[i].ref;
+            seg[i].first_sect = (uint8_t)first;
+            seg[i].last_sect = (uint8_t)(first + n - 1);
+            if (io->buf && s->writes_data)
+                memcpy((uint8_t *)s->pg[i].addr + first * BF_SECTOR,
+                       (uint8_t *)io->buf + (size_t)(io->nsect - left) * BF_SECTOR,
+                       (size_t)n * BF_SECTOR);
+            left -= n;
+        }
+        if (indirect) {
+            blkif_request_indirect_t *ind = (blkif_request_indirect_t *)&req;
+            ind->operation = BLKIF_OP_INDIRECT;
+            ind->indirect_op = op;
+            ind->nr_segments = (uint16_t)s->nseg;
+            ind->id = id;
+            ind->sector_number = io->sector;
+            ind->handle = (blkif_vdev_t)bf->o.devid;
+            for (unsigned p = 0; p < s->nind; p++) {
+                unsigned from = p * (unsigned)SEGS_PER_INDIRECT_PAGE;
+                unsigned n = s->nseg - from;
+                if (n > SEGS_PER_INDIRECT_PAGE)
+                    n = (unsigned)SEGS_PER_INDIRECT_PAGE;
+                memcpy(s->pg[s->nseg + p].addr, &seg[from], n * sizeof(seg[0]));
+                ind->indirect_grefs[p] = s->pg[s->nseg + p].ref;
+            }
+            bf->stats.indirect++;
+        } else {
+            req.operation = op;
+            req.nr_segments = (uint8_t)s->nseg;
+            req.handle = (blkif_vdev_t)bf->o.devid;
+            req.id = id;
+            req.sector_number = io->sector;
+            memcpy(req.seg, seg, s->nseg * sizeof(seg[0]));
+            bf->stats.direct++;
+        }
+        s->rsp_op = op;
+    }
+    r->free_head = s->next_free;
+    s->busy = true;
+    s->io = io;
+    io->submit_ns = bf_now_ns();
+    memcpy(RING_GET_REQUEST(&r->front, r->front.req_prod_pvt), &req, sizeof(req));
+    r->front.req_prod_pvt++;
+    r->in_flight++;
+    r->unpushed = true;
+    bf->stats.requests++;
+    return 0;
+}
+
+int bf_kick(struct blkfront *bf)
+{
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        if (!r->unpushed)
+            continue;
+        r->unpushed = false;
+        int notify;
+        RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&r->front, notify);
+        if (notify && xenif_evtchn_notify(bf->ec, (xenif_port)r->port) < 0) {
+            fail(bf, "event channel notify: %s", strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void complete(struct blkfront *bf, struct ring *r, unsigned id, int status)
+{
+    struct shadow *s = &r->shadow[id];
+    struct bf_io *io = s->io;
+    if (status == BLKIF_RSP_OKAY && io->buf && io->op == BF_READ) {
+        uint32_t left = io->nsect;
+        for (unsigned i = 0; i < s->nseg; i++) {
+            unsigned first = i == 0 ? io->page_off : 0;
+            unsigned n = BF_SECTORS_PER_PAGE - first;
+            if (n > left)
+                n = left;
+            memcpy((uint8_t *)io->buf + (size_t)(io->nsect - left) * BF_SECTOR,
+                   (uint8_t *)s->pg[i].addr + first * BF_SECTOR, (size_t)n * BF_SECTOR);
+            left -= n;
+        }
+    }
+    release_pages(bf, s);
+    s->busy = false;
+    s->io = NULL;
+    s->next_free = r->free_head;
+    r->free_head = id;
+    r->in_flight--;
+    if (io->done)
+        io->done(io, status);
+}
+
+/* blkif_interrupt: takes every response on the ring. */
+static int take_responses(struct blkfront *bf, struct ring *r)
+{
+    int n = 0, more;
+    do {
+        RING_IDX rp = r->front.sring->rsp_prod;
+        rmb();
+        if (RING_RESPONSE_PROD_OVERFLOW(&r->front, rp)) {
+            fail(bf, "ring %u: backend produced %u responses at once (ring has %u)",
+                 r->idx, rp - r->front.rsp_cons, r->size);
+            return -1;
+        }
+        for (RING_IDX i = r->front.rsp_cons; i != rp; i++) {
+            blkif_response_t rsp;
+            RING_COPY_RESPONSE(&r->front, i, &rsp);
+            r->front.rsp_cons = i + 1;
+            if (rsp.id >= r->size || !r->shadow[rsp.id].busy) {
+                fail(bf, "ring %u: response with id %llu that is not in flight",
+                     r->idx, (unsigned long long)rsp.id);
+                return -1;
+            }
+            struct shadow *s = &r->shadow[rsp.id];
+            if (rsp.operation != s->rsp_op) {
+                fail(bf, "ring %u: response to id %llu has operation %u, request "
+                     "had %u", r->idx, (unsigned long long)rsp.id, rsp.operation,
+                     s->rsp_op);
+                return -1;
+            }
+            if (rsp.status != BLKIF_RSP_OKAY && rsp.status != BLKIF_RSP_ERROR &&
+                rsp.status != BLKIF_RSP_EOPNOTSUPP) {
+                fail(bf, "ring %u: response to id %llu has unknown status %d",
+                     r->idx, (unsigned long long)rsp.id, rsp.status);
+                return -1;
+            }
+            complete(bf, r, (unsigned)rsp.id, rsp.status);
+            n++;
+        }
+        RING_FINAL_CHECK_FOR_RESPONSES(&r->front, more);
+    } while (more);
+    return n;
+}
+
+static int check_deadlines(struct blkfront *bf)
+{
+    uint64_t now = bf_now_ns(), limit = (uint64_t)bf->o.timeout_ms * 1000000ull;
+    bf->last_deadline_check = now;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        for (unsigned id = 0; r->in_flight && id < r->size; id++) {
+            struct shadow *s = &r->shadow[id];
+            if (s->busy && now - s->io->submit_ns > limit) {
+                fail(bf, "ring %u: no response to request id %u (operation %u, "
+                     "sector %llu) after %d ms", i, id, s->rsp_op,
+                     (unsigned long long)s->io->sector, bf->o.timeout_ms);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int bf_poll(struct blkfront *bf, int timeout_ms)
+{
+    if (bf->failed || bf_kick(bf) < 0)
+        return -1;
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
+                        : bf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    int done = 0;
+    for (;;) {
+        for (unsigned i = 0; i < bf->nr_rings; i++) {
+            int n = take_responses(bf, &bf->rings[i]);
+            if (n < 0)
+                return -1;
+            done += n;
+        }
+        if (bf->deferred)
+            try_deferred(bf);
+        /* Completions may have queued more: push them before waiting. */
+        if (bf_kick(bf) < 0)
+            return -1;
+        uint64_t now = bf_now_ns();
+        if (now - bf->last_deadline_check > 500000000ull && check_deadlines(bf) < 0)
+            return -1;
+        if (done > 0 || now >= deadline)
+            return done;
+        struct pollfd p[2] = {
+            { .fd = xenif_evtchn_fd(bf->ec), .events = POLLIN },
+            { .fd = xenif_xs_fd(bf->xs), .events = POLLIN },
+        };
+        uint64_t left_ms = (deadline - now + 999999) / 1000000ull;
+        int rc = poll(p, 2, left_ms > 500 ? 500 : (int)left_ms);
+        if (rc < 0 && errno != EINTR) {
+            fail(bf, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (rc > 0 && p[0].revents) {
+            int port;
+            while ((port = xenif_evtchn_pending(bf->ec)) >= 0)
+                if (xenif_evtchn_unmask(bf->ec, (xenif_port)port) < 0) {
+                    fail(bf, "event channel unmask: %s", strerror(errno));
+                    return -1;
+                }
+            if (errno != EAGAIN) {
+                fail(bf, "event channel: %s", strerror(errno));
+                return -1;
+            }
+        }
+        if (rc > 0 && p[1].revents) {
+            if (drain_watch(bf) < 0) {
+                fail(bf, "xenstore connection lost");
+                return -1;
+            }
+            unsigned long s = be_state(bf);
+            if (s != XenbusStateConnected) {
+                fail(bf, "backend %s went %s while connected", bf->be_path,
+                     state_name(s));
+                return -1;
+            }
+        }
+    }
+}
+
+unsigned bf_in_flight(const struct blkfront *bf)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++)
+        n += bf->rings[i].in_flight;
+    return n;
+}
+
+/* ---- close -------------------------------------------------------------- */
+
+/* Revokes a share, waiting (bounded) while the backend still maps it. */
+static int unshare_wait(struct blkfront *bf, void *addr, unsigned count,
+                        const char *what)
+{
+    for (int i = 0; i < 200; i++) {
+        if (xenif_gnt_unshare(bf->gnt, addr, count) == 0) {
+            bf->stats.grants_revoked += count;
+            return 0;
+        }
+        if (errno != EBUSY)
+            break;
+        usleep(10000);
+    }
+    fail(bf, "cannot revoke %s (%u page(s)): %s%s", what, count, strerror(errno),
+         errno == EBUSY ? " (the backend still maps it after closing)" : "");
+    return -1;
+}
+
+int bf_close(struct blkfront *bf)
+{
+    if (!bf)
+        return 0;
+    if (bf->connected && !bf->failed) {
+        /* Finish what is in flight first. */
+        uint64_t end = bf_now_ns() + (uint64_t)bf->o.timeout_ms * 1000000ull;
+        while (bf_in_flight(bf) > 0 && !bf->failed && bf_now_ns() < end)
+            bf_poll(bf, 100);
+        if (bf_in_flight(bf) > 0)
+            fail(bf, "%u request(s) still in flight at close", bf_in_flight(bf));
+    }
+    bool had_rings = bf->rings[0].sring != NULL;
+    if (bf->xs && had_rings) {
+        unsigned long s = be_state(bf);
+        /* Closing, wait for the backend to disconnect, Closed. */
+        if (set_state(bf, XenbusStateClosing) == 0 && s != XenbusStateUnknown &&
+            s != XenbusStateClosed) {
+            /* A failure before close keeps its message; a close problem
+             * after a clean run is reported. */
+            bool was_failed = bf->failed;
+            char saved[sizeof(bf->err)];
+            memcpy(saved, bf->err, sizeof(saved));
+            bf->failed = false;
+            wait_be_state(bf, 1u << XenbusStateClosing | 1u << XenbusStateClosed |
+                              1u << XenbusStateUnknown, 0, "closing");
+            if (was_failed) {
+                bf->failed = true;
+                memcpy(bf->err, saved, sizeof(saved));
+            }
+        }
+        set_state(bf, XenbusStateClosed);
+        vlog(bf, "backend is %s", state_name(be_state(bf)));
+    }
+    bf->connected = false;
+    for (unsigned i = 0; i < BF_MAX_QUEUES; i++) {
+        struct ring *r = &bf->rings[i];
+        if (r->port >= 0 && bf->ec)
+            xenif_evtchn_unbind(bf->ec, (xenif_port)r->port);
+        if (r->sring)
+            unshare_wait(bf, r->sring, r->npages, "ring");
+        if (r->shadow) {
+            for (unsigned j = 0; j < r->size; j++) {
+                if (r->shadow[j].busy && !bf->persistent) {
+                    revoke_share(bf, r->shadow[j].data_share, r->shadow[j].nseg);
+                    revoke_share(bf, r->shadow[j].ind_share, r->shadow[j].nind);
+                }
+                free(r->shadow[j].pg);
+            }
+            free(r->shadow);
+        }
+    }
+    while (bf->batches) {
+        struct batch *b = bf->batches;
+        bf->batches = b->next;
+        unshare_wait(bf, b->addr, b->count, "persistent grants");
+        free(b);
+    }
+    try_deferred(bf);
+    if (bf->deferred) {
+        unsigned n = 0;
+        for (struct deferred *d = bf->deferred; d; d = d->next)
+            n += d->count;
+        fail(bf, "%u data page(s) could not be revoked: the backend answered "
+             "requests without unmapping their grants", n);
+        while (bf->deferred) {
+            struct deferred *d = bf->deferred;
+            bf->deferred = d->next;
+            free(d);
+        }
+    }
+    free(bf->pool);
+    int rc = bf->failed ? -1 : 0;
+    if (rc < 0)
+        fprintf(stderr, "xenfront: vbd/%u: %s\n", bf->o.devid, bf->err);
+    if (bf->gnt)
+        xenif_gnt_close(bf->gnt);
+    if (bf->ec)
+        xenif_evtchn_close(bf->ec);
+    if (bf->xs)
+        xenif_xs_close(bf->xs);
+    free(bf);
+    return rc;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+uint64_t bf_sectors(const struct blkfront *bf) { return bf->sectors; }
+unsigned bf_sector_size(const struct blkfront *bf) { return bf->sector_size; }
+unsigned bf_info(const struct blkfront *bf) { return bf->info; }
+bool bf_readonly(const struct blkfront *bf) { return bf->info & VDISK_READONLY; }
+bool bf_has_flush(const struct blkfront *bf) { return bf->flush || bf->barrier; }
+bool bf_has_discard(const struct blkfront *bf) { return bf->discard; }
+unsigned bf_max_segments(const struct blkfront *bf) { return bf->max_segs; }
+uint32_t bf_max_sectors(const struct blkfront *bf) { return bf->max_segs * BF_SECTORS_PER_PAGE; }
+unsigned bf_nr_rings(const struct blkfront *bf) { return bf->nr_rings; }
+unsigned bf_ring_order(const struct blkfront *bf) { return bf->order; }
+unsigned bf_ring_size(const struct blkfront *bf) { return bf->rings[0].size; }
+bool bf_persistent(const struct blkfront *bf) { return bf->persistent; }
+const struct bf_stats *bf_stats(const struct blkfront *bf) { return &bf->stats; }
+const char *bf_error(const struct blkfront *bf) { return bf->err; }

@@ -1,0 +1,472 @@
+/* xenfront: userspace reference frontends for netbus, run as guests of a
+ * xensim host (`xensim run --domid N -- xenfront ...`) or on Xen.
+ *
+ *   xenfront blk info   --vdev V          handshake, print the disk, close
+ *   xenfront blk write  --vdev V ...      write a string or file at a sector
+ *   xenfront blk read   --vdev V ...      read sectors to stdout
+ *   xenfront blk verify --vdev V ...      patterns, read-back, every byte
+ *   xenfront blk load   --vdev V ...      load generator for the benchmark
+ */
+#include "xenfront.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xen/io/blkif.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int virtdisk_matches(const char *v, long *disk, long max_disk,
+                            long *part, long max_part)
+{
+    if (strncmp(v, "xvd", 3) != 0)
+        return 0;
+    const char *p = v + 3;
+    long d = -1;
+    while (*p >= 'a' && *p <= 'z') {
+        d = (d + 1) * 26 + (*p - 'a');
+        if (d > max_disk)
+            return 0;
+        p++;
+    }
+    if (d < 0)
+        return 0;
+    long pn = 0;
+    if (*p) {
+        if (*p == '0')
+            return 0;
+        char *end;
+        errno = 0;
+        pn = strtol(p, &end, 10);
+        if (errno || *end || pn < 0 || pn > max_part)
+            return 0;
+    }
+    *disk = d;
+    *part = pn;
+    return 1;
+}
+
+long xf_vdev_to_devid(const char *vdev)
+{
+    long disk, part;
+    int used = -1;
+    if (!vdev || !*vdev)
+        return -1;
+    if ((sscanf(vdev, "d%ldp%ld%n", &disk, &part, &used) >= 2 &&
+         used == (int)strlen(vdev) && disk >= 0 && disk < (1 << 20) &&
+         part >= 0 && part < 256) ||
+        virtdisk_matches(vdev, &disk, (1 << 20) - 1, &part, 255)) {
+        if (disk <= 15 && part <= 15)
+            return (202 << 8) | (disk << 4) | part;
+        return (1L << 28) | (disk << 8) | part;
+    }
+    uint64_t v;
+    if (xf_parse_uint(vdev, 0x7fffffff, &v) == 0)
+        return (long)v;
+    return -1;
+}
+
+int xf_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int xf_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 0: break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if ((*end == 'b' || *end == 'B') && shift)
+        end++;
+    if (*end || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
+                  int *have_vdev)
+{
+    uint64_t v;
+    long devid;
+    switch (opt) {
+    case 1000:
+        devid = xf_vdev_to_devid(arg);
+        if (devid < 0) {
+            fprintf(stderr, "xenfront blk %s: --vdev %s: expected xvdX, dDpP or a "
+                    "device number\n", cmd, arg);
+            return -1;
+        }
+        o->devid = (unsigned)devid;
+        *have_vdev = 1;
+        return 1;
+    case 1001:
+        if (xf_parse_uint(arg, BF_MAX_QUEUES, &v) < 0 || v == 0) {
+            fprintf(stderr, "xenfront blk %s: --queues %s: want 1..%u\n", cmd, arg,
+                    BF_MAX_QUEUES);
+            return -1;
+        }
+        o->max_queues = (unsigned)v;
+        return 1;
+    case 1002:
+        if (xf_parse_uint(arg, BF_MAX_RING_ORDER, &v) < 0) {
+            fprintf(stderr, "xenfront blk %s: --ring-order %s: want 0..%u\n", cmd,
+                    arg, BF_MAX_RING_ORDER);
+            return -1;
+        }
+        o->max_ring_order = (unsigned)v;
+        return 1;
+    case 1003:
+        if (xf_parse_uint(arg, BF_MAX_INDIRECT, &v) < 0) {
+            fprintf(stderr, "xenfront blk %s: --max-indirect %s: want 0..%u "
+                    "segments\n", cmd, arg, BF_MAX_INDIRECT);
+            return -1;
+        }
+        o->max_indirect = (unsigned)v;
+        return 1;
+    case 1004:
+        o->persistent = false;
+        return 1;
+    case 1005:
+        if (xf_parse_uint(arg, 3600, &v) < 0 || v == 0) {
+            fprintf(stderr, "xenfront blk %s: --timeout %s: want 1..3600 seconds\n",
+                    cmd, arg);
+            return -1;
+        }
+        o->timeout_ms = (int)v * 1000;
+        return 1;
+    case 'v':
+        o->verbose = true;
+        return 1;
+    case 'h':
+        return 2;
+    }
+    return 0;
+}
+
+void xf_dev_usage(FILE *f)
+{
+    fputs("device options:\n"
+          "  --vdev VDEV          xvda, xvdb, ..., d0p0 or a device number "
+          "(51712)\n"
+          "  --queues N           use up to N rings (multi-queue; default 1)\n"
+          "  --ring-order N       use up to 2^N ring pages (default 4)\n"
+          "  --max-indirect N     segments per indirect request (default 256)\n"
+          "  --no-persistent      grant pages per request even if the backend\n"
+          "                       offers feature-persistent\n"
+          "  --timeout SEC        handshake steps and each request (default 20)\n"
+          "  -v, --verbose        log the handshake to stderr\n", f);
+}
+
+struct blkfront *xf_open(const struct bf_opts *o, const char *cmd)
+{
+    char err[600];
+    struct blkfront *bf = bf_open(o, err, sizeof(err));
+    if (!bf)
+        fprintf(stderr, "xenfront blk %s: vbd/%u: %s\n", cmd, o->devid, err);
+    return bf;
+}
+
+/* Runs one I/O to completion. Returns its status or -100 on device failure. */
+struct sync_io {
+    int status;
+    int done;
+};
+
+static void sync_done(struct bf_io *io, int status)
+{
+    struct sync_io *s = io->opaque;
+    s->status = status;
+    s->done = 1;
+}
+
+static int run_sync(struct blkfront *bf, struct bf_io *io)
+{
+    struct sync_io s = { 0, 0 };
+    io->done = sync_done;
+    io->opaque = &s;
+    if (bf_submit(bf, io) < 0)
+        return -100;
+    while (!s.done)
+        if (bf_poll(bf, 1000) < 0)
+            return -100;
+    return s.status;
+}
+
+/* ---- info / read / write ------------------------------------------------ */
+
+static int blk_info(int argc, char **argv)
+{
+    static const struct option opts[] = { XF_DEV_LONGOPTS, { NULL, 0, NULL, 0 } };
+    struct bf_opts o;
+    bf_opts_default(&o);
+    int have = 0, c;
+    while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+        int r = xf_dev_option(&o, c, optarg, "info", &have);
+        if (r < 0)
+            return 2;
+        if (r == 2) {
+            printf("usage: xenfront blk info --vdev VDEV [device options]\n");
+            xf_dev_usage(stdout);
+            return 0;
+        }
+        if (r == 0)
+            goto usage;
+    }
+    if (!have || optind != argc)
+        goto usage;
+    struct blkfront *bf = xf_open(&o, "info");
+    if (!bf)
+        return 1;
+    printf("vdev=%u sectors=%llu sector-size=%u bytes=%llu info=%#x readonly=%d "
+           "flush=%d discard=%d max-segments=%u rings=%u ring-pages=%u "
+           "ring-slots=%u persistent=%d\n",
+           o.devid, (unsigned long long)bf_sectors(bf), bf_sector_size(bf),
+           (unsigned long long)bf_sectors(bf) * BF_SECTOR, bf_info(bf),
+           bf_readonly(bf), bf_has_flush(bf), bf_has_discard(bf),
+           bf_max_segments(bf), bf_nr_rings(bf), 1u << bf_ring_order(bf),
+           bf_ring_size(bf), bf_persistent(bf));
+    return bf_close(bf) < 0 ? 1 : 0;
+usage:
+    fprintf(stderr, "usage: xenfront blk info --vdev VDEV [device options]\n");
+    xf_dev_usage(stderr);
+    return 2;
+}
+
+static int blk_rw(int argc, char **argv, bool write)
+{
+    static const struct option opts[] = {
+        XF_DEV_LONGOPTS,
+        { "sector", required_argument, NULL, 's' },
+        { "count", required_argument, NULL, 'n' },
+        { "text", required_argument, NULL, 't' },
+        { "file", required_argument, NULL, 'f' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = write ? "write" : "read";
+    struct bf_opts o;
+    bf_opts_default(&o);
+    int have = 0, c;
+    uint64_t sector = 0, count = 1;
+    const char *text = NULL, *file = NULL;
+    while ((c = getopt_long(argc, argv, "vs:n:t:f:", opts, NULL)) != -1) {
+        int r = xf_dev_option(&o, c, optarg, cmd, &have);
+        if (r < 0)
+            return 2;
+        if (r == 1)
+            continue;
+        if (r == 2)
+            goto usage;
+        if (c == 's' && xf_parse_uint(optarg, UINT64_MAX / 2, &sector) == 0)
+            continue;
+        if (c == 'n' && !write && xf_parse_uint(optarg, 1u << 20, &count) == 0 && count)
+            continue;
+        if (c == 't' && write) {
+            text = optarg;
+            continue;
+        }
+        if (c == 'f' && write) {
+            file = optarg;
+            continue;
+        }
+        goto usage;
+    }
+    if (!have || optind != argc || (write && !!text == !!file))
+        goto usage;
+
+    /* The data: a string (padded with zeroes to a sector) or a file. */
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (write) {
+        if (text) {
+            len = strlen(text);
+            data = malloc(len + 1);
+            if (data)
+                memcpy(data, text, len);
+        } else {
+            FILE *f = fopen(file, "rb");
+            if (!f) {
+                fprintf(stderr, "xenfront blk write: %s: %s\n", file, strerror(errno));
+                return 1;
+            }
+            size_t cap = 1 << 16;
+            data = malloc(cap);
+            size_t n;
+            while (data && (n = fread(data + len, 1, cap - len, f)) > 0) {
+                len += n;
+                if (len == cap) {
+                    uint8_t *d = cap < (64u << 20) ? realloc(data, cap * 2) : NULL;
+                    if (!d) {
+                        fprintf(stderr, "xenfront blk write: %s: too large "
+                                "(64 MiB at most)\n", file);
+                        free(data);
+                        fclose(f);
+                        return 1;
+                    }
+                    data = d;
+                    cap *= 2;
+                }
+            }
+            fclose(f);
+        }
+        if (!data || len == 0) {
+            fprintf(stderr, "xenfront blk write: nothing to write\n");
+            free(data);
+            return 1;
+        }
+    }
+    struct blkfront *bf = xf_open(&o, cmd);
+    if (!bf) {
+        free(data);
+        return 1;
+    }
+    uint32_t align = bf_sector_size(bf) / BF_SECTOR;
+    uint64_t total = write ? (len + BF_SECTOR - 1) / BF_SECTOR : count;
+    total = (total + align - 1) / align * align;
+    uint8_t *buf = calloc(total, BF_SECTOR);
+    int rc = 0;
+    if (!buf) {
+        fprintf(stderr, "xenfront blk %s: out of memory\n", cmd);
+        rc = 1;
+        goto out;
+    }
+    if (write)
+        memcpy(buf, data, len);
+    if (sector % align) {
+        fprintf(stderr, "xenfront blk %s: sector %llu is not aligned to the "
+                "disk's %u-byte sectors\n", cmd, (unsigned long long)sector,
+                bf_sector_size(bf));
+        rc = 1;
+        goto out;
+    }
+    for (uint64_t done = 0; done < total;) {
+        uint32_t n = bf_max_sectors(bf);
+        if (n > total - done)
+            n = (uint32_t)(total - done);
+        struct bf_io io = { .op = write ? BF_WRITE : BF_READ, .sector = sector + done,
+                            .nsect = n, .buf = buf + done * BF_SECTOR };
+        int st = run_sync(bf, &io);
+        if (st != BLKIF_RSP_OKAY) {
+            if (st != -100)
+                fprintf(stderr, "xenfront blk %s: sectors %llu..%llu: the backend "
+                        "answered %s\n", cmd, (unsigned long long)io.sector,
+                        (unsigned long long)(io.sector + n - 1),
+                        st == BLKIF_RSP_EOPNOTSUPP ? "EOPNOTSUPP" : "ERROR");
+            rc = 1;
+            goto out;
+        }
+        done += n;
+    }
+    if (write && bf_has_flush(bf)) {
+        struct bf_io io = { .op = BF_FLUSH };
+        if (run_sync(bf, &io) != BLKIF_RSP_OKAY) {
+            fprintf(stderr, "xenfront blk write: flush failed\n");
+            rc = 1;
+            goto out;
+        }
+    }
+    if (write)
+        fprintf(stderr, "xenfront: wrote %zu bytes at sector %llu of vbd/%u\n", len,
+                (unsigned long long)sector, o.devid);
+    else if (fwrite(buf, BF_SECTOR, total, stdout) != total)
+        rc = 1;
+out:
+    free(buf);
+    free(data);
+    if (bf_close(bf) < 0)
+        rc = 1;
+    return rc;
+usage:
+    if (write)
+        fprintf(stderr, "usage: xenfront blk write --vdev VDEV [--sector S] "
+                "(--text STRING | --file FILE) [device options]\n"
+                "  writes the data at sector S (default 0), padded with zeroes "
+                "to a whole sector, then flushes\n");
+    else
+        fprintf(stderr, "usage: xenfront blk read --vdev VDEV [--sector S] "
+                "[--count N] [device options]\n"
+                "  writes N sectors (default 1) from sector S to stdout\n");
+    xf_dev_usage(stderr);
+    return 2;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: xenfront blk COMMAND --vdev VDEV [OPTIONS]\n"
+          "\n"
+          "A userspace blkif frontend (what Linux's xen-blkfront does), run as\n"
+          "a guest: `xensim run --domid N -- xenfront blk ...`.\n"
+          "\n"
+          "Commands:\n"
+          "  info     connect, print the disk's properties, disconnect\n"
+          "  read     read sectors to stdout\n"
+          "  write    write a string or a file at a sector\n"
+          "  verify   write seeded patterns at random offsets and sizes, flush,\n"
+          "           discard, read back and check every byte\n"
+          "  load     generate load (random/sequential read/write) and print\n"
+          "           IOPS and MB/s\n"
+          "  check-file  (no guest needed) check a disk image against the model\n"
+          "           a verify run saved with --model-out\n"
+          "\n"
+          "`xenfront blk COMMAND --help` lists a command's options.\n"
+          "Exit status: 0 ok, 1 failed (message on stderr), 2 bad usage.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 3 || strcmp(argv[1], "blk") != 0) {
+        if (argc >= 2 && strcmp(argv[1], "blk") != 0)
+            fprintf(stderr, "xenfront: unknown device class '%s' (only blk)\n\n",
+                    argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        { "verify", xf_blk_verify },
+        { "load", xf_blk_load },
+        { "info", blk_info },
+        { "check-file", xf_blk_check_file },
+    };
+    const char *cmd = argv[2];
+    optind = 1;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            return cmds[i].fn(argc - 2, argv + 2);
+    if (strcmp(cmd, "read") == 0 || strcmp(cmd, "write") == 0)
+        return blk_rw(argc - 2, argv + 2, cmd[0] == 'w');
+    fprintf(stderr, "xenfront blk: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
