@@ -418,6 +418,16 @@ static void test_domain_death(void)
     WAIT_FOR(is(be1, "state", "4"));
     CU_ASSERT_TRUE(is(be1, "state", "4"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 3);
+    /* Suspend fires @releaseDomain too, but the domain is still there. */
+    int admin = sim_admin(&host);
+    CU_ASSERT_TRUE_FATAL(admin >= 0);
+    CU_ASSERT_EQUAL(xensim_domain_op(admin, XENSIM_OP_DOMAIN_SUSPEND, dom), 0);
+    for (int i = 0; i < 20; i++)
+        evloop_run_once(loop, 5);
+    CU_ASSERT_EQUAL(xensim_domain_op(admin, XENSIM_OP_DOMAIN_RESUME, dom), 0);
+    close(admin);
+    CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 3);
+    CU_ASSERT_TRUE(rec_of("vbd", dom, 51712)->connected);
     CU_ASSERT_EQUAL(sim_destroy(&host, dom), 0);
     WAIT_FOR(freed("vbd", dom, 51712) && freed("qdisk", dom, 51728));
     CU_ASSERT_TRUE(freed("vbd", dom, 51712));
