@@ -60,6 +60,7 @@ struct xenbus_device {
     bool init_ok;         /* class init succeeded (device can connect) */
     bool failed;          /* closed after an error until the frontend restarts */
     bool error_pending;   /* on the deferred-close list */
+    bool dying;           /* in device_destroy: errors are only recorded */
     char errmsg[MAX_ERROR_TEXT];
     void *priv;
     struct xenbus_device *next;
@@ -90,7 +91,7 @@ static const char *const state_names[] = {
 
 static const char *state_name(int s)
 {
-    return s >= 0 && s <= XB_RECONFIGURED ? state_names[s] : "?";
+    return s >= 0 && s <= XB_RECONFIGURED ? state_names[s] : "none yet";
 }
 
 static void device_destroy(struct xenbus_device *dev);
@@ -327,7 +328,7 @@ static void device_destroy(struct xenbus_device *dev)
             bus->ndevices--;
             break;
         }
-    pending_remove(dev);
+    dev->dying = true;
     if (dev->watching &&
         xenif_xs_unwatch(bus->xs, dev->fe_state_path, dev->token) < 0)
         log_debug(dev->be_path, "unwatch %s: %s", dev->fe_state_path,
@@ -337,6 +338,7 @@ static void device_destroy(struct xenbus_device *dev)
         if (dev->bc->cls->free)
             dev->bc->cls->free(dev);
     }
+    pending_remove(dev);
     log_info(dev->be_path, "device removed");
     free(dev->be_path);
     free(dev->fe_path);
@@ -1116,7 +1118,7 @@ void xenbus_device_error(struct xenbus_device *dev, const char *fmt, ...)
                        strlen(dev->errmsg)) < 0)
         log_warn(dev->be_path, "cannot write %s: %s", dev->error_path,
                  strerror(errno));
-    if (dev->error_pending)
+    if (dev->error_pending || dev->dying)
         return;
     dev->error_pending = true;
     dev->next_pending = dev->bus->pending;

@@ -33,6 +33,7 @@ struct rec {
 static struct rec recs[64];
 static unsigned nrecs;
 static unsigned fail_init_devid = ~0u, fail_connect_devid = ~0u;
+static unsigned error_in_disconnect_devid = ~0u; /* e.g. a failed flush */
 
 static struct rec *rec_find(const char *path)
 {
@@ -84,6 +85,8 @@ static void fake_disconnect(struct xenbus_device *dev)
     if (r->connected) {
         r->connected = false;
         r->disconnect++;
+        if (xenbus_devid(dev) == error_in_disconnect_devid)
+            xenbus_device_error(dev, "flush failed while disconnecting");
     }
 }
 
@@ -366,8 +369,11 @@ static void test_backend_removed(void)
     fe_publish(guest, id);
     WAIT_FOR(is(be, "state", "4"));
     CU_ASSERT_TRUE(is(be, "state", "4"));
+    /* The class reports an error while being torn down: only recorded. */
+    error_in_disconnect_devid = id;
     CU_ASSERT_EQUAL(xenif_xs_rm(ts, 0, be), 0);
     WAIT_FOR(freed("vbd", guest, id));
+    error_in_disconnect_devid = ~0u;
     CU_ASSERT_TRUE(freed("vbd", guest, id));
     CU_ASSERT_EQUAL(rec_of("vbd", guest, id)->disconnect, 1);
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before);
