@@ -404,6 +404,31 @@ static int write_ring_nodes(struct blkfront *bf, xenif_txn t, const struct ring 
     return xenif_xs_printf(bf->xs, t, path, "%d", r->port);
 }
 
+/* An earlier connection (another queue count or ring order) may have left
+ * its keys: the backend must not find stale queue-N or ring-refN nodes. */
+static int remove_old_keys(struct blkfront *bf, xenif_txn t)
+{
+    static const char *const prefixes[] = { "ring-ref", "event-channel",
+                                            "ring-page-order", "queue-",
+                                            "multi-queue-num-queues" };
+    unsigned n = 0;
+    char **names = xenif_xs_directory(bf->xs, t, bf->fe_path, &n);
+    if (!names)
+        return -1;
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
+            if (strncmp(names[i], prefixes[k], strlen(prefixes[k])) == 0) {
+                char path[300];
+                snprintf(path, sizeof(path), "%s/%s", bf->fe_path, names[i]);
+                if (xenif_xs_rm(bf->xs, t, path) < 0 && errno != ENOENT)
+                    rc = -1;
+                break;
+            }
+    free(names);
+    return rc;
+}
+
 /* talk_to_blkback: publish rings, event channels and protocol in one
  * transaction, then Initialised. */
 static int publish_rings(struct blkfront *bf)
@@ -415,8 +440,8 @@ static int publish_rings(struct blkfront *bf)
             fail(bf, "starting transaction: %s", strerror(errno));
             return -1;
         }
-        int rc = 0;
-        if (bf->order > 0) {
+        int rc = remove_old_keys(bf, t);
+        if (rc == 0 && bf->order > 0) {
             snprintf(path, sizeof(path), "%s/ring-page-order", bf->fe_path);
             rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->order);
         }

@@ -76,8 +76,8 @@ bool pat_check(const void *sector, uint64_t seed, uint64_t lba, uint32_t gen,
     return false;
 }
 
-void pat_describe(char *out, size_t outlen, uint64_t lba, uint32_t want_gen,
-                  const struct pat_found *f)
+void pat_describe(char *out, size_t outlen, uint64_t seed, uint64_t lba,
+                  uint32_t want_gen, const struct pat_found *f)
 {
     char want[48];
     if (want_gen == PAT_GEN_ZERO)
@@ -92,8 +92,10 @@ void pat_describe(char *out, size_t outlen, uint64_t lba, uint32_t want_gen,
                  "sector %llu generation %u seed %#llx%s (first bad byte %u)",
                  (unsigned long long)lba, want, (unsigned long long)f->lba,
                  f->gen, (unsigned long long)f->seed,
-                 f->lba == lba ? (f->gen < want_gen ? " (stale)" : " (newer)")
-                               : " (misplaced)", f->first_bad);
+                 f->seed != seed ? " (another disk's or run's data)"
+                 : f->lba != lba ? " (misplaced)"
+                 : f->gen == want_gen ? " (corrupted)"
+                 : f->gen < want_gen ? " (stale)" : " (newer)", f->first_bad);
     else
         snprintf(out, outlen, "sector %llu: expected %s, read other data "
                  "(first bad byte %u)", (unsigned long long)lba, want,
@@ -204,7 +206,7 @@ uint64_t pat_check_range(const struct pat_model *m, const void *buf,
         if (pat_check((const uint8_t *)buf + i * PAT_SECTOR, m->seed, s, gen, &f))
             continue;
         if (bad++ == 0 && report)
-            pat_describe(report, reportlen, s, gen, &f);
+            pat_describe(report, reportlen, m->seed, s, gen, &f);
     }
     return bad;
 }

@@ -42,8 +42,8 @@ struct pat_found {
 bool pat_check(const void *sector, uint64_t seed, uint64_t lba, uint32_t gen,
                struct pat_found *found);
 /* One line describing a mismatch, for reports. */
-void pat_describe(char *out, size_t outlen, uint64_t lba, uint32_t want_gen,
-                  const struct pat_found *found);
+void pat_describe(char *out, size_t outlen, uint64_t seed, uint64_t lba,
+                  uint32_t want_gen, const struct pat_found *found);
 
 /* ---- the model ---------------------------------------------------------- */
 

@@ -142,7 +142,7 @@ static void io_done(struct bf_io *io, int st)
                 continue;
             v->mismatches++;
             char line[300];
-            pat_describe(line, sizeof(line), lba + i, gen, &f);
+            pat_describe(line, sizeof(line), v->m.seed, lba + i, gen, &f);
             report(v, "MISMATCH %s (read of %u sectors at %llu)", line, n,
                    (unsigned long long)lba);
         }

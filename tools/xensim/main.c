@@ -1,5 +1,6 @@
 /* xensim: a simulated Xen host and its toolstack commands. */
 #include "cli.h"
+#include "device.h"
 #include "host.h"
 #include "xsd.h"
 
@@ -28,6 +29,9 @@ int main(int argc, char **argv)
         { "resume", xensim_cmd_lifecycle },
         { "destroy", xensim_cmd_lifecycle },
         { "run", xensim_cmd_run },
+        { "block-attach", xensim_cmd_block_attach },
+        { "block-detach", xensim_cmd_block_detach },
+        { "block-list", xensim_cmd_block_list },
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(argv[1], cmds[i].name) == 0) {

@@ -1,0 +1,719 @@
+/* Toolstack disk commands, as libxl does them (tools/libs/light/
+ * libxl_device.c, libxl_disk.c):
+ *
+ *   block-attach: one xenstore transaction writes the backend directory
+ *     /local/domain/BE/backend/TYPE/DOMID/DEVID (owner BE, the guest may
+ *     read), the frontend directory /local/domain/DOMID/device/vbd/DEVID
+ *     (owner the guest, the backend may read) and libxl's trusted copy
+ *     /libxl/DOMID/device/vbd/DEVID; then waits for the backend to reach
+ *     InitWait (libxl__wait_device_connection), removing the device again if
+ *     it does not;
+ *   block-detach: online=0 and state=Closing on the backend in one
+ *     transaction (libxl__initiate_device_generic_remove), waits for Closed,
+ *     then removes the three directories (libxl__device_destroy); after the
+ *     timeout it removes them anyway, as libxl's forced remove does;
+ *   block-list: one line per disk of a domain.
+ *
+ * The CLI is a dom0 process: it talks to the host's xenstored through xenif. */
+#include "cli.h"
+#include "device.h"
+#include "host.h"
+#include "xenif.h"
+#include "xensim_client.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ST_INITIALISING 1
+#define ST_INITWAIT 2
+#define ST_CONNECTED 4
+#define ST_CLOSING 5
+#define ST_CLOSED 6
+
+struct dev_ctx {
+    const char *cmd;
+    char dir[PATH_MAX];
+    int sock;               /* dom0 control socket */
+    struct xenif_xs *xs;
+};
+
+static int ctx_open(struct dev_ctx *c, const char *cmd, const char *dir)
+{
+    memset(c, 0, sizeof(*c));
+    c->cmd = cmd;
+    c->sock = -1;
+    if (!dir || !*dir) {
+        fprintf(stderr, "xensim %s: no --dir given and XENSIM_DIR is not set; "
+                "pass the directory of a running `xensim host`\n", cmd);
+        return -1;
+    }
+    if (!realpath(dir, c->dir)) {
+        fprintf(stderr, "xensim %s: %s: %s\n", cmd, dir, strerror(errno));
+        return -1;
+    }
+    char err[512];
+    c->sock = xensim_connect(c->dir, 0, false, err, sizeof(err));
+    if (c->sock < 0) {
+        fprintf(stderr, "xensim %s: %s\n", cmd, err);
+        return -1;
+    }
+    struct xenif_config cfg = { .kind = XENIF_XENSIM, .xensim_dir = c->dir,
+                                .xensim_domid = 0 };
+    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
+    if (!c->xs) {
+        fprintf(stderr, "xensim %s: xenstore: %s\n", cmd, err);
+        close(c->sock);
+        c->sock = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void ctx_close(struct dev_ctx *c)
+{
+    if (c->xs)
+        xenif_xs_close(c->xs);
+    if (c->sock >= 0)
+        close(c->sock);
+}
+
+static int parse_num(const char *s, unsigned long max, unsigned long *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A running domain by id or name; -1 after printing. */
+static long find_domain(struct dev_ctx *c, const char *arg, const char *role)
+{
+    unsigned long id;
+    struct xensim_dom_info info;
+    if (parse_num(arg, XENSIM_DOMID_MAX, &id) == 0) {
+        if (xensim_domain_info(c->sock, (unsigned)id, &info) == 0 && info.domid == id)
+            return (long)id;
+    } else {
+        for (unsigned next = 0; xensim_domain_info(c->sock, next, &info) == 0;
+             next = info.domid + 1)
+            if (strcmp(info.name, arg) == 0)
+                return info.domid;
+    }
+    fprintf(stderr, "xensim %s: no %s domain with id or name '%s' (see `xensim "
+            "list`)\n", c->cmd, role, arg);
+    return -1;
+}
+
+/* ---- vdev names (libxl__device_disk_dev_number / libxl__devid_to_vdev) -- */
+
+static bool xvd_matches(const char *v, long *disk, long *part)
+{
+    if (strncmp(v, "xvd", 3) != 0)
+        return false;
+    const char *p = v + 3;
+    long d = -1;
+    while (*p >= 'a' && *p <= 'z') {
+        d = (d + 1) * 26 + (*p - 'a');
+        if (d > (1 << 20) - 1)
+            return false;
+        p++;
+    }
+    if (d < 0)
+        return false;
+    long pn = 0;
+    if (*p) {
+        unsigned long u;
+        if (*p == '0' || parse_num(p, 255, &u) < 0)
+            return false;
+        pn = (long)u;
+    }
+    *disk = d;
+    *part = pn;
+    return true;
+}
+
+static long vdev_to_devid(const char *vdev)
+{
+    long disk, part;
+    int used = -1;
+    if ((sscanf(vdev, "d%ldp%ld%n", &disk, &part, &used) >= 2 &&
+         used == (int)strlen(vdev) && disk >= 0 && disk < (1 << 20) &&
+         part >= 0 && part < 256) || xvd_matches(vdev, &disk, &part)) {
+        if (disk <= 15 && part <= 15)
+            return (202 << 8) | (disk << 4) | part;
+        return (1L << 28) | (disk << 8) | part;
+    }
+    unsigned long v;
+    if (parse_num(vdev, INT_MAX, &v) == 0)
+        return (long)v;
+    return -1;
+}
+
+static char *encode_disk(char *p, unsigned n)
+{
+    if (n >= 26)
+        p = encode_disk(p, n / 26 - 1);
+    *p = (char)('a' + n % 26);
+    return p + 1;
+}
+
+static void devid_to_vdev(unsigned long devid, char *out, size_t len)
+{
+    unsigned minor, nr_parts;
+    if (devid & (1ul << 28)) {
+        minor = (unsigned)(devid & ~(1ul << 28));
+        nr_parts = 256;
+    } else if ((devid >> 8) == 202) {
+        minor = devid & 0xff;
+        nr_parts = 16;
+    } else {
+        snprintf(out, len, "%lu", devid);
+        return;
+    }
+    char buf[40] = "xvd";
+    char *p = encode_disk(buf + 3, minor / nr_parts);
+    *p = 0;
+    if (minor % nr_parts)
+        snprintf(p, sizeof(buf) - (size_t)(p - buf), "%u", minor % nr_parts);
+    snprintf(out, len, "%s", buf);
+}
+
+/* ---- xenstore helpers ---------------------------------------------------- */
+
+static int xs_put(struct xenif_xs *xs, xenif_txn t, const char *dir,
+                  const char *key, const char *val)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_write(xs, t, path, val, strlen(val));
+}
+
+static long read_state(struct xenif_xs *xs, const char *dir)
+{
+    char path[512];
+    unsigned long v;
+    snprintf(path, sizeof(path), "%s/state", dir);
+    return xenif_xs_read_uint(xs, 0, path, &v) == 0 ? (long)v : -1;
+}
+
+static bool exists(struct xenif_xs *xs, xenif_txn t, const char *path)
+{
+    char *v = xenif_xs_read(xs, t, path, NULL);
+    free(v);
+    return v != NULL;
+}
+
+/* Removes dir's parent, then grandparent, while they are empty and longer
+ * than stop (libxl__xs_path_cleanup, bounded). */
+static void rm_empty_parents(struct xenif_xs *xs, xenif_txn t, const char *dir,
+                             size_t stop)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s", dir);
+    for (;;) {
+        char *slash = strrchr(p, '/');
+        if (!slash || (size_t)(slash - p) <= stop)
+            return;
+        *slash = 0;
+        unsigned n = 1;
+        char **kids = xenif_xs_directory(xs, t, p, &n);
+        free(kids);
+        if (!kids || n != 0)
+            return;
+        xenif_xs_rm(xs, t, p);
+    }
+}
+
+/* Waits until dir/state satisfies ok(state) (state -1: dir gone). Returns the
+ * last state seen; *met says whether ok() held before the timeout. */
+static long wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
+                       unsigned timeout_s, bool *met)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    xenif_xs_watch(xs, path, "st");
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long s;
+    *met = false;
+    for (;;) {
+        char *p, *tok;
+        while (xenif_xs_next_event(xs, &p, &tok) == 1)
+            free(p);
+        s = read_state(xs, dir);
+        if (ok(s)) {
+            *met = true;
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (el >= timeout_s)
+            break;
+        struct pollfd pf = { .fd = xenif_xs_fd(xs), .events = POLLIN };
+        poll(&pf, 1, 100);
+    }
+    xenif_xs_unwatch(xs, path, "st");
+    return s;
+}
+
+static bool st_ready(long s) { return s >= ST_INITWAIT && s <= ST_CONNECTED; }
+static bool st_failed_or_ready(long s) { return st_ready(s) || s >= ST_CLOSING || s < 0; }
+static bool st_closed(long s) { return s == ST_CLOSED || s < 0; }
+
+static const char *state_name(long s)
+{
+    static const char *names[] = { "Unknown", "Initialising", "InitWait",
+                                   "Initialised", "Connected", "Closing",
+                                   "Closed", "Reconfiguring", "Reconfigured" };
+    return s < 0 ? "gone" : s < 9 ? names[s] : "invalid";
+}
+
+/* The backend's error node, as Linux's xenbus_dev_fatal and netbusd write
+ * it: /local/domain/BE/error/BACKEND-PATH/error. Caller frees. */
+static char *backend_error(struct xenif_xs *xs, unsigned be, const char *be_dir)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "/local/domain/%u/error%s/error", be, be_dir);
+    return xenif_xs_read(xs, 0, path, NULL);
+}
+
+struct paths {
+    char be[256], fe[256], libxl[256];
+};
+
+static void device_paths(struct paths *p, unsigned be, const char *type,
+                         unsigned domid, unsigned long devid)
+{
+    snprintf(p->be, sizeof(p->be), "/local/domain/%u/backend/%s/%u/%lu", be, type,
+             domid, devid);
+    snprintf(p->fe, sizeof(p->fe), "/local/domain/%u/device/vbd/%lu", domid, devid);
+    snprintf(p->libxl, sizeof(p->libxl), "/libxl/%u/device/vbd/%lu", domid, devid);
+}
+
+/* Removes the device's directories in one transaction (libxl__device_destroy). */
+static int remove_device(struct dev_ctx *c, const struct paths *p, unsigned be,
+                         unsigned domid)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(c->xs);
+        if (!t)
+            return -1;
+        xenif_xs_rm(c->xs, t, p->fe);
+        xenif_xs_rm(c->xs, t, p->be);
+        xenif_xs_rm(c->xs, t, p->libxl);
+        char stop[128];
+        rm_empty_parents(c->xs, t, p->be,
+                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/backend", be));
+        rm_empty_parents(c->xs, t, p->fe,
+                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/device", domid));
+        rm_empty_parents(c->xs, t, p->libxl, strlen("/libxl"));
+        if (xenif_xs_transaction_end(c->xs, t, false) == 0)
+            return 0;
+        if (errno != EAGAIN)
+            return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+/* ---- block-attach ------------------------------------------------------- */
+
+static const char attach_usage[] =
+    "usage: xensim block-attach [--dir DIR] DOMAIN TARGET VDEV [--mode r|w]\n"
+    "                           [--type vbd|qdisk] [--backend DOMAIN]\n"
+    "                           [--no-wait] [--timeout SEC]\n"
+    "  TARGET: the disk image or device (made absolute); VDEV: xvda, xvdb, ...,\n"
+    "  dDpP or a device number (xvda = 51712). Waits (default 10 s) for the\n"
+    "  backend to reach InitWait unless --no-wait.\n";
+
+int xensim_cmd_block_attach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "mode", required_argument, NULL, 'm' },
+        { "type", required_argument, NULL, 't' },
+        { "backend", required_argument, NULL, 'b' },
+        { "no-wait", no_argument, NULL, 'W' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = getenv("XENSIM_DIR"), *mode = "w", *type = "vbd";
+    const char *backend = "0";
+    bool wait = true;
+    unsigned long timeout = 10;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:m:t:b:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'm': mode = optarg; break;
+        case 't': type = optarg; break;
+        case 'b': backend = optarg; break;
+        case 'W': wait = false; break;
+        case 'T':
+            if (parse_num(optarg, 3600, &timeout) < 0 || timeout == 0) {
+                fprintf(stderr, "xensim block-attach: --timeout %s: want 1..3600 "
+                        "seconds\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': fputs(attach_usage, stdout); return 0;
+        default: fputs(attach_usage, stderr); return 2;
+        }
+    }
+    if (argc - optind != 3) {
+        fprintf(stderr, "xensim block-attach: expected DOMAIN TARGET VDEV\n%s",
+                attach_usage);
+        return 2;
+    }
+    const char *dom_arg = argv[optind], *target = argv[optind + 1],
+               *vdev = argv[optind + 2];
+    bool writable;
+    if (strcmp(mode, "w") == 0 || strcmp(mode, "rw") == 0)
+        writable = true;
+    else if (strcmp(mode, "r") == 0 || strcmp(mode, "ro") == 0)
+        writable = false;
+    else {
+        fprintf(stderr, "xensim block-attach: --mode %s: expected r or w\n", mode);
+        return 2;
+    }
+    if (strcmp(type, "vbd") != 0 && strcmp(type, "qdisk") != 0) {
+        fprintf(stderr, "xensim block-attach: --type %s: expected vbd or qdisk\n", type);
+        return 2;
+    }
+    long devid = vdev_to_devid(vdev);
+    if (devid < 0) {
+        fprintf(stderr, "xensim block-attach: '%s' is not a virtual device name "
+                "(xvda, xvdb, ..., dDpP or a number such as 51712)\n", vdev);
+        return 2;
+    }
+    char abs_target[PATH_MAX];
+    if (!realpath(target, abs_target)) {
+        fprintf(stderr, "xensim block-attach: %s: %s\n", target, strerror(errno));
+        return 1;
+    }
+    for (const char *ch = abs_target; *ch; ch++)
+        if ((unsigned char)*ch < 0x20 || *ch == 0x7f) {
+            fprintf(stderr, "xensim block-attach: the target path has control "
+                    "characters\n");
+            return 2;
+        }
+
+    struct dev_ctx c;
+    if (ctx_open(&c, "block-attach", dir) < 0)
+        return 1;
+    int rc = 1;
+    long domid = find_domain(&c, dom_arg, "guest");
+    long be = domid < 0 ? -1 : find_domain(&c, backend, "backend");
+    if (domid < 0 || be < 0)
+        goto out;
+    struct paths p;
+    device_paths(&p, (unsigned)be, type, (unsigned)domid, (unsigned long)devid);
+
+    char params[PATH_MAX + 8], num[32];
+    /* libxl: phy gets the path, qdisk FORMAT:PATH ("aio" for raw). */
+    snprintf(params, sizeof(params), "%s%s", strcmp(type, "qdisk") == 0 ? "aio:" : "",
+             abs_target);
+    const char *bents[][2] = {
+        { "frontend-id", NULL }, { "online", "1" }, { "removable", "0" },
+        { "bootable", "1" }, { "state", "1" }, { "dev", vdev },
+        { "type", strcmp(type, "qdisk") == 0 ? "qdisk" : "phy" },
+        { "mode", writable ? "w" : "r" }, { "device-type", "disk" },
+        { "discard-enable", "1" }, { "params", params },
+    };
+    snprintf(num, sizeof(num), "%ld", domid);
+    bents[0][1] = num;
+    char be_num[24], devid_s[24];
+    snprintf(be_num, sizeof(be_num), "%ld", be);
+    snprintf(devid_s, sizeof(devid_s), "%ld", devid);
+    const char *fents[][2] = {
+        { "backend-id", be_num }, { "state", "1" }, { "virtual-device", devid_s },
+        { "device-type", "disk" },
+    };
+    /* libxl__device_generic_add's permissions. */
+    struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)be, XENIF_XS_PERM_READ } };
+    struct xenif_xs_perm be_perms[2] = { { (xenif_domid)be, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)domid, XENIF_XS_PERM_READ } };
+    int attempt;
+    for (attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(c.xs);
+        if (!t) {
+            fprintf(stderr, "xensim block-attach: xenstore transaction: %s\n",
+                    strerror(errno));
+            goto out;
+        }
+        char path[600];
+        snprintf(path, sizeof(path), "%s/backend", p.fe);
+        if (exists(c.xs, t, path) || exists(c.xs, t, p.libxl)) {
+            xenif_xs_transaction_end(c.xs, t, true);
+            fprintf(stderr, "xensim block-attach: domain %ld already has vbd %s "
+                    "(%ld); detach it first\n", domid, vdev, devid);
+            goto out;
+        }
+        int e = 0;
+        e |= xenif_xs_rm(c.xs, t, p.libxl) < 0 && errno != ENOENT;
+        e |= xs_put(c.xs, t, p.libxl, "frontend", p.fe);
+        e |= xs_put(c.xs, t, p.libxl, "backend", p.be);
+        /* frontend directory */
+        xenif_xs_rm(c.xs, t, p.fe);
+        e |= xenif_xs_mkdir(c.xs, t, p.fe);
+        e |= xenif_xs_set_perms(c.xs, t, p.fe, fe_perms, 2);
+        e |= xs_put(c.xs, t, p.fe, "backend", p.be);
+        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
+            e |= xenif_xs_write(c.xs, t, path, fents[i][1], strlen(fents[i][1]));
+            e |= xenif_xs_set_perms(c.xs, t, path, fe_perms, 2);
+        }
+        /* backend directory */
+        xenif_xs_rm(c.xs, t, p.be);
+        e |= xenif_xs_mkdir(c.xs, t, p.be);
+        e |= xenif_xs_set_perms(c.xs, t, p.be, be_perms, 2);
+        e |= xs_put(c.xs, t, p.be, "frontend", p.fe);
+        for (size_t i = 0; i < sizeof(bents) / sizeof(bents[0]); i++) {
+            e |= xs_put(c.xs, t, p.be, bents[i][0], bents[i][1]);
+            e |= xs_put(c.xs, t, p.libxl, bents[i][0], bents[i][1]);
+        }
+        if (e) {
+            int err = errno;
+            xenif_xs_transaction_end(c.xs, t, true);
+            fprintf(stderr, "xensim block-attach: writing the device nodes: %s\n",
+                    strerror(err));
+            goto out;
+        }
+        if (xenif_xs_transaction_end(c.xs, t, false) == 0)
+            break;
+        if (errno != EAGAIN) {
+            fprintf(stderr, "xensim block-attach: committing: %s\n", strerror(errno));
+            goto out;
+        }
+    }
+    if (attempt == 50) {
+        fprintf(stderr, "xensim block-attach: the transaction kept conflicting\n");
+        goto out;
+    }
+    if (!wait) {
+        rc = 0;
+        goto out;
+    }
+    bool met;
+    long s = wait_state(c.xs, p.be, st_failed_or_ready, (unsigned)timeout, &met);
+    if (met && st_ready(s)) {
+        rc = 0;
+        goto out;
+    }
+    char *why = backend_error(c.xs, (unsigned)be, p.be);
+    if (met)
+        fprintf(stderr, "xensim block-attach: the backend refused %s: %s (state %s)\n",
+                vdev, why ? why : "no reason given", state_name(s));
+    else
+        fprintf(stderr, "xensim block-attach: no backend took %s within %lus "
+                "(backend state %s; is netbusd running for domain %ld and "
+                "serving %s?)\n", vdev, timeout, state_name(s), be, type);
+    free(why);
+    if (remove_device(&c, &p, (unsigned)be, (unsigned)domid) < 0)
+        fprintf(stderr, "xensim block-attach: removing the device again: %s\n",
+                strerror(errno));
+out:
+    ctx_close(&c);
+    return rc;
+}
+
+/* ---- block-detach ------------------------------------------------------- */
+
+static const char detach_usage[] =
+    "usage: xensim block-detach [--dir DIR] DOMAIN VDEV [--timeout SEC]\n"
+    "  asks the backend to close (online=0, state=Closing), waits for Closed\n"
+    "  (default 10 s; then removes anyway, as libxl does), removes the nodes\n";
+
+/* Where the device's backend is: libxl's trusted copy, else the frontend's
+ * backend node. Fills p and *be, *type. */
+static int locate_device(struct dev_ctx *c, unsigned domid, unsigned long devid,
+                         struct paths *p, unsigned *be)
+{
+    device_paths(p, 0, "vbd", domid, devid);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/backend", p->libxl);
+    char *bp = xenif_xs_read(c->xs, 0, path, NULL);
+    if (!bp) {
+        snprintf(path, sizeof(path), "%s/backend", p->fe);
+        bp = xenif_xs_read(c->xs, 0, path, NULL);
+    }
+    if (!bp)
+        return -1;
+    unsigned b, d;
+    unsigned long id;
+    char type[32];
+    int n = -1;
+    if (strlen(bp) >= sizeof(p->be) ||
+        sscanf(bp, "/local/domain/%u/backend/%31[^/]/%u/%lu%n", &b, type, &d, &id,
+               &n) != 4 || n != (int)strlen(bp) || d != domid || id != devid) {
+        fprintf(stderr, "xensim %s: the device's backend path '%s' is not "
+                "/local/domain/BE/backend/TYPE/%u/%lu; using it anyway\n", c->cmd,
+                bp, domid, devid);
+        b = 0;
+    }
+    snprintf(p->be, sizeof(p->be), "%s", bp);
+    free(bp);
+    *be = b;
+    return 0;
+}
+
+int xensim_cmd_block_detach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = getenv("XENSIM_DIR");
+    unsigned long timeout = 10;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'T':
+            if (parse_num(optarg, 3600, &timeout) < 0 || timeout == 0) {
+                fprintf(stderr, "xensim block-detach: --timeout %s: want 1..3600 "
+                        "seconds\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': fputs(detach_usage, stdout); return 0;
+        default: fputs(detach_usage, stderr); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "xensim block-detach: expected DOMAIN VDEV\n%s", detach_usage);
+        return 2;
+    }
+    const char *vdev = argv[optind + 1];
+    long devid = vdev_to_devid(vdev);
+    if (devid < 0) {
+        fprintf(stderr, "xensim block-detach: '%s' is not a virtual device name\n",
+                vdev);
+        return 2;
+    }
+    struct dev_ctx c;
+    if (ctx_open(&c, "block-detach", dir) < 0)
+        return 1;
+    int rc = 1;
+    long domid = find_domain(&c, argv[optind], "guest");
+    if (domid < 0)
+        goto out;
+    struct paths p;
+    unsigned be;
+    if (locate_device(&c, (unsigned)domid, (unsigned long)devid, &p, &be) < 0) {
+        fprintf(stderr, "xensim block-detach: domain %ld has no vbd %s (see "
+                "`xensim block-list %ld`)\n", domid, vdev, domid);
+        goto out;
+    }
+    /* libxl__initiate_device_generic_remove */
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(c.xs);
+        if (!t)
+            break;
+        char path[600];
+        snprintf(path, sizeof(path), "%s/state", p.be);
+        if (exists(c.xs, t, path)) {
+            xs_put(c.xs, t, p.be, "online", "0");
+            xs_put(c.xs, t, p.be, "state", "5");
+        }
+        if (xenif_xs_transaction_end(c.xs, t, false) == 0 || errno != EAGAIN)
+            break;
+    }
+    bool met;
+    long s = wait_state(c.xs, p.be, st_closed, (unsigned)timeout, &met);
+    if (!met)
+        fprintf(stderr, "xensim block-detach: the backend of %s did not close "
+                "within %lus (state %s, frontend %s); removing it anyway\n", vdev,
+                timeout, state_name(s), state_name(read_state(c.xs, p.fe)));
+    if (remove_device(&c, &p, be, (unsigned)domid) < 0) {
+        fprintf(stderr, "xensim block-detach: removing the nodes: %s\n",
+                strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    ctx_close(&c);
+    return rc;
+}
+
+/* ---- block-list --------------------------------------------------------- */
+
+int xensim_cmd_block_list(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = getenv("XENSIM_DIR");
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        if (o != 'd') {
+            fprintf(stderr, "usage: xensim block-list [--dir DIR] DOMAIN\n");
+            return 2;
+        }
+        dir = optarg;
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "usage: xensim block-list [--dir DIR] DOMAIN\n");
+        return 2;
+    }
+    struct dev_ctx c;
+    if (ctx_open(&c, "block-list", dir) < 0)
+        return 1;
+    long domid = find_domain(&c, argv[optind], "guest");
+    if (domid < 0) {
+        ctx_close(&c);
+        return 1;
+    }
+    char base[128];
+    snprintf(base, sizeof(base), "/local/domain/%ld/device/vbd", domid);
+    unsigned n = 0;
+    char **ids = xenif_xs_directory(c.xs, 0, base, &n);
+    printf("%-6s %-8s %-3s %-6s %-12s %-12s %-4s %s\n", "VDEV", "DEVID", "BE",
+           "TYPE", "FE-STATE", "BE-STATE", "MODE", "TARGET");
+    for (unsigned i = 0; ids && i < n; i++) {
+        unsigned long devid;
+        if (parse_num(ids[i], ULONG_MAX, &devid) < 0)
+            continue;
+        struct paths p;
+        unsigned be;
+        char vname[40];
+        devid_to_vdev(devid, vname, sizeof(vname));
+        if (locate_device(&c, (unsigned)domid, devid, &p, &be) < 0) {
+            printf("%-6s %-8lu %-3s %-6s %-12s %-12s %-4s %s\n", vname, devid, "-",
+                   "-", state_name(read_state(c.xs, p.fe)), "-", "-", "-");
+            continue;
+        }
+        char path[600];
+        snprintf(path, sizeof(path), "%s/mode", p.be);
+        char *mode = xenif_xs_read(c.xs, 0, path, NULL);
+        snprintf(path, sizeof(path), "%s/params", p.be);
+        char *params = xenif_xs_read(c.xs, 0, path, NULL);
+        char type[32] = "?";
+        sscanf(p.be, "/local/domain/%*u/backend/%31[^/]", type);
+        printf("%-6s %-8lu %-3u %-6s %-12s %-12s %-4s %s\n", vname, devid, be, type,
+               state_name(read_state(c.xs, p.fe)), state_name(read_state(c.xs, p.be)),
+               mode ? mode : "-", params ? params : "-");
+        free(mode);
+        free(params);
+    }
+    free(ids);
+    ctx_close(&c);
+    return 0;
+}
