@@ -36,6 +36,14 @@ struct vbd_io {
     struct iovec iov[BLKIF_MAX_INDIRECT_SEGS];
 };
 
+/* Persistent grants of one queue: gref -> page mapped read-write, open
+ * addressing, never removed before the queue closes (the frontend reuses a
+ * fixed pool; Linux blkfront keeps up to a ring's worth of segments). */
+struct pgnt {
+    xenif_gref gref;
+    void *addr; /* NULL: free slot */
+};
+
 struct vbd_queue {
     struct vbd_disk *disk;
     unsigned index;
@@ -52,6 +60,8 @@ struct vbd_queue {
     unsigned inflight;
     struct vbd_io *ios, *free_ios;
     uint64_t bad;
+    struct pgnt *pg;          /* persistent grants (2 * pg_max slots) */
+    unsigned pg_count, pg_max;
     char why[160];
 };
 
@@ -212,6 +222,60 @@ static int load_indirect(struct vbd_queue *q, struct vbd_io *io, const char **wh
     return st;
 }
 
+/* The persistent mapping of gref, mapping it now if there is room; NULL if
+ * the grant cannot be mapped read-write or the table is full (the request
+ * then takes the per-request path). */
+static void *pgnt_get(struct vbd_queue *q, xenif_gref gref)
+{
+    unsigned cap = 2 * q->pg_max;
+    unsigned h = (gref * 2654435761u) % cap;
+    for (unsigned n = 0; n < cap; n++, h = (h + 1) % cap) {
+        if (!q->pg[h].addr)
+            break;
+        if (q->pg[h].gref == gref)
+            return q->pg[h].addr;
+    }
+    if (q->pg_count >= q->pg_max)
+        return NULL;
+    struct vbd_disk *d = q->disk;
+    void *addr = xenif_gnt_map(d->gnt, d->domid, 1, &gref,
+                               XENIF_GNT_READ | XENIF_GNT_WRITE);
+    if (!addr)
+        return NULL;
+    q->pg[h].gref = gref;
+    q->pg[h].addr = addr;
+    q->pg_count++;
+    d->persistent_maps++;
+    return addr;
+}
+
+static void pgnt_free(struct vbd_queue *q)
+{
+    for (unsigned i = 0; q->pg && i < 2 * q->pg_max; i++)
+        if (q->pg[i].addr &&
+            xenif_gnt_unmap(q->disk->gnt, q->pg[i].addr, 1) < 0)
+            log_error(q->disk->where, "queue %u: unmapping persistent grant "
+                      "%u: %s", q->index, q->pg[i].gref, strerror(errno));
+    free(q->pg);
+    q->pg = NULL;
+}
+
+/* Segments through persistent grants; false if one is not available. */
+static bool map_persistent(struct vbd_queue *q, struct vbd_io *io)
+{
+    struct blkif_req *r = &io->req;
+    for (unsigned i = 0; i < r->nr_segments; i++) {
+        uint8_t *page = pgnt_get(q, r->seg[i].gref);
+        if (!page)
+            return false;
+        io->iov[i].iov_base = page + ((size_t)r->seg[i].first_sect
+                                      << BLKIF_SECTOR_SHIFT);
+        io->iov[i].iov_len = ((size_t)r->seg[i].last_sect -
+                              r->seg[i].first_sect + 1) << BLKIF_SECTOR_SHIFT;
+    }
+    return true;
+}
+
 static int start_io(struct vbd_queue *q, struct vbd_io *io, const char **why)
 {
     struct vbd_disk *d = q->disk;
@@ -233,6 +297,9 @@ static int start_io(struct vbd_queue *q, struct vbd_io *io, const char **why)
         bool to_guest = r->op == BLKIF_REQ_READ;
         t->kind = to_guest ? VBD_IO_READ : VBD_IO_WRITE;
         t->preflush = r->op == BLKIF_REQ_FLUSH;
+        t->iovcnt = r->nr_segments;
+        if (q->pg && map_persistent(q, io))
+            goto submit;
         xenif_gref refs[BLKIF_MAX_INDIRECT_SEGS];
         for (unsigned i = 0; i < r->nr_segments; i++)
             refs[i] = r->seg[i].gref;
@@ -255,8 +322,8 @@ static int start_io(struct vbd_queue *q, struct vbd_io *io, const char **why)
             io->iov[i].iov_len = ((size_t)s->last_sect - s->first_sect + 1)
                                  << BLKIF_SECTOR_SHIFT;
         }
-        t->iovcnt = r->nr_segments;
     }
+submit:;
     int rc = d->target->ops->submit(d->target, t);
     if (rc < 0) {
         if (io->map)
@@ -369,8 +436,10 @@ static void queue_free(struct vbd_queue *q)
     if (q->sring && xenif_gnt_unmap(d->gnt, q->sring, q->nr_pages) < 0)
         log_error(d->where, "queue %u: unmapping the ring: %s", q->index,
                   strerror(errno));
-    if (!q->inflight) /* else the target still holds them: leak, not crash */
+    if (!q->inflight) { /* else the target still holds them: leak, not crash */
         free(q->ios);
+        pgnt_free(q);
+    }
     free(q);
 }
 
@@ -433,6 +502,16 @@ struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
     if (!q->ios) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (disk->persistent) {
+        q->pg_max = q->size * BLKIF_DIRECT_SEGS;
+        if (q->pg_max > 4096)
+            q->pg_max = 4096;
+        q->pg = calloc(2 * (size_t)q->pg_max, sizeof(*q->pg));
+        if (!q->pg) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
     }
     for (uint32_t i = q->size; i-- > 0;) {
         q->ios[i].q = q;

@@ -37,6 +37,9 @@ struct vbd_disk {
     xenif_domid domid;          /* the frontend's domain */
     struct vbd_target *target;
     struct blkif_limits lim;
+    /* Persistent grants negotiated (feature-persistent on both sides): data
+     * grants stay mapped, one page each, until the queue closes. */
+    bool persistent;
     /* Ring-level abuse: the device must be disconnected. Called once. */
     void (*fail)(struct vbd_disk *disk, const char *why);
     void *opaque;
@@ -44,7 +47,7 @@ struct vbd_disk {
     struct vbd_queue *queues[VBD_MAX_QUEUES];
     unsigned nr_queues;
     /* counters (tests, stats) */
-    uint64_t requests, errors;
+    uint64_t requests, errors, persistent_maps;
 };
 
 struct vbd_queue_params {

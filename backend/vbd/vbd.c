@@ -132,6 +132,7 @@ static int vbd_init(struct xenbus_device *dev)
         rc |= xenbus_printf(dev, "discard-alignment", "0");
         rc |= xenbus_printf(dev, "discard-secure", "0");
     }
+    rc |= xenbus_printf(dev, "feature-persistent", "1");
     rc |= xenbus_printf(dev, "feature-max-indirect-segments", "%u",
                         d->lim.max_indirect_segments);
     rc |= xenbus_printf(dev, "max-ring-page-order", "%u", VBD_MAX_RING_ORDER);
@@ -194,6 +195,9 @@ static int vbd_connect(struct xenbus_device *dev)
     free(proto);
 
     unsigned long nq = 1, order = 0, val;
+    /* Anything but "1" (absent, garbage) means no persistent grants. */
+    d->persistent = xenbus_read_frontend_uint(dev, "feature-persistent", &val) == 0
+                    && val == 1;
     bool have_order = false;
     char *s = xenbus_read_frontend(dev, "multi-queue-num-queues");
     bool have_nq = s != NULL;
@@ -251,7 +255,8 @@ static int vbd_connect(struct xenbus_device *dev)
     }
     v->connected = true;
     log_info(xenbus_backend_path(dev), "connected: %lu queue(s) of %u ring "
-             "page(s), %s", nq, 1u << order, blkif_abi_name(abi));
+             "page(s), %s%s", nq, 1u << order, blkif_abi_name(abi),
+             d->persistent ? ", persistent grants" : "");
     return 0;
 fail:
     vbd_disk_close_queues(d);

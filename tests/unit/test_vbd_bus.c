@@ -270,7 +270,7 @@ static void test_vbd_through_bus(void)
     CU_ASSERT_TRUE(is(be, "feature-max-indirect-segments", "256"));
     CU_ASSERT_TRUE(is(be, "max-ring-page-order", "4"));
     CU_ASSERT_TRUE(is(be, "multi-queue-max-queues", "4"));
-    CU_ASSERT_FALSE(has(be, "feature-persistent"));
+    CU_ASSERT_TRUE(is(be, "feature-persistent", "1"));
 
     struct gq q;
     CU_ASSERT_EQUAL_FATAL(gq_open(&q, BLKIF_ABI_X86_32, 2), 0);
@@ -279,6 +279,7 @@ static void test_vbd_through_bus(void)
     gq_publish(&q, fe, "");
     put(fe, "ring-page-order", "1");
     put(fe, "protocol", "x86_32-abi");
+    put(fe, "feature-persistent", "1");
     put(fe, "state", "3");
     WAIT_FOR(is(be, "state", "4"));
     CU_ASSERT_TRUE_FATAL(is(be, "state", "4"));

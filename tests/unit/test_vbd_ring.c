@@ -44,7 +44,7 @@ struct be_cmd {
     int op;
     unsigned disk;
     char path[256];
-    bool readonly;
+    bool readonly, persistent;
     unsigned domid;
     struct vbd_queue_params qp;
 };
@@ -54,6 +54,7 @@ struct be_rsp {
     bool failed;
     uint64_t requests, errors;
     unsigned inflight;
+    uint64_t persistent_maps;
     char msg[256];
 };
 
@@ -132,6 +133,7 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         d->lim.readonly = c.readonly;
         d->lim.flush = d->target->info.can_flush;
         d->lim.discard = d->target->info.can_discard;
+        d->persistent = c.persistent;
         b->used = true;
         break;
     }
@@ -147,6 +149,7 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         r.requests = b->d.requests;
         r.errors = b->d.errors;
         r.inflight = b->used ? b->d.target->ops->inflight(b->d.target) : 0;
+        r.persistent_maps = b->d.persistent_maps;
         snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
@@ -194,11 +197,14 @@ static int be_call(struct be_cmd *c, struct be_rsp *r)
     return r->rc;
 }
 
+/* Persistent grants for the disks opened next. */
+static bool open_persistent;
+
 static int be_open_disk(unsigned disk, const char *path, unsigned domid,
                         bool readonly)
 {
     struct be_cmd c = { .op = CMD_OPEN_DISK, .disk = disk, .domid = domid,
-                        .readonly = readonly };
+                        .readonly = readonly, .persistent = open_persistent };
     snprintf(c.path, sizeof(c.path), "%s", path);
     struct be_rsp r;
     int rc = be_call(&c, &r);
@@ -305,10 +311,7 @@ static int fe_connect(struct fe *f, unsigned disk, unsigned index)
     memcpy(c.qp.refs, f->ring_refs, sizeof(f->ring_refs));
     c.qp.remote_port = (xenif_port)f->port;
     struct be_rsp r;
-    int rc = be_call(&c, &r);
-    if (rc)
-        fprintf(stderr, "open queue: %s\n", r.msg);
-    return rc;
+    return be_call(&c, &r); /* the reason of a refusal is in the log */
 }
 
 /* Puts a request on the ring (not yet visible). */
@@ -476,8 +479,15 @@ static int suite_cleanup(void)
     waitpid(be_pid, &status, 0);
     close(be_sock);
     int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok)
-        fprintf(stderr, "backend child: status %#x (log %s)\n", status, logpath);
+    if (!ok) { /* the log goes with the host directory: show it first */
+        fprintf(stderr, "backend child: wait status %#x; its log:\n", status);
+        FILE *fp = fopen(logpath, "r");
+        char line[2048];
+        while (fp && fgets(line, sizeof(line), fp))
+            fputs(line, stderr);
+        if (fp)
+            fclose(fp);
+    }
     for (unsigned i = 0; i < MAX_DISKS; i++) {
         free(disk_path[i]);
         disk_path[i] = NULL;
@@ -590,6 +600,37 @@ static void io_round(enum blkif_abi abi, unsigned nr_pages, unsigned disk)
 static void test_io_native(void) { io_round(BLKIF_ABI_NATIVE, 1, 0); }
 static void test_io_x86_32(void) { io_round(BLKIF_ABI_X86_32, 4, 1); }
 static void test_io_x86_64(void) { io_round(BLKIF_ABI_X86_64, 16, 2); }
+
+/* Persistent grants: same I/O; grants mapped once; a read into a read-only
+ * grant still fails; everything unmapped at close (the guest can unshare). */
+static void test_io_persistent(void)
+{
+    open_persistent = true;
+    io_round(BLKIF_ABI_NATIVE, 2, 2);
+    struct fe f;
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], dom_a, false), 0);
+    open_persistent = false;
+    CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 2, 0), 0);
+    for (unsigned round = 0; round < 3; round++)
+        for (unsigned i = 0; i < NDATA; i++) {
+            struct blkif_raw_req r = fe_rw(BLKIF_REQ_READ, i, 8 * i,
+                                           &f.data_refs[i], 1);
+            CU_ASSERT_EQUAL(fe_do(&f, &r), BLKIF_ST_OKAY);
+        }
+    CU_ASSERT_EQUAL(be_stats(2).persistent_maps, NDATA);
+    memset(f.ro, 0x5a, 4096);
+    struct blkif_raw_req r = fe_rw(BLKIF_REQ_READ, 50, 64, f.ro_refs, 1);
+    CU_ASSERT_EQUAL(fe_do(&f, &r), BLKIF_ST_ERROR);
+    CU_ASSERT_EQUAL(f.ro[0], 0x5a);
+    r = fe_rw(BLKIF_REQ_WRITE, 51, 64, f.ro_refs, 1); /* per-request path */
+    CU_ASSERT_EQUAL(fe_do(&f, &r), BLKIF_ST_OKAY);
+    xenif_gref bogus = 4000;
+    r = fe_rw(BLKIF_REQ_WRITE, 52, 64, &bogus, 1);
+    CU_ASSERT_EQUAL(fe_do(&f, &r), BLKIF_ST_ERROR);
+    CU_ASSERT_EQUAL(be_close(2), 0);
+    fe_close(&f); /* asserts the unshares: nothing left mapped */
+}
 
 /* A full ring of requests, many rounds: responses match, file matches. */
 static void test_ring_full(void)
@@ -784,13 +825,17 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void test_measure_mapping(void)
+enum { N = 2000 };
+
+/* Seconds per pipelined 44 KiB read, persistent grants or not. */
+static double run_reads(bool persistent)
 {
     struct fe f;
     CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    open_persistent = persistent;
     CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
+    open_persistent = false;
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0, 0), 0);
-    enum { N = 2000 };
     /* Pipelined 11-segment reads (44 KiB), ring full. */
     double t0 = now_s();
     unsigned done = 0, sent = 0, inflight = 0;
@@ -815,13 +860,27 @@ static void test_measure_mapping(void)
     double per_req = (now_s() - t0) / N;
     CU_ASSERT_EQUAL(done, N);
     CU_ASSERT_EQUAL(be_close(0), 0);
+    fe_close(&f);
+    return per_req;
+}
+
+static void test_measure_mapping(void)
+{
+    double best_plain = 1e9, best_pers = 1e9;
+    for (int i = 0; i < 3; i++) { /* interleaved, best of 3 */
+        double a = run_reads(false), b = run_reads(true);
+        best_plain = a < best_plain ? a : best_plain;
+        best_pers = b < best_pers ? b : best_pers;
+    }
+    struct fe f;
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
 
     /* The mapping alone, as the backend does it per request. */
     char err[256];
     struct xenif_config cfg = sim_config(&host, 0);
     struct xenif_gnt *g = xenif_gnt_open(&cfg, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
-    t0 = now_s();
+    double t0 = now_s();
     for (unsigned i = 0; i < N; i++) {
         void *m = xenif_gnt_map(g, (xenif_domid)dom_a, 11, f.data_refs,
                                 XENIF_GNT_READ | XENIF_GNT_WRITE);
@@ -830,9 +889,10 @@ static void test_measure_mapping(void)
     }
     double per_map = (now_s() - t0) / N;
     xenif_gnt_close(g);
-    printf("\n    vbd: 44 KiB read pipelined: %.1f us/request; map+unmap of 11 "
-           "grants: %.1f us (%.0f%%)\n    ", per_req * 1e6, per_map * 1e6,
-           100 * per_map / per_req);
+    printf("\n    vbd: 44 KiB reads pipelined: %.1f us/request mapping per "
+           "request, %.1f us with persistent grants (%.2fx); map+unmap of 11 "
+           "grants alone: %.1f us\n    ", best_plain * 1e6, best_pers * 1e6,
+           best_plain / best_pers, per_map * 1e6);
     fe_close(&f);
 }
 
@@ -1009,6 +1069,7 @@ static CU_TestInfo vbd_ring_tests[] = {
     { "native ABI, one-page ring", test_io_native },
     { "x86_32 ABI, 4-page ring", test_io_x86_32 },
     { "x86_64 ABI, 16-page ring", test_io_x86_64 },
+    { "persistent grants", test_io_persistent },
     { "a full ring, 20 rounds", test_ring_full },
     { "requests already on the ring at connect", test_ring_not_empty_at_connect },
     { "two queues on one disk", test_multi_queue },
