@@ -86,7 +86,7 @@ static void ctx_close(struct dev_ctx *c)
 
 static int parse_num(const char *s, unsigned long max, unsigned long *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || *s < '0' || *s > '9')
         return -1;
     char *end;
     errno = 0;
