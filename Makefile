@@ -159,4 +159,4 @@ install: $(PROGS)
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/plain $(BUILD)/san -name '*.d' -type f 2>/dev/null)

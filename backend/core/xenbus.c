@@ -904,11 +904,13 @@ void xenbus_free(struct xenbus *bus)
 {
     if (!bus)
         return;
+    /* No state writes: a netbusd that stops (to be upgraded, restarted)
+     * must not make the guests tear their devices down. In-flight requests
+     * are finished and answered by disconnect(); the rest stay on the rings
+     * for the next netbusd, which adopts the devices at xenbus_register. */
     while (bus->devices) {
         struct xenbus_device *dev = bus->devices;
         class_disconnect(dev);
-        if (dev->be_state != XB_CLOSED)
-            switch_state(dev, XB_CLOSED);
         device_destroy(dev);
     }
     while (bus->classes) {

@@ -58,7 +58,9 @@ struct xenbus_class {
  * handles. */
 struct xenbus *xenbus_new(struct evloop *loop, struct xenif_xs *xs,
                           const struct xenif_config *cfg);
-/* Disconnects and frees every device (backend state left as Closed). */
+/* Disconnects (drains and unmaps) and frees every device, leaving the
+ * xenstore states as they are so that a restarted netbusd adopts the
+ * devices and the guests keep them. */
 void xenbus_free(struct xenbus *bus);
 /* Starts serving backend/TYPE for this class; existing devices are picked
  * up at once (netbusd restarted under running guests). */
