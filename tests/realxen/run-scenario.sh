@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Boot Xen + dom0 in QEMU (software emulation) and run scenarios in dom0.
+# Usage: tests/realxen/run-scenario.sh [-t SECS] BUILD SCENARIO[,SCENARIO...]
+#   BUILD     build dir holding netbusd, netbusctl, xensim (e.g. build)
+#   SCENARIO  names of tests/realxen/scenarios/*.sh, run in one boot
+# Prints the MARK/RESULT lines as they come; the whole serial console goes
+# to BUILD/realxen/<scenarios>.log. Exits non-zero on any RESULT FAIL, on a
+# scenario that printed no RESULT, on a missing end marker, or on timeout.
+# Environment: NETBUS_REALXEN_CACHE (see build-images.sh),
+#   NETBUS_REALXEN_TIMEOUT (default 900 s for the whole QEMU run).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+TIMEOUT=${NETBUS_REALXEN_TIMEOUT:-900}
+if [ "${1:-}" = -t ]; then TIMEOUT=$2; shift 2; fi
+[ $# = 2 ] || { echo "usage: $0 [-t SECS] BUILD SCENARIO[,SCENARIO...]" >&2; exit 2; }
+BUILD=$1
+SCEN=$2
+die() { echo "run-scenario: ERROR: $*" >&2; exit 1; }
+
+for s in ${SCEN//,/ }; do
+    [ -f "$HERE/scenarios/$s.sh" ] || die "no scenario tests/realxen/scenarios/$s.sh"
+done
+for p in netbusd netbusctl xensim; do
+    [ -x "$BUILD/$p" ] || die "$BUILD/$p not built (make BUILD=$BUILD $BUILD/$p)"
+done
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: install tests/realxen/host-packages"
+
+IMGDIR=$("$HERE/build-images.sh" --print-dir | tail -1)
+[ -f "$IMGDIR/complete" ] || die "no images in '$IMGDIR'"
+
+OUT="$BUILD/realxen"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+NAME=${SCEN//,/+}
+LOG="$OUT/$NAME.log"
+L="$OUT/layer-$NAME"
+rm -rf "$L"
+mkdir -p "$L/usr/local/sbin" "$L/usr/local/bin" "$L/usr/local/lib" "$L/etc/xen/scripts" \
+         "$L/etc/netbus-rx/scenarios" "$L/etc/ld.so.conf.d"
+
+# --- this tree's programs, and any library the base image lacks ------------
+install -m 755 "$BUILD/netbusd" "$BUILD/netbusctl" "$L/usr/local/sbin/"
+install -m 755 "$BUILD/xensim" "$L/usr/local/bin/"
+[ -x "$BUILD/xenfront" ] && install -m 755 "$BUILD/xenfront" "$L/usr/local/bin/"
+for bin in "$L"/usr/local/sbin/* "$L"/usr/local/bin/*; do
+    ldd "$bin" | awk '/=> \// {print $1, $3}'
+done | sort -u | while read -r soname path; do
+    grep -qx "$soname" "$IMGDIR/dom0-libs.txt" && continue
+    echo "run-scenario: adding $soname (not in the dom0 base image)" >&2
+    cp -L "$path" "$L/usr/local/lib/$soname"
+done
+echo /usr/local/lib >"$L/etc/ld.so.conf.d/netbus-rx.conf"
+install -m 755 "$REPO/tools/hotplug/netbus-block" "$L/etc/xen/scripts/"
+
+# --- dom0 /init, harness, scenarios; the guest layer ---------------------
+install -m 755 "$HERE/dom0/init" "$L/init"
+install -m 755 "$HERE/dom0/run-in-dom0" "$HERE/dom0/standin-vbd-backend" "$L/etc/netbus-rx/"
+install -m 644 "$HERE/dom0/lib.sh" "$L/etc/netbus-rx/"
+install -m 644 "$HERE"/scenarios/*.sh "$L/etc/netbus-rx/scenarios/"
+G="$OUT/guest-layer"
+rm -rf "$G"; mkdir -p "$G"
+install -m 755 "$HERE/guest/init" "$G/init"
+( cd "$G" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$L/etc/netbus-rx/guest-layer.cpio"
+( cd "$L" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$OUT/layer.cpio"
+# The kernel unpacks concatenated cpio archives in order: the layer's files
+# override the base's.
+cat "$IMGDIR/dom0-base.cpio" "$OUT/layer.cpio" >"$OUT/dom0.cpio"
+
+# --- boot ---------------------------------------------------------------
+XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 bootscrub=false noreboot"
+DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=$SCEN"
+echo "run-scenario: booting Xen + dom0 for '$SCEN' (timeout $TIMEOUT s, log $LOG)"
+T0=$(date +%s)
+set +e
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
+    -machine q35 -accel tcg,thread=multi -cpu max,-smap,-smep,-rdtscp -smp 2 -m 3G \
+    -display none -monitor none -serial stdio -no-reboot \
+    -kernel "$IMGDIR/xen" -append "$XEN_ARGS" \
+    -initrd "$IMGDIR/vmlinuz $DOM0_ARGS,$OUT/dom0.cpio" \
+    </dev/null 2>&1 | tr -d '\r' | tee "$LOG" | grep --line-buffered -aE '^(MARK|RESULT|INIT|SCENARIO-END)|RESULT (PASS|FAIL)|panic|Panic|crashed'
+QRC=${PIPESTATUS[0]}
+set -e
+DT=$(( $(date +%s) - T0 ))
+
+# --- verdict --------------------------------------------------------------
+pass=$(grep -acE '^RESULT PASS ' "$LOG" || true)
+fail=$(grep -acE '^RESULT FAIL ' "$LOG" || true)
+bad=0
+if [ "$QRC" = 124 ] || [ "$QRC" = 137 ]; then
+    echo "run-scenario: FAIL: QEMU timed out after $TIMEOUT s"; bad=1
+elif ! grep -aq '^SCENARIO-END' "$LOG"; then
+    echo "run-scenario: FAIL: no SCENARIO-END marker (dom0 crashed or hung; QEMU exit $QRC)"; bad=1
+fi
+if [ "$pass" = 0 ] && [ "$fail" = 0 ]; then
+    echo "run-scenario: FAIL: no RESULT line at all"; bad=1
+fi
+[ "$fail" = 0 ] || bad=1
+echo "run-scenario: '$SCEN': $pass passed, $fail failed, QEMU ran $DT s (log $LOG)"
+exit $bad
