@@ -4,7 +4,8 @@
 # The reference blkfront runs `verify` in every guest on every disk at once
 # (random offsets and sizes up to indirect requests, flushes, discards,
 # every byte read back), in different frontend configurations: multi-page
-# ring, multi-queue, single page ring, direct requests only. The backing files
+# ring, multi-queue, single page ring, grants kept or revoked per request,
+# direct requests only. The backing files
 # are then checked from dom0 against the models the guests saved. A disk is
 # detached and attached read-only to another guest (its data must be the
 # first guest's, writes refused), detached while a guest is using it, and
@@ -107,7 +108,7 @@ verify a1 "$a" xvda --qd 32
 verify a2 "$a" xvdb --qd 8 --discard-zeroes
 verify b1 "$b" xvda --qd 16 --queues 4
 verify b2 "$b" xvdb --qd 4 --ring-order 0 --no-persistent
-verify c1 "$c" xvda --qd 16 --max-indirect 0
+verify c1 "$c" xvda --qd 16 --max-indirect 0 --reuse-grants
 for tp in "${vpids[@]}"; do
     tag=${tp%%:*}
     rc=0; wait "${tp#*:}" || rc=$?

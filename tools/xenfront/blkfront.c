@@ -85,7 +85,7 @@ struct blkfront {
 
     uint64_t sectors;
     unsigned sector_size, info;
-    bool flush, barrier, discard, discard_secure, persistent;
+    bool flush, barrier, discard, discard_secure, persistent, pooled;
     unsigned discard_gran, discard_align;
     unsigned max_indirect;   /* 0: direct requests only */
     unsigned max_segs, max_ind_pages;
@@ -243,9 +243,10 @@ static int pool_grow(struct blkfront *bf, unsigned need)
     unsigned count = need > POOL_BATCH ? need : POOL_BATCH;
     xenif_gref *refs = malloc(count * sizeof(*refs));
     struct batch *b = calloc(1, sizeof(*b));
-    if (bf->pool_n + count > bf->pool_cap) {
+    /* Room for every page ever granted: those in flight come back. */
+    if (bf->pool_total + count > bf->pool_cap) {
         size_t cap = bf->pool_cap ? bf->pool_cap * 2 : 256;
-        while (cap < bf->pool_n + count)
+        while (cap < bf->pool_total + count)
             cap *= 2;
         struct gpage *p = realloc(bf->pool, cap * sizeof(*p));
         if (!p) {
@@ -316,7 +317,7 @@ static void revoke_share(struct blkfront *bf, void *addr, unsigned count)
 static int grant_pages(struct blkfront *bf, struct shadow *s, bool backend_writes)
 {
     unsigned total = s->nseg + s->nind;
-    if (bf->persistent) {
+    if (bf->pooled) {
         if (bf->pool_n < total && pool_grow(bf, total - (unsigned)bf->pool_n) < 0)
             return -1;
         for (unsigned i = 0; i < total; i++)
@@ -350,7 +351,7 @@ static int grant_pages(struct blkfront *bf, struct shadow *s, bool backend_write
 
 static void release_pages(struct blkfront *bf, struct shadow *s)
 {
-    if (bf->persistent) {
+    if (bf->pooled) {
         for (unsigned i = 0; i < s->nseg + s->nind; i++)
             bf->pool[bf->pool_n++] = s->pg[i]; /* LIFO, as blkif.h advises */
         return;
@@ -520,10 +521,11 @@ static int read_disk(struct blkfront *bf)
     bf->max_ind_pages = ind ? (unsigned)((ind + SEGS_PER_INDIRECT_PAGE - 1) /
                                          SEGS_PER_INDIRECT_PAGE) : 0;
     vlog(bf, "disk: %llu sectors, sector-size %u, info %#x, flush %d, "
-         "barrier %d, discard %d (granularity %u), indirect %u, persistent %d",
+         "barrier %d, discard %d (granularity %u), indirect %u, persistent %d, "
+         "pooled grants %d",
          (unsigned long long)bf->sectors, bf->sector_size, bf->info, bf->flush,
          bf->barrier, bf->discard, bf->discard_gran, bf->max_indirect,
-         bf->persistent);
+         bf->persistent, bf->pooled);
     return 0;
 }
 
@@ -622,6 +624,7 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
     if (bf->nr_rings == 0)
         bf->nr_rings = 1;
     bf->persistent = o->persistent && be_uint(bf, "feature-persistent", 0) != 0;
+    bf->pooled = bf->persistent || o->reuse_grants;
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         bf->rings[i].idx = i;
         if (setup_ring(bf, &bf->rings[i]) < 0)
@@ -1046,7 +1049,7 @@ int bf_close(struct blkfront *bf)
             unshare_wait(bf, r->sring, r->npages, "ring");
         if (r->shadow) {
             for (unsigned j = 0; j < r->size; j++) {
-                if (r->shadow[j].busy && !bf->persistent) {
+                if (r->shadow[j].busy && !bf->pooled) {
                     revoke_share(bf, r->shadow[j].data_share, r->shadow[j].nseg);
                     revoke_share(bf, r->shadow[j].ind_share, r->shadow[j].nind);
                 }
@@ -1102,5 +1105,6 @@ unsigned bf_nr_rings(const struct blkfront *bf) { return bf->nr_rings; }
 unsigned bf_ring_order(const struct blkfront *bf) { return bf->order; }
 unsigned bf_ring_size(const struct blkfront *bf) { return bf->rings[0].size; }
 bool bf_persistent(const struct blkfront *bf) { return bf->persistent; }
+bool bf_pooled_grants(const struct blkfront *bf) { return bf->pooled; }
 const struct bf_stats *bf_stats(const struct blkfront *bf) { return &bf->stats; }
 const char *bf_error(const struct blkfront *bf) { return bf->err; }

@@ -13,9 +13,11 @@
  *   - I/O: READ/WRITE with up to 11 direct segments, INDIRECT beyond
  *     (segment pages granted read-only), FLUSH_DISKCACHE, DISCARD; data pages
  *     come from a pool of pages granted once when the backend offers
- *     feature-persistent (reused LIFO, as blkif.h suggests), otherwise they
- *     are granted per request (read-only for writes) and revoked when the
- *     response arrives; every response is checked (id in range and in
+ *     feature-persistent (reused LIFO, as blkif.h suggests) or when asked to
+ *     (reuse_grants), otherwise they are granted per request (read-only for
+ *     writes) and revoked when the response arrives, which fails if the
+ *     backend answered before unmapping (Linux: "backed has not unmapped
+ *     grant"); every response is checked (id in range and in
  *     flight, operation matches) and a request unanswered for the timeout
  *     is an error;
  *   - close: Closing, wait for the backend to close, Closed, revoke
@@ -42,6 +44,10 @@ struct bf_opts {
     unsigned max_queues;       /* we use min(this, backend's max) */
     unsigned max_indirect;     /* segments; min(this, backend's) */
     bool persistent;           /* offer feature-persistent */
+    bool reuse_grants;         /* without persistent grants: keep data pages
+                                * granted between requests instead of
+                                * revoking each after its response (the
+                                * backend still maps them per request) */
     int timeout_ms;            /* handshake steps and each request */
     bool verbose;
 };
@@ -96,6 +102,8 @@ unsigned bf_nr_rings(const struct blkfront *bf);
 unsigned bf_ring_order(const struct blkfront *bf);
 unsigned bf_ring_size(const struct blkfront *bf);   /* slots per ring */
 bool bf_persistent(const struct blkfront *bf);
+/* Data pages come from a pool granted once (persistent or reuse_grants). */
+bool bf_pooled_grants(const struct blkfront *bf);
 const struct bf_stats *bf_stats(const struct blkfront *bf);
 const char *bf_error(const struct blkfront *bf);    /* "" if none */
 

@@ -92,6 +92,7 @@ int xf_blk_load(int argc, char **argv)
     };
     struct bf_opts o;
     bf_opts_default(&o);
+    o.reuse_grants = true; /* measure the backend, not xensim's page churn */
     int have = 0, c;
     const char *rw = NULL;
     uint64_t bs = 4096, qd = 1, seconds = 5, size = 0, seed = 1;

@@ -70,6 +70,12 @@ int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
         }
         o->timeout_ms = (int)v * 1000;
         return 1;
+    case 1006:
+        o->reuse_grants = true;
+        return 1;
+    case 1007:
+        o->reuse_grants = false;
+        return 1;
     case 'v':
         o->verbose = true;
         return 1;
@@ -90,6 +96,12 @@ void xf_dev_usage(FILE *f)
           "  --no-persistent      grant pages per request even if the backend\n"
           "                       offers feature-persistent\n"
           "  --timeout SEC        handshake steps and each request (default 20)\n"
+          "  --reuse-grants       keep data pages granted between requests (the\n"
+          "                       backend still maps them per request); default\n"
+          "                       for load\n"
+          "  --revoke-grants      grant per request, revoke on the response and\n"
+          "                       fail if the backend still maps the page, as\n"
+          "                       Linux does; default except for load\n"
           "  -v, --verbose        log the handshake to stderr\n", f);
 }
 
@@ -155,12 +167,12 @@ static int blk_info(int argc, char **argv)
         return 1;
     printf("vdev=%u sectors=%llu sector-size=%u bytes=%llu info=%#x readonly=%d "
            "flush=%d discard=%d max-segments=%u rings=%u ring-pages=%u "
-           "ring-slots=%u persistent=%d\n",
+           "ring-slots=%u persistent=%d pooled-grants=%d\n",
            o.devid, (unsigned long long)bf_sectors(bf), bf_sector_size(bf),
            (unsigned long long)bf_sectors(bf) * BF_SECTOR, bf_info(bf),
            bf_readonly(bf), bf_has_flush(bf), bf_has_discard(bf),
            bf_max_segments(bf), bf_nr_rings(bf), 1u << bf_ring_order(bf),
-           bf_ring_size(bf), bf_persistent(bf));
+           bf_ring_size(bf), bf_persistent(bf), bf_pooled_grants(bf));
     return bf_close(bf) < 0 ? 1 : 0;
 usage:
     fprintf(stderr, "usage: xenfront blk info --vdev VDEV [device options]\n");

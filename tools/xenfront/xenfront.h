@@ -28,6 +28,8 @@ int xf_parse_uint(const char *s, uint64_t max, uint64_t *out);
     { "max-indirect", required_argument, NULL, 1003 },                        \
     { "no-persistent", no_argument, NULL, 1004 },                             \
     { "timeout", required_argument, NULL, 1005 },                             \
+    { "reuse-grants", no_argument, NULL, 1006 },                              \
+    { "revoke-grants", no_argument, NULL, 1007 },                             \
     { "verbose", no_argument, NULL, 'v' },                                    \
     { "help", no_argument, NULL, 'h' }
 int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
