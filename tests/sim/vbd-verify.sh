@@ -9,8 +9,9 @@
 # are then checked from dom0 against the models the guests saved. A disk is
 # detached and attached read-only to another guest (its data must be the
 # first guest's, writes refused), detached while a guest is using it, and
-# attached back writable. The toolstack's xenstore permissions and its
-# answers to wrong input are checked on the way.
+# attached back writable; a frontend is killed mid-I/O and the next one
+# takes over. The toolstack's xenstore permissions and its answers to wrong
+# input are checked on the way.
 set -euo pipefail
 build=${BUILD:-build}
 xensim=$build/xensim
@@ -176,6 +177,22 @@ status_is "dom0 check after reattach" 0 \
 status_is "a second verify run on a used disk" 0 \
     "$xensim" run --domid "$a" -- "$xenfront" blk verify --vdev xvda \
         --model-in "$dir/a1.model" --ops 300 --queues 2
+
+# A guest's frontend killed in the middle of I/O; the next one resets the
+# backend (Closing, Closed, Initialising, as Linux after kexec) and works.
+"$xensim" run --domid "$a" -- "$xenfront" blk load --vdev xvda --rw randwrite --qd 32 \
+    --seconds 60 >/dev/null 2>&1 &
+kpid=$!
+for _ in $(seq 100); do
+    [ "$(xenstore-read /local/domain/$a/device/vbd/51712/state 2>/dev/null)" == 4 ] && break
+    sleep 0.1
+done
+sleep 0.5
+kill -KILL "$kpid"; wait "$kpid" 2>/dev/null || true
+check "killed frontend left the backend Connected" "4" \
+    "$(xenstore-read /local/domain/0/backend/vbd/$a/51712/state)"
+status_is "a new frontend resets it and verifies" 0 \
+    "$xensim" run --domid "$a" -- "$xenfront" blk verify --vdev xvda --ops 300 --qd 8
 
 check "netbusd is still running" "yes" "$(kill -0 "$netbusd_pid" 2>/dev/null && echo yes || echo no)"
 if grep -q 'AddressSanitizer\|runtime error' "$dir/netbusd.log" "$dir"/*.err 2>/dev/null; then

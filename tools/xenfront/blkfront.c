@@ -605,6 +605,21 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
         goto fail_quiet;
     }
 
+    /* An earlier frontend died while connected (kexec, crash): take the
+     * backend through Closing and Closed first, as Linux's
+     * xenbus_reset_frontend does. */
+    unsigned long bs = be_state(bf);
+    if (bs == XenbusStateConnected || bs == XenbusStateInitialised) {
+        vlog(bf, "backend is %s from an earlier frontend: resetting it",
+             state_name(bs));
+        if (set_state(bf, XenbusStateClosing) < 0 ||
+            wait_be_state(bf, 1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                          0, "resetting an earlier connection (Closing)") < 0 ||
+            set_state(bf, XenbusStateClosed) < 0 ||
+            wait_be_state(bf, 1u << XenbusStateClosed, 0,
+                          "resetting an earlier connection (Closed)") < 0)
+            goto fail;
+    }
     /* Start over if an earlier frontend left the device Closed. */
     unsigned long fe_state = XenbusStateUnknown;
     read_uint_at(bf, bf->fe_path, "state", &fe_state);
