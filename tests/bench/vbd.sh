@@ -19,7 +19,6 @@ for b in xensim netbusd xenfront; do
     [ -x "$build/$b" ] || { echo "bench vbd: $build/$b is not built" >&2; exit 1; }
 done
 command -v fio >/dev/null || { echo "bench vbd: fio is not installed (make deps)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "bench vbd: jq is not installed" >&2; exit 1; }
 
 dir=$(mktemp -d "$base/netbus-bench-vbd-XXXXXX")
 pids=()
@@ -45,14 +44,20 @@ pids+=($!)
 guest=$("$build/xensim" create --name bench --memory 512)
 "$build/xensim" block-attach "$guest" "$img" xvda
 
-# fio_value RW BS QD FIELD: FIELD is iops or bw_bytes of the job's direction.
+# fio_value RW BS QD FIELD: FIELD is iops or bw_bytes of the job's direction,
+# from fio's terse v3 line (read bw KiB/s;iops = fields 7;8, write 48;49).
 fio_value() {
-    local rw=$1 bs=$2 qd=$3 field=$4 dirn=read
-    case $rw in *write) dirn=write;; esac
+    local rw=$1 bs=$2 qd=$3 field=$4 col
+    case $rw:$field in
+        *write:iops) col=49;; *write:bw_bytes) col=48;;
+        *:iops) col=8;; *:bw_bytes) col=7;;
+    esac
     fio --name=base --filename="$img" --size="$size" --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --ioengine=io_uring --direct=1 --time_based \
         --runtime="$secs" --ramp_time=1 --randrepeat=0 --norandommap \
-        --output-format=json | jq -r ".jobs[0].$dirn.$field"
+        --output-format=terse --terse-version=3 |
+        awk -F';' -v c="$col" -v f="$field" \
+            'NR == 1 { print (f == "bw_bytes" ? $c * 1024 : $c) }'
 }
 # ours_value RW BS QD FIELD: FIELD is iops or mbps of the LOAD line.
 ours_value() {
