@@ -236,10 +236,8 @@ static int be_write(struct xenbus_device *dev, const char *key,
     return rc;
 }
 
-static void switch_state(struct xenbus_device *dev, int state)
+static void write_state(struct xenbus_device *dev, int state)
 {
-    if (dev->be_state == state)
-        return;
     log_info(dev->be_path, "backend %s -> %s (frontend %s)",
              state_name(dev->be_state), state_name(state),
              state_name(dev->fe_state));
@@ -249,6 +247,12 @@ static void switch_state(struct xenbus_device *dev, int state)
     if (be_write(dev, "state", v) < 0 && errno != ENOENT)
         log_warn(dev->be_path, "cannot write state %s: %s", state_name(state),
                  strerror(errno));
+}
+
+static void switch_state(struct xenbus_device *dev, int state)
+{
+    if (dev->be_state != state)
+        write_state(dev, state);
 }
 
 /* ---- devices: class callbacks ------------------------------------------- */
@@ -351,7 +355,10 @@ static void device_destroy(struct xenbus_device *dev)
 static void device_close_and_destroy(struct xenbus_device *dev)
 {
     class_disconnect(dev);
-    switch_state(dev, XB_CLOSED);
+    /* Always written: the toolstack may have put Closing over our Closed
+     * (libxl's detach writes online=0 and state=5) and waits for Closed,
+     * as Linux's xenbus_dev_remove writes it. */
+    write_state(dev, XB_CLOSED);
     device_destroy(dev);
 }
 

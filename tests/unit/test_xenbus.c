@@ -339,6 +339,36 @@ static void test_lifecycle(void)
     xenif_xs_rm(ts, 0, be); /* what libxl does next */
 }
 
+/* The frontend closed first (backend Closed), then libxl's remove writes
+ * online=0 and state=Closing over it: the backend must answer Closed again,
+ * libxl waits for it. */
+static void test_remove_after_frontend_closed(void)
+{
+    const unsigned id = 51808;
+    char be[128];
+    be_path(be, sizeof(be), "vbd", guest, id);
+    unsigned before = xenbus_device_count(bus);
+    ts_add("vbd", guest, id);
+    WAIT_FOR(is(be, "state", "2"));
+    fe_publish(guest, id);
+    WAIT_FOR(is(be, "state", "4"));
+    fe_state(guest, id, "5");
+    fe_state(guest, id, "6");
+    WAIT_FOR(is(be, "state", "6"));
+    xenif_txn t = xenif_xs_transaction_start(ts);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/online", be);
+    xenif_xs_write(ts, t, p, "0", 1);
+    snprintf(p, sizeof(p), "%s/state", be);
+    xenif_xs_write(ts, t, p, "5", 1);
+    CU_ASSERT_EQUAL(xenif_xs_transaction_end(ts, t, false), 0);
+    WAIT_FOR(freed("vbd", guest, id) && is(be, "state", "6"));
+    CU_ASSERT_TRUE(freed("vbd", guest, id));
+    CU_ASSERT_TRUE(is(be, "state", "6"));
+    CU_ASSERT_EQUAL(xenbus_device_count(bus), before);
+    xenif_xs_rm(ts, 0, be);
+}
+
 /* online=0 before the frontend connected: Closed and gone at once. */
 static void test_offline_unconnected(void)
 {
@@ -726,6 +756,7 @@ static void test_existing_at_startup(void)
 static const CU_TestInfo xenbus_tests[] = {
     { "lifecycle and reconnect", test_lifecycle },
     { "online=0 before connect", test_offline_unconnected },
+    { "remove after the frontend closed", test_remove_after_frontend_closed },
     { "backend directory removed", test_backend_removed },
     { "frontend directory removed", test_frontend_removed },
     { "frontend domain destroyed", test_domain_death },
