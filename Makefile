@@ -79,6 +79,13 @@ $(BUILD)/san/unit-tests: $(call obj,san,$(UNIT_SRCS) $(filter-out tools/xensim/m
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL) $(call pc_libs,$(TEST_PKGS))
 $(BUILD)/san/xensim: $(call obj,san,$(XENSIM_SRCS)) $(BUILD)/san/libnetbus.a
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/san/netbusd: $(call obj,san,$(NETBUSD_SRCS)) $(BUILD)/san/libnetbus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/san/netbusctl: $(call obj,san,$(NETBUSCTL_SRCS)) $(BUILD)/san/libnetbus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/san/xenfront: $(call obj,san,$(XENFRONT_SRCS)) $(BUILD)/san/libnetbus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+SAN_PROGS := $(patsubst $(BUILD)/%,$(BUILD)/san/%,$(PROGS))
 
 # libFuzzer targets: each tests/fuzz/NAME.c is built with clang against the
 # library sources, instrumented.
@@ -122,10 +129,13 @@ check-interop: deps
 	@echo "== interop: Debian's xenstore-* tools against our xenstored =="
 	XENSIM_BIN=$(BUILD)/san/xensim tests/interop/xenstore-utils.sh
 
+# The sim tier runs the sanitized daemons and tools: a leak or an undefined
+# behaviour in netbusd, xensim or the frontends fails it.
 check-sim: deps
-	@$(MAKE) --no-print-directory $(PROGS)
-	@echo "== sim: xensim hosts =="
-	@for t in $(wildcard tests/sim/*.sh); do echo "-- $$t"; BUILD=$(BUILD) $$t || exit 1; done
+	@$(MAKE) --no-print-directory $(SAN_PROGS)
+	@echo "== sim: xensim hosts (AddressSanitizer + UBSan binaries) =="
+	@for t in $(wildcard tests/sim/*.sh); do echo "-- $$t"; \
+	    BUILD=$(BUILD)/san ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
 
 check-fuzz: deps
 	@$(MAKE) --no-print-directory fuzz
