@@ -317,8 +317,9 @@ static void usage(FILE *out)
             "                       was found and exit (0 = usable)\n"
             "  --version, --help\n"
             "Command-line options override the configuration file.\n"
-            "SIGTERM/SIGINT: close every device and exit 0. SIGHUP: re-read\n"
-            "log-level and syslog from the configuration file.\n");
+            "SIGTERM/SIGINT: finish the requests in flight, leave the devices\n"
+            "to the next netbusd (guests keep them) and exit 0. SIGHUP:\n"
+            "re-read log-level and syslog from the configuration file.\n");
 }
 
 static int probe(const struct xenif_config *cfg)
