@@ -11,10 +11,10 @@ CC      ?= cc
 SHELL   := /bin/bash
 BUILD   := build
 
-DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils \
+DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils libgnutls28-dev \
                 libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
                 libclang-rt-14-dev iproute2 procps fio
-PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing
+PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing gnutls
 TEST_PKGS := cunit
 
 # pkg-config is only asked once the packages exist, so `make deps` works on
