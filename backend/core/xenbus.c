@@ -38,6 +38,10 @@ struct bus_class {
     char *root; /* /local/domain/SELF/backend/TYPE */
     unsigned idx;
     char token[48];
+    /* True during the scan at registration only: a Closed device found
+     * then was left by an earlier netbusd and is adopted; one found Closed
+     * later is one we closed and let go. */
+    bool adopting;
     struct bus_class *next;
 };
 
@@ -521,10 +525,23 @@ static void device_create(struct xenbus *bus, struct bus_class *bc,
     if (be_write(dev, "hotplug-status", "connected") < 0)
         log_warn(dev->be_path, "cannot write hotplug-status: %s",
                  strerror(errno));
-    /* Adopted devices (Connected under an earlier netbusd) go through
-     * InitWait too; a connected frontend ignores that and we reconnect. */
-    dev->be_state = XB_INITIALISING;
-    switch_state(dev, XB_INITWAIT);
+    if (dev->be_state == XB_CONNECTED) {
+        /* Adopted from an earlier netbusd while the frontend uses it: take
+         * its rings back without a state change the guest would see (a
+         * Connected frontend that sees InitWait may treat it as a failure).
+         * InitWait here is only our bookkeeping; connecting writes
+         * Connected again. */
+        log_info(dev->be_path, "adopting a connected device");
+        dev->be_state = XB_INITWAIT;
+    } else if (dev->be_state == XB_CLOSING || dev->be_state == XB_CLOSED) {
+        /* Adopted after the frontend closed it: it stays closed until the
+         * frontend starts over, as under the netbusd that closed it. */
+        log_info(dev->be_path, "adopting a closed device");
+        switch_state(dev, XB_CLOSED);
+    } else {
+        dev->be_state = XB_INITIALISING;
+        switch_state(dev, XB_INITWAIT);
+    }
     frontend_changed(dev);
 }
 
@@ -666,8 +683,8 @@ static void frontend_changed(struct xenbus_device *dev)
 /* ---- class directories -------------------------------------------------- */
 
 /* A backend directory we do not know yet: a new device if online=1 and the
- * state is Initialising (or InitWait..Connected: a device an earlier netbusd
- * served, adopted). */
+ * state is Initialising (or, adopted from an earlier netbusd, InitWait to
+ * Connected, and at registration Closing or Closed too). */
 static void maybe_create(struct xenbus *bus, struct bus_class *bc,
                          unsigned fe, unsigned devid)
 {
@@ -686,7 +703,8 @@ static void maybe_create(struct xenbus *bus, struct bus_class *bc,
             char shown[64];
             sanitize(shown, sizeof(shown), state);
             device_create(bus, bc, fe, devid, XB_UNKNOWN, shown);
-        } else if (st >= XB_INITIALISING && st <= XB_CONNECTED) {
+        } else if ((st >= XB_INITIALISING && st <= XB_CONNECTED) ||
+                   (bc->adopting && (st == XB_CLOSING || st == XB_CLOSED))) {
             device_create(bus, bc, fe, devid, (int)st, NULL);
         }
     }
@@ -983,7 +1001,9 @@ int xenbus_register(struct xenbus *bus, const struct xenbus_class *cls)
         pp = &(*pp)->next;
     *pp = bc;
     log_info(bc->root, "serving %s devices", cls->type);
+    bc->adopting = true;
     scan_class(bus, bc);
+    bc->adopting = false;
     return 0;
 }
 
