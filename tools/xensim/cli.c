@@ -296,6 +296,10 @@ void xensim_usage(FILE *f)
 "        close the backend, wait for Closed, remove the device\n"
 "  block-list [--dir DIR] DOMAIN\n"
 "        one line per disk: vdev, devid, backend, type, states, mode, target\n"
+"  cluster up --dir DIR --hosts A,B,... [--subnet CIDR] [--netbusd PATH]\n"
+"        several hosts, each in its own network namespace joined by veth\n"
+"        (loopback addresses where namespaces cannot be made); also\n"
+"        cluster down|list|addr|exec|link (see `xensim cluster --help`)\n"
 "\n"
 "Exit status: 0 ok, 1 failed (the message says why), 2 bad usage.\n"
 "See xensim(1).\n", f);

@@ -1,5 +1,6 @@
 /* xensim: a simulated Xen host and its toolstack commands. */
 #include "cli.h"
+#include "cluster.h"
 #include "device.h"
 #include "host.h"
 #include "xsd.h"
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
         { "block-attach", xensim_cmd_block_attach },
         { "block-detach", xensim_cmd_block_detach },
         { "block-list", xensim_cmd_block_list },
+        { "cluster", xensim_cmd_cluster },
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(argv[1], cmds[i].name) == 0) {
