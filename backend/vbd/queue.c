@@ -202,26 +202,6 @@ static void io_done(struct vbd_target_io *tio, int err)
     free_io(q, io);
 }
 
-/* Maps the indirect descriptor pages read-only and copies them out. */
-static int load_indirect(struct vbd_queue *q, struct vbd_io *io, const char **why)
-{
-    struct vbd_disk *d = q->disk;
-    struct blkif_req *r = &io->req;
-    void *pages = xenif_gnt_map(d->gnt, d->domid, r->nr_indirect_pages,
-                                r->indirect_grefs, XENIF_GNT_READ);
-    if (!pages) {
-        snprintf(q->why, sizeof(q->why), "cannot map %u indirect descriptor "
-                 "page(s): %s", r->nr_indirect_pages, strerror(errno));
-        *why = q->why;
-        return BLKIF_ST_ERROR;
-    }
-    int st = blkif_req_load_indirect(r, pages, &d->lim, why);
-    if (xenif_gnt_unmap(d->gnt, pages, r->nr_indirect_pages) < 0)
-        log_error(d->where, "queue %u: unmapping indirect pages: %s", q->index,
-                  strerror(errno));
-    return st;
-}
-
 /* The persistent mapping of gref, mapping it now if there is room; NULL if
  * the grant cannot be mapped read-write or the table is full (the request
  * then takes the per-request path). */
@@ -258,6 +238,53 @@ static void pgnt_free(struct vbd_queue *q)
                       "%u: %s", q->index, q->pg[i].gref, strerror(errno));
     free(q->pg);
     q->pg = NULL;
+}
+
+/* Copies the indirect descriptors out of the persistently mapped descriptor
+ * pages into buf (room for BLKIF_MAX_INDIRECT_SEGS descriptors); false if a
+ * page has no persistent mapping (the caller maps them per request). */
+static bool gather_indirect_persistent(struct vbd_queue *q,
+                                       const struct blkif_req *r, uint8_t *buf)
+{
+    size_t left = (size_t)(r->nr_segments < BLKIF_MAX_INDIRECT_SEGS
+                           ? r->nr_segments : BLKIF_MAX_INDIRECT_SEGS) * 8;
+    for (unsigned i = 0; i < r->nr_indirect_pages && left; i++) {
+        const uint8_t *page = pgnt_get(q, r->indirect_grefs[i]);
+        if (!page)
+            return false;
+        size_t n = left < PAGE ? left : PAGE;
+        memcpy(buf, page, n);
+        buf += n;
+        left -= n;
+    }
+    return true;
+}
+
+/* Copies the indirect descriptors out of the descriptor pages: through
+ * persistent grants when they are in use (Linux blkback maps indirect pages
+ * persistently too), else mapped read-only for this request. */
+static int load_indirect(struct vbd_queue *q, struct vbd_io *io, const char **why)
+{
+    struct vbd_disk *d = q->disk;
+    struct blkif_req *r = &io->req;
+    if (q->pg) {
+        uint8_t desc[BLKIF_MAX_INDIRECT_SEGS * 8];
+        if (gather_indirect_persistent(q, r, desc))
+            return blkif_req_load_indirect(r, desc, &d->lim, why);
+    }
+    void *pages = xenif_gnt_map(d->gnt, d->domid, r->nr_indirect_pages,
+                                r->indirect_grefs, XENIF_GNT_READ);
+    if (!pages) {
+        snprintf(q->why, sizeof(q->why), "cannot map %u indirect descriptor "
+                 "page(s): %s", r->nr_indirect_pages, strerror(errno));
+        *why = q->why;
+        return BLKIF_ST_ERROR;
+    }
+    int st = blkif_req_load_indirect(r, pages, &d->lim, why);
+    if (xenif_gnt_unmap(d->gnt, pages, r->nr_indirect_pages) < 0)
+        log_error(d->where, "queue %u: unmapping indirect pages: %s", q->index,
+                  strerror(errno));
+    return st;
 }
 
 /* Segments through persistent grants; false if one is not available. */

@@ -6,7 +6,9 @@
  * checked (blkif_abi), indirect descriptor pages mapped read-only and copied
  * out once, segment grants mapped in one batch (writable for a READ, since
  * the data goes into guest memory), handed to the target with iovecs into
- * the mapping, unmapped and answered on completion. Bad requests are
+ * the mapping, unmapped and answered on completion. With persistent grants
+ * data and indirect descriptor pages alike are mapped once (read-write, as
+ * Linux blkback does) and stay mapped until the queue closes. Bad requests are
  * answered with an error status and a log line. Ring-level abuse (req_prod
  * more than a ring ahead) stops the queue and fails the device through
  * disk->fail. The ring is attached at the indexes found: requests already on
