@@ -426,8 +426,11 @@ static void on_evtchn(struct evloop *loop, int fd, uint32_t events, void *opaque
     (void)fd;
     (void)events;
     struct vbd_queue *q = opaque;
-    int p;
-    while ((p = xenif_evtchn_pending(q->ec)) >= 0)
+    /* The handle has this queue's port only: one pending() clears and masks
+     * it, unmask() re-arms it before we look at the ring, so a request
+     * posted from now on notifies us again. */
+    int p = xenif_evtchn_pending(q->ec);
+    if (p >= 0)
         xenif_evtchn_unmask(q->ec, (xenif_port)p);
     queue_process(q);
 }

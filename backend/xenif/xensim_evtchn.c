@@ -1,9 +1,13 @@
 /* Event channels on xensim. Each bound port has an eventfd from the host;
- * the handle's one pollable fd is an epoll set of them. pending() hands out a
- * port and masks it (EPOLL_CTL_MOD to no events); notifications arriving
- * meanwhile accumulate in the eventfd and show up again after unmask(), as a
- * Xen pending bit does. notify() writes the peer port's eventfd directly; the
- * host's generation table says when the cached peer fd is stale. */
+ * the handle's one pollable fd is an epoll set of them, each registered
+ * EPOLLONESHOT: the epoll_wait that reports a port also masks it, so
+ * notifications arriving meanwhile accumulate in the eventfd and show up
+ * again after unmask() (EPOLL_CTL_MOD re-arming it), as a Xen pending bit
+ * does: wait, clear and unmask are the only system calls per event. pending()
+ * takes a batch of ready ports per epoll_wait and hands them out one per
+ * call.
+ * notify() writes the peer port's eventfd directly; the host's generation
+ * table says when the cached peer fd is stale. */
 #include "xenif_impl.h"
 #include "xensim_client.h"
 
@@ -16,6 +20,8 @@
 #include <unistd.h>
 
 #define GEN_BYTES (XENSIM_EVTCHN_PORTS * sizeof(uint32_t))
+#define ARMED (EPOLLIN | EPOLLONESHOT)
+#define READY_BATCH 16
 
 struct sim_port {
     int efd;        /* ours: readable when the peer notified us */
@@ -28,6 +34,10 @@ struct sim_evtchn {
     int epfd;
     const uint32_t *gens;   /* host's generation table, read-only */
     struct sim_port *ports[XENSIM_EVTCHN_PORTS];
+    /* Ports reported by the last epoll_wait, not handed out yet (masked by
+     * EPOLLONESHOT until then). */
+    uint32_t ready[READY_BATCH];
+    unsigned nready, next_ready;
 };
 
 static void sim_evtchn_close(void *h)
@@ -123,7 +133,7 @@ static int add_port(struct sim_evtchn *ec, const struct xensim_rsp *rsp,
     sp->efd = fds[0];
     sp->peer_fd = nfds > 1 ? fds[1] : -1;
     sp->gen = rsp->gen;
-    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = port };
+    struct epoll_event ev = { .events = ARMED, .data.u32 = port };
     if (epoll_ctl(ec->epfd, EPOLL_CTL_ADD, sp->efd, &ev) < 0)
         goto fail;
     ec->ports[port] = sp;
@@ -202,6 +212,10 @@ static int sim_evtchn_unbind(void *h, xenif_port port)
         close(sp->peer_fd);
     free(sp);
     ec->ports[port] = NULL;
+    /* A port bound anew under this number must not inherit a readiness. */
+    for (unsigned i = ec->next_ready; i < ec->nready; i++)
+        if (ec->ready[i] == port)
+            ec->ready[i] = 0;
     return 0;
 }
 
@@ -246,26 +260,33 @@ static int sim_evtchn_notify(void *h, xenif_port port)
 static int sim_evtchn_pending(void *h)
 {
     struct sim_evtchn *ec = h;
-    struct epoll_event ev;
-    int n;
-    do
-        n = epoll_wait(ec->epfd, &ev, 1, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if (n == 0) {
-        errno = EAGAIN;
-        return -1;
+    for (;;) {
+        if (ec->next_ready == ec->nready) {
+            struct epoll_event evs[READY_BATCH];
+            int n;
+            do
+                n = epoll_wait(ec->epfd, evs, READY_BATCH, 0);
+            while (n < 0 && errno == EINTR);
+            if (n < 0)
+                return -1;
+            if (n == 0) {
+                errno = EAGAIN;
+                return -1;
+            }
+            for (int i = 0; i < n; i++)
+                ec->ready[i] = evs[i].data.u32;
+            ec->nready = (unsigned)n;
+            ec->next_ready = 0;
+        }
+        xenif_port port = ec->ready[ec->next_ready++];
+        struct sim_port *sp = port ? ec->ports[port] : NULL;
+        if (!sp)
+            continue; /* unbound since the wait */
+        uint64_t count;
+        if (read(sp->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+            return -1;
+        return (int)port;
     }
-    xenif_port port = ev.data.u32;
-    struct sim_port *sp = ec->ports[port];
-    uint64_t count;
-    if (read(sp->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-        return -1;
-    struct epoll_event masked = { .events = 0, .data.u32 = port };
-    if (epoll_ctl(ec->epfd, EPOLL_CTL_MOD, sp->efd, &masked) < 0)
-        return -1;
-    return (int)port;
 }
 
 static int sim_evtchn_unmask(void *h, xenif_port port)
@@ -274,7 +295,7 @@ static int sim_evtchn_unmask(void *h, xenif_port port)
     struct sim_port *sp = lookup(ec, port);
     if (!sp)
         return -1;
-    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = port };
+    struct epoll_event ev = { .events = ARMED, .data.u32 = port };
     return epoll_ctl(ec->epfd, EPOLL_CTL_MOD, sp->efd, &ev);
 }
 

@@ -967,15 +967,20 @@ int bf_poll(struct blkfront *bf, int timeout_ms)
             return -1;
         }
         if (rc > 0 && p[0].revents) {
-            int port;
-            while ((port = xenif_evtchn_pending(bf->ec)) >= 0)
+            /* At most one event per ring (each port is masked once handed
+             * out); the loop above then looks at every ring anyway. */
+            for (unsigned i = 0; i < bf->nr_rings; i++) {
+                int port = xenif_evtchn_pending(bf->ec);
+                if (port < 0) {
+                    if (errno == EAGAIN)
+                        break;
+                    fail(bf, "event channel: %s", strerror(errno));
+                    return -1;
+                }
                 if (xenif_evtchn_unmask(bf->ec, (xenif_port)port) < 0) {
                     fail(bf, "event channel unmask: %s", strerror(errno));
                     return -1;
                 }
-            if (errno != EAGAIN) {
-                fail(bf, "event channel: %s", strerror(errno));
-                return -1;
             }
         }
         if (rc > 0 && p[1].revents) {
