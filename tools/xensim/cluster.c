@@ -922,8 +922,8 @@ static int cmd_up(int argc, char **argv)
         for (unsigned i = 0; i < c->nhosts; i++) {
             struct cl_host *h = &c->hosts[i];
             h->netns[0] = h->veth[0] = 0;
-            snprintf(h->addr, sizeof(h->addr), "127.%u.%u.%u",
-                     1 + (hash >> 8) % 250, 1 + hash % 250, 1 + i);
+            addr_str(127u << 24 | (1 + (hash >> 8) % 250) << 16 |
+                     (1 + hash % 250) << 8 | (1 + i), h->addr);
         }
     }
     /* From here on a failure tears down what exists. */
