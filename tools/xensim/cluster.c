@@ -897,6 +897,15 @@ static int cmd_up(int argc, char **argv)
             snprintf(h->veth, sizeof(h->veth), "vh%u", i);
             addr_str(net + 1 + i, h->addr);
         }
+        char stale[PATH_MAX];
+        snprintf(stale, sizeof(stale), CL_NETNS_RUN "/nbsim-%08x.hub", hash);
+        if (access(stale, F_OK) == 0) {
+            fprintf(stderr, "xensim cluster up: namespace nbsim-%08x.hub of an "
+                    "earlier cluster on %s is still there, without %s; remove "
+                    "its namespaces: ip netns list | grep nbsim-%08x | xargs "
+                    "-n1 ip netns delete\n", hash, absdir, jpath, hash);
+            return 1;
+        }
         /* The hub first: if it cannot be made, nothing else was. */
         char *argv_add[] = { (char *)"ip", (char *)"netns", (char *)"add",
                              c->hub, NULL };
