@@ -8,6 +8,8 @@
 #include "xenbus.h"
 #include "xenif.h"
 
+#include "backend/channel/channel.h"
+#include "backend/channel/server.h"
 #include "backend/vbd/vbd.h"
 
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,15 +47,20 @@ struct settings {
     int log_level;
     bool use_syslog;
     char pidfile[PATH_MAX];
+    struct channel_settings ch;
 };
 
 /* Which settings the command line gave: those win over the file. */
 struct cli_set {
     bool xenif, xensim_dir, types, log_level, syslog, pidfile;
+    bool name, aliases, listen, keys, encrypt, keepalive, io_timeout,
+         reconnect_max;
 };
 
 static const char *const known_keys =
-    "xenif, xensim-dir, types, log-level, syslog, pidfile";
+    "xenif, xensim-dir, types, log-level, syslog, pidfile, name, aliases, "
+    "listen, keys, encrypt, keepalive-ms, io-timeout-ms, reconnect-max-ms";
+
 
 static const struct xenbus_class *class_by_type(const char *type, size_t len)
 {
@@ -154,6 +162,105 @@ static int copy_path(char *dst, size_t len, const char *v, char *why,
     return 0;
 }
 
+static const char *const encrypt_names[] = { "no", "yes", "required" };
+
+/* A number of milliseconds in [lo, hi]; 0 or -1. */
+static int parse_ms(const char *v, unsigned lo, unsigned hi, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!*v || *end || errno || *v == '-' || *v == '+' || n < lo || n > hi)
+        return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* The channel's settings (apply() below handles the rest). 1 if key is not
+ * one of them, 0, or -1 with why. */
+static int apply_channel(struct channel_settings *ch, const struct cli_set *only,
+                         const char *key, const char *v, char *why,
+                         size_t whylen)
+{
+    static const struct { const char *key; unsigned lo, hi; size_t off; }
+        times[] = {
+        { "keepalive-ms", 50, 600000,
+          offsetof(struct channel_settings, keepalive_ms) },
+        { "io-timeout-ms", 100, 86400000,
+          offsetof(struct channel_settings, io_timeout_ms) },
+        { "reconnect-max-ms", 100, 600000,
+          offsetof(struct channel_settings, reconnect_max_ms) },
+    };
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        if (strcmp(key, times[i].key) != 0)
+            continue;
+        unsigned ms;
+        if (parse_ms(v, times[i].lo, times[i].hi, &ms) < 0) {
+            snprintf(why, whylen, "%s: '%s' is not a number of milliseconds "
+                     "from %u to %u", key, v, times[i].lo, times[i].hi);
+            return -1;
+        }
+        bool skip = only && (i == 0 ? only->keepalive : i == 1
+                             ? only->io_timeout : only->reconnect_max);
+        if (!skip)
+            *(unsigned *)((char *)ch + times[i].off) = ms;
+        return 0;
+    }
+    if (!strcmp(key, "name")) {
+        if (!nb_name_ok(v, strlen(v))) {
+            snprintf(why, whylen, "name: '%s' is not a netbus host name (1-64 "
+                     "of A-Z a-z 0-9 . _ -)", v);
+            return -1;
+        }
+        if (!only || !only->name)
+            snprintf(ch->name, sizeof(ch->name), "%s", v);
+    } else if (!strcmp(key, "aliases")) {
+        if (strlen(v) >= sizeof(ch->aliases) || strpbrk(v, " \t")) {
+            snprintf(why, whylen, "aliases: want a comma-separated list of "
+                     "names and addresses, no spaces, under %zu characters",
+                     sizeof(ch->aliases));
+            return -1;
+        }
+        if (!only || !only->aliases)
+            snprintf(ch->aliases, sizeof(ch->aliases), "%s", v);
+    } else if (!strcmp(key, "listen")) {
+        char host[256];
+        unsigned port;
+        if (strcmp(v, NB_LISTEN_AUTO) && strcmp(v, NB_LISTEN_OFF) &&
+            (strlen(v) >= sizeof(ch->listen) ||
+             nb_split_hostport(v, host, sizeof(host), &port) < 0)) {
+            snprintf(why, whylen, "listen: '%s' is not auto, off, ADDR, "
+                     "ADDR:PORT or [IPV6]:PORT", v);
+            return -1;
+        }
+        if (!only || !only->listen)
+            snprintf(ch->listen, sizeof(ch->listen), "%s", v);
+    } else if (!strcmp(key, "keys")) {
+        char inner[PATH_MAX + 64], tmp[PATH_MAX];
+        if (copy_path(tmp, sizeof(tmp), v, inner, sizeof(inner)) < 0 || !*v) {
+            snprintf(why, whylen, "keys: %s", *v ? inner : "empty path");
+            return -1;
+        }
+        if (!only || !only->keys)
+            snprintf(ch->keys, sizeof(ch->keys), "%s", tmp);
+    } else if (!strcmp(key, "encrypt")) {
+        int e = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(v, encrypt_names[i]))
+                e = i;
+        if (e < 0) {
+            snprintf(why, whylen, "encrypt: '%s' is not one of no, yes, "
+                     "required", v);
+            return -1;
+        }
+        if (!only || !only->encrypt)
+            ch->encrypt = (enum nb_encrypt)e;
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
 /* Applies one setting; 0, or -1 with why (naming what is allowed). With
  * `only` non-NULL, settings the command line gave are skipped. */
 static int apply(struct settings *s, const struct cli_set *only,
@@ -221,6 +328,9 @@ static int apply(struct settings *s, const struct cli_set *only,
         if (!only || !only->pidfile)
             snprintf(s->pidfile, sizeof(s->pidfile), "%s", tmp);
     } else {
+        int rc = apply_channel(&s->ch, only, key, v, why, whylen);
+        if (rc <= 0)
+            return rc;
         snprintf(why, whylen, "unknown key '%s' (known keys: %s)", key,
                  known_keys);
         return -1;
@@ -312,6 +422,20 @@ static void usage(FILE *out)
             "  --syslog             log to syslog instead of stderr\n"
             "  --no-syslog          log to stderr even if the file says syslog\n"
             "  --pidfile FILE       write (and lock) a pid file\n"
+            "netbus channel (exports and netbus:// disks):\n"
+            "  --name NAME          this host's netbus name (default: host name)\n"
+            "  --aliases LIST       other names/addresses that mean this host\n"
+            "                       in netbus:// URLs (served in-process)\n"
+            "  --listen ADDR[:PORT] serve exports there; auto (default): on\n"
+            "                       0.0.0.0:7797 once an export exists; off\n"
+            "  --keys FILE          pre-shared keys (default " NB_DEFAULT_KEYS ")\n"
+            "  --encrypt MODE       no (default), yes (TLS to other hosts), or\n"
+            "                       required (also refuse peers without TLS)\n"
+            "  --keepalive-ms MS    ping an idle export host (default 2000);\n"
+            "                       3 missed periods = connection dead\n"
+            "  --io-timeout-ms MS   guest I/O waits this long for an export\n"
+            "                       host, then fails (default 30000)\n"
+            "  --reconnect-max-ms MS  longest reconnect backoff (default 5000)\n"
             "  --check-config       read the configuration, report, exit\n"
             "  --probe              open the hypervisor interface, print what\n"
             "                       was found and exit (0 = usable)\n"
@@ -373,9 +497,10 @@ static void reload(struct daemon *d)
     }
     if (strcmp(fresh.types, d->s->types) || fresh.xenif != d->s->xenif ||
         strcmp(fresh.xensim_dir, d->s->xensim_dir) ||
-        strcmp(fresh.pidfile, d->s->pidfile))
-        log_warn(NULL, "SIGHUP: xenif, xensim-dir, types and pidfile take "
-                 "effect at the next start");
+        strcmp(fresh.pidfile, d->s->pidfile) ||
+        memcmp(&fresh.ch, &d->s->ch, sizeof(fresh.ch)))
+        log_warn(NULL, "SIGHUP: only log-level and syslog change now; the "
+                 "other settings take effect at the next start");
     d->s->log_level = fresh.log_level;
     d->s->use_syslog = fresh.use_syslog;
     log_init("netbusd", (enum log_level)d->s->log_level, d->s->use_syslog);
@@ -462,6 +587,10 @@ static int serve(struct daemon *d, const struct xenif_config *cfg)
         log_error(NULL, "%s", err);
         goto out;
     }
+    if (channel_start(loop, cfg, &s->ch, err, sizeof(err)) < 0) {
+        log_error(NULL, "netbus channel: %s", err);
+        goto out;
+    }
     bus = xenbus_new(loop, xs, cfg);
     if (!bus) {
         log_error(NULL, "cannot start the xenbus: %s", strerror(errno));
@@ -487,8 +616,10 @@ static int serve(struct daemon *d, const struct xenif_config *cfg)
     }
     rc = xenbus_lost(bus) ? 1 : 0;
 out:
-    /* Closes every device (backend state Closed) before going. */
+    /* Disconnects every device (states left for the next netbusd), then
+     * the channel's sessions and exports. */
     xenbus_free(bus);
+    channel_stop();
     xenif_xs_close(xs);
     if (pidfd >= 0) {
         unlink(s->pidfile);
@@ -507,7 +638,9 @@ out:
 int main(int argc, char **argv)
 {
     enum { OPT_PROBE = 256, OPT_XENIF, OPT_XENSIM_DIR, OPT_TYPES, OPT_LOG,
-           OPT_SYSLOG, OPT_NO_SYSLOG, OPT_PIDFILE, OPT_CHECK, OPT_VERSION };
+           OPT_SYSLOG, OPT_NO_SYSLOG, OPT_PIDFILE, OPT_CHECK, OPT_VERSION,
+           OPT_NAME, OPT_ALIASES, OPT_LISTEN, OPT_KEYS, OPT_ENCRYPT,
+           OPT_KEEPALIVE, OPT_IO_TIMEOUT, OPT_RECONNECT_MAX };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "probe", no_argument, NULL, OPT_PROBE },
@@ -519,6 +652,14 @@ int main(int argc, char **argv)
         { "no-syslog", no_argument, NULL, OPT_NO_SYSLOG },
         { "pidfile", required_argument, NULL, OPT_PIDFILE },
         { "check-config", no_argument, NULL, OPT_CHECK },
+        { "name", required_argument, NULL, OPT_NAME },
+        { "aliases", required_argument, NULL, OPT_ALIASES },
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "keys", required_argument, NULL, OPT_KEYS },
+        { "encrypt", required_argument, NULL, OPT_ENCRYPT },
+        { "keepalive-ms", required_argument, NULL, OPT_KEEPALIVE },
+        { "io-timeout-ms", required_argument, NULL, OPT_IO_TIMEOUT },
+        { "reconnect-max-ms", required_argument, NULL, OPT_RECONNECT_MAX },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -527,6 +668,7 @@ int main(int argc, char **argv)
     xenif_config_from_env(&cfg);
     struct settings s = { .xenif = cfg.kind, .types = DEFAULT_TYPES,
                           .log_level = LOG_LVL_INFO };
+    channel_settings_default(&s.ch);
     struct cli_set cli = { 0 };
     const char *config_path = DEFAULT_CONFIG;
     bool config_given = false, do_probe = false, do_check = false;
@@ -543,6 +685,17 @@ int main(int argc, char **argv)
         case OPT_TYPES: key = "types"; cli.types = true; break;
         case OPT_LOG: key = "log-level"; cli.log_level = true; break;
         case OPT_PIDFILE: key = "pidfile"; cli.pidfile = true; break;
+        case OPT_NAME: key = "name"; cli.name = true; break;
+        case OPT_ALIASES: key = "aliases"; cli.aliases = true; break;
+        case OPT_LISTEN: key = "listen"; cli.listen = true; break;
+        case OPT_KEYS: key = "keys"; cli.keys = true; break;
+        case OPT_ENCRYPT: key = "encrypt"; cli.encrypt = true; break;
+        case OPT_KEEPALIVE: key = "keepalive-ms"; cli.keepalive = true; break;
+        case OPT_IO_TIMEOUT: key = "io-timeout-ms"; cli.io_timeout = true; break;
+        case OPT_RECONNECT_MAX:
+            key = "reconnect-max-ms";
+            cli.reconnect_max = true;
+            break;
         case OPT_SYSLOG: s.use_syslog = true; cli.syslog = true; break;
         case OPT_NO_SYSLOG: s.use_syslog = false; cli.syslog = true; break;
         case OPT_VERSION: printf("netbusd %s\n", NETBUSD_VERSION); return 0;
@@ -571,6 +724,11 @@ int main(int argc, char **argv)
                "syslog = %s\npidfile = %s\n", xenif_kind_name(s.xenif),
                s.xensim_dir, s.types, levels[s.log_level],
                s.use_syslog ? "yes" : "no", s.pidfile);
+        printf("name = %s\naliases = %s\nlisten = %s\nkeys = %s\n"
+               "encrypt = %s\nkeepalive-ms = %u\nio-timeout-ms = %u\n"
+               "reconnect-max-ms = %u\n", s.ch.name, s.ch.aliases,
+               s.ch.listen, s.ch.keys, encrypt_names[s.ch.encrypt],
+               s.ch.keepalive_ms, s.ch.io_timeout_ms, s.ch.reconnect_max_ms);
         return 0;
     }
     cfg.kind = s.xenif;

@@ -62,6 +62,7 @@ struct xenbus_device {
     bool watching;        /* frontend state watch set */
     bool init_called;     /* class init ran: disconnect/free are owed */
     bool init_ok;         /* class init succeeded (device can connect) */
+    bool init_pending;    /* class init returned XENBUS_INIT_PENDING */
     bool failed;          /* closed after an error until the frontend restarts */
     bool error_pending;   /* on the deferred-close list */
     bool dying;           /* in device_destroy: errors are only recorded */
@@ -478,6 +479,34 @@ static void device_reject(struct xenbus_device *dev)
     switch_state(dev, XB_CLOSED);
 }
 
+/* The class init succeeded (at once or later): go InitWait, or adopt. */
+static void init_done(struct xenbus_device *dev)
+{
+    dev->init_ok = true;
+    if (be_write(dev, "hotplug-status", "connected") < 0)
+        log_warn(dev->be_path, "cannot write hotplug-status: %s",
+                 strerror(errno));
+    if (dev->be_state == XB_CONNECTED) {
+        /* Adopted from an earlier netbusd while the frontend uses it: take
+         * its rings back without a state change the guest would see (a
+         * Connected frontend that sees InitWait may treat it as a failure).
+         * InitWait here is only our bookkeeping; connecting writes
+         * Connected again. */
+        log_info(dev->be_path, "adopting a connected device");
+        dev->be_state = XB_INITWAIT;
+    } else if (dev->be_state == XB_CLOSING || dev->be_state == XB_CLOSED) {
+        /* Adopted after the frontend closed it: it stays closed until the
+         * frontend starts over, as under the netbusd that closed it. */
+        log_info(dev->be_path, "adopting a closed device");
+        switch_state(dev, XB_CLOSED);
+    } else {
+        dev->be_state = XB_INITIALISING;
+        switch_state(dev, XB_INITWAIT);
+    }
+    dev->fe_state = -1; /* seen while init was pending: look again */
+    frontend_changed(dev);
+}
+
 static void device_create(struct xenbus *bus, struct bus_class *bc,
                           unsigned fe, unsigned devid, int be_state,
                           const char *bad_state)
@@ -521,28 +550,13 @@ static void device_create(struct xenbus *bus, struct bus_class *bc,
         close_failed(dev);
         return;
     }
-    dev->init_ok = true;
-    if (be_write(dev, "hotplug-status", "connected") < 0)
-        log_warn(dev->be_path, "cannot write hotplug-status: %s",
-                 strerror(errno));
-    if (dev->be_state == XB_CONNECTED) {
-        /* Adopted from an earlier netbusd while the frontend uses it: take
-         * its rings back without a state change the guest would see (a
-         * Connected frontend that sees InitWait may treat it as a failure).
-         * InitWait here is only our bookkeeping; connecting writes
-         * Connected again. */
-        log_info(dev->be_path, "adopting a connected device");
-        dev->be_state = XB_INITWAIT;
-    } else if (dev->be_state == XB_CLOSING || dev->be_state == XB_CLOSED) {
-        /* Adopted after the frontend closed it: it stays closed until the
-         * frontend starts over, as under the netbusd that closed it. */
-        log_info(dev->be_path, "adopting a closed device");
-        switch_state(dev, XB_CLOSED);
-    } else {
-        dev->be_state = XB_INITIALISING;
-        switch_state(dev, XB_INITWAIT);
+    if (rc == XENBUS_INIT_PENDING) {
+        /* The class finishes later: xenbus_device_ready or an error. */
+        log_info(dev->be_path, "waiting for the device to be opened");
+        dev->init_pending = true;
+        return;
     }
-    frontend_changed(dev);
+    init_done(dev);
 }
 
 /* The toolstack set online=0: close towards a frontend that is using the
@@ -882,6 +896,10 @@ static void on_deferred(struct evloop *loop, int fd, uint32_t events,
         bus->pending = dev->next_pending;
         dev->next_pending = NULL;
         dev->error_pending = false;
+        if (dev->init_pending) {
+            dev->init_pending = false;
+            hotplug_failed(dev);
+        }
         close_failed(dev);
     }
 }
@@ -1005,6 +1023,14 @@ int xenbus_register(struct xenbus *bus, const struct xenbus_class *cls)
     scan_class(bus, bc);
     bc->adopting = false;
     return 0;
+}
+
+void xenbus_device_ready(struct xenbus_device *dev)
+{
+    if (!dev->init_pending || dev->error_pending)
+        return;
+    dev->init_pending = false;
+    init_done(dev);
 }
 
 unsigned xenbus_device_count(const struct xenbus *bus)

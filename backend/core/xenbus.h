@@ -34,11 +34,16 @@ struct evloop;
 struct xenbus;
 struct xenbus_device;
 
+#define XENBUS_INIT_PENDING 1
+
 struct xenbus_class {
     const char *type; /* backend type: "vbd", "qdisk", "vusb", ... */
     /* The toolstack created the device: validate the backend nodes, open the
      * target, publish features (xenbus_printf). Return 0 to go InitWait,
-     * -1 after xenbus_device_error() to fail the device. */
+     * -1 after xenbus_device_error() to fail the device, or
+     * XENBUS_INIT_PENDING when the target opens asynchronously (a remote
+     * export): the device then waits until the class calls
+     * xenbus_device_ready() or xenbus_device_error(). */
     int (*init)(struct xenbus_device *dev);
     /* The frontend published its rings: read its keys, map rings, bind event
      * channels, start serving. Requests already on the ring (kept across a
@@ -94,6 +99,10 @@ int xenbus_printf(struct xenbus_device *dev, const char *key, const char *fmt,
 char *xenbus_read_frontend(struct xenbus_device *dev, const char *key);
 int xenbus_read_frontend_uint(struct xenbus_device *dev, const char *key,
                               unsigned long *out);
+
+/* A device whose init returned XENBUS_INIT_PENDING is ready: it goes on as
+ * if init had returned 0. */
+void xenbus_device_ready(struct xenbus_device *dev);
 
 /* Records why the device failed: logs it, writes the message to
  * /local/domain/SELF/error/BACKEND-PATH/error as Linux does, and makes the

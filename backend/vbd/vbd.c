@@ -1,6 +1,8 @@
 /* vbd: the blkif device class on the xenbus state machine (see vbd.h). */
 #include "vbd.h"
 
+#include "backend/channel/channel.h"
+#include "backend/channel/url.h"
 #include "log.h"
 #include "queue.h"
 #include "target.h"
@@ -18,6 +20,7 @@ struct vbd_dev {
     struct xenbus_device *dev;
     struct vbd_disk disk;
     unsigned info;
+    bool readonly, discard_enable;
     bool connected;
 };
 
@@ -48,14 +51,67 @@ static void vbd_fail(struct vbd_disk *disk, const char *why)
     xenbus_device_error(v->dev, "%s", why);
 }
 
+/* Limits and features from the open target; 0, or -1 after a device
+ * error. */
+static int vbd_publish(struct vbd_dev *v)
+{
+    struct xenbus_device *dev = v->dev;
+    struct vbd_disk *d = &v->disk;
+    const struct vbd_target_info *ti = &d->target->info;
+    d->lim.sectors = ti->size >> BLKIF_SECTOR_SHIFT;
+    d->lim.sector_size = ti->sector_size;
+    d->lim.max_indirect_segments = BLKIF_MAX_INDIRECT_SEGS;
+    d->lim.readonly = v->readonly;
+    d->lim.flush = ti->can_flush;
+    d->lim.discard = ti->can_discard && v->discard_enable;
+
+    int rc = 0;
+    if (d->lim.flush)
+        rc |= xenbus_printf(dev, "feature-flush-cache", "1");
+    if (d->lim.discard) {
+        rc |= xenbus_printf(dev, "feature-discard", "1");
+        rc |= xenbus_printf(dev, "discard-granularity", "%u",
+                            ti->discard_granularity);
+        rc |= xenbus_printf(dev, "discard-alignment", "0");
+        rc |= xenbus_printf(dev, "discard-secure", "0");
+    }
+    rc |= xenbus_printf(dev, "feature-persistent", "1");
+    rc |= xenbus_printf(dev, "feature-max-indirect-segments", "%u",
+                        d->lim.max_indirect_segments);
+    rc |= xenbus_printf(dev, "max-ring-page-order", "%u", VBD_MAX_RING_ORDER);
+    rc |= xenbus_printf(dev, "multi-queue-max-queues", "%u",
+                        VBD_DEFAULT_MAX_QUEUES);
+    if (rc) {
+        xenbus_device_error(dev, "publishing features: %s", strerror(errno));
+        return -1;
+    }
+    log_info(d->where, "%llu sectors, %u-byte sectors, %s%s",
+             (unsigned long long)d->lim.sectors, ti->sector_size,
+             v->readonly ? "read-only" : "read-write",
+             ti->direct ? ", O_DIRECT" : "");
+    return 0;
+}
+
+/* A netbus:// target opened (err NULL) or could not be. */
+static void vbd_target_ready(void *opaque, const char *err)
+{
+    struct vbd_dev *v = opaque;
+    if (err)
+        xenbus_device_error(v->dev, "cannot open the disk: %s", err);
+    else if (vbd_publish(v) == 0)
+        xenbus_device_ready(v->dev);
+}
+
 static int vbd_init(struct xenbus_device *dev)
 {
     const char *where = xenbus_backend_path(dev);
     char *params = xenbus_read(dev, "params");
-    const char *path = vbd_params_path(params);
+    bool url = nb_url_is_netbus(params);
+    const char *path = url ? params : vbd_params_path(params);
     if (!path) {
         xenbus_device_error(dev, params ? "params: cannot serve \"%.200s\" (want "
-                            "an absolute path, optionally file:/phy:/aio:/raw:)"
+                            "an absolute path, optionally file:/phy:/aio:/raw:, "
+                            "or netbus://HOST[:PORT]/EXPORT)"
                             : "no params node%.0s", params ? params : "");
         free(params);
         return -1;
@@ -82,8 +138,6 @@ static int vbd_init(struct xenbus_device *dev)
     unsigned long val;
     if (xenbus_read_uint(dev, "removable", &val) == 0 && val)
         info |= VDISK_REMOVABLE_BIT;
-    bool discard_enable = !(xenbus_read_uint(dev, "discard-enable", &val) == 0 &&
-                            val == 0);
 
     struct vbd_dev *v = calloc(1, sizeof(*v));
     char err[512];
@@ -94,6 +148,9 @@ static int vbd_init(struct xenbus_device *dev)
     }
     v->dev = dev;
     v->info = info;
+    v->readonly = readonly;
+    v->discard_enable = !(xenbus_read_uint(dev, "discard-enable", &val) == 0 &&
+                          val == 0);
     struct vbd_disk *d = &v->disk;
     d->where = where;
     d->loop = xenbus_loop(dev);
@@ -101,8 +158,13 @@ static int vbd_init(struct xenbus_device *dev)
     d->domid = xenbus_frontend_id(dev);
     d->fail = vbd_fail;
     d->opaque = v;
-    d->target = vbd_target_file_open(path, readonly, d->loop, where, err,
-                                     sizeof(err));
+    bool pending = false;
+    if (url)
+        d->target = channel_open_url(path, readonly, where, vbd_target_ready,
+                                     v, &pending, err, sizeof(err));
+    else
+        d->target = vbd_target_file_open(path, readonly, d->loop, where, err,
+                                         sizeof(err));
     if (!d->target) {
         xenbus_device_error(dev, "cannot open the disk: %s", err);
         goto fail;
@@ -113,42 +175,12 @@ static int vbd_init(struct xenbus_device *dev)
         goto fail;
     }
     vbd_disk_attach_target(d);
-    const struct vbd_target_info *ti = &d->target->info;
-    d->lim.sectors = ti->size >> BLKIF_SECTOR_SHIFT;
-    d->lim.sector_size = ti->sector_size;
-    d->lim.max_indirect_segments = BLKIF_MAX_INDIRECT_SEGS;
-    d->lim.readonly = readonly;
-    d->lim.flush = ti->can_flush;
-    d->lim.discard = ti->can_discard && discard_enable;
     xenbus_set_priv(dev, v);
-
-    int rc = 0;
-    if (d->lim.flush)
-        rc |= xenbus_printf(dev, "feature-flush-cache", "1");
-    if (d->lim.discard) {
-        rc |= xenbus_printf(dev, "feature-discard", "1");
-        rc |= xenbus_printf(dev, "discard-granularity", "%u",
-                            ti->discard_granularity);
-        rc |= xenbus_printf(dev, "discard-alignment", "0");
-        rc |= xenbus_printf(dev, "discard-secure", "0");
-    }
-    rc |= xenbus_printf(dev, "feature-persistent", "1");
-    rc |= xenbus_printf(dev, "feature-max-indirect-segments", "%u",
-                        d->lim.max_indirect_segments);
-    rc |= xenbus_printf(dev, "max-ring-page-order", "%u", VBD_MAX_RING_ORDER);
-    rc |= xenbus_printf(dev, "multi-queue-max-queues", "%u",
-                        VBD_DEFAULT_MAX_QUEUES);
-    if (rc) {
-        xenbus_device_error(dev, "publishing features: %s", strerror(errno));
-        free(params);
-        return -1; /* free() releases v */
-    }
-    log_info(where, "%s: %llu sectors, %u-byte sectors, %s%s", path,
-             (unsigned long long)d->lim.sectors, ti->sector_size,
-             readonly ? "read-only" : "read-write",
-             ti->direct ? ", O_DIRECT" : "");
+    log_info(where, "disk %s", path);
     free(params);
-    return 0;
+    if (pending)
+        return XENBUS_INIT_PENDING; /* vbd_target_ready goes on */
+    return vbd_publish(v); /* on failure, free() releases v */
 fail:
     if (d->target)
         d->target->ops->close(d->target);

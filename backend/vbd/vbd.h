@@ -1,10 +1,13 @@
 /* vbd: the blkif backend device class, served as backend type "vbd" (what
  * libxl uses for phy disks) and "qdisk" (what it uses for QEMU-served ones).
  * Both share the code: a local file or block device named by `params`,
- * served through queue.c and target_file.c.
+ * served through queue.c and target_file.c, or a device URL
+ * netbus://HOST[:PORT]/EXPORT served through the netbus channel
+ * (backend/channel: in-process when HOST is this host, else over the
+ * network; the device then waits in Initialising until the export opened).
  *
  * Backend keys read: params ("/path", or "file:", "phy:", "aio:", "raw:"
- * followed by the path), mode ("r"/"ro" read-only, "w"/"rw"/"w!" writable;
+ * followed by the path, or netbus://HOST[:PORT]/EXPORT), mode ("r"/"ro" read-only, "w"/"rw"/"w!" writable;
  * default writable), device-type ("cdrom"), removable, discard-enable.
  * Published at InitWait: feature-flush-cache, feature-discard with
  * discard-granularity/-alignment/-secure, feature-persistent,

@@ -1,5 +1,6 @@
 /* netbusctl: the operator's command line for netbus. Commands talk to
  * xenstore through xenif, the same way netbusd does. */
+#include "netbusctl.h"
 #include "xenif.h"
 
 #include <stdio.h>
@@ -14,6 +15,11 @@ static void usage(FILE *out)
             "  info          which hypervisor interface is in use (xen or\n"
             "                xensim), this domain's id, and the domains that\n"
             "                xenstore lists under /local/domain\n"
+            "  export NAME PATH [--allow PEER,...] [--readonly] [--timeout S]\n"
+            "                publish a disk under NAME (netbusd opens it)\n"
+            "  unexport NAME [--force] [--timeout S]\n"
+            "                stop publishing it (refused while in use)\n"
+            "  list [--json] this host's exports and their sessions\n"
             "  help          this text\n"
             "The hypervisor interface is chosen as for netbusd: $NETBUS_XENIF\n"
             "(xen, xensim, auto), /dev/xen, or $XENSIM_DIR for the simulator.\n");
@@ -63,6 +69,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "info") == 0 && argc == 2)
         return cmd_info();
+    if (strcmp(argv[1], "export") == 0)
+        return cmd_export(argc - 1, argv + 1);
+    if (strcmp(argv[1], "unexport") == 0)
+        return cmd_unexport(argc - 1, argv + 1);
+    if (strcmp(argv[1], "list") == 0)
+        return cmd_list(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;

@@ -334,7 +334,9 @@ static const char attach_usage[] =
     "usage: xensim block-attach [--dir DIR] DOMAIN TARGET VDEV [--mode r|w]\n"
     "                           [--type vbd|qdisk] [--backend DOMAIN]\n"
     "                           [--no-wait] [--timeout SEC]\n"
-    "  TARGET: the disk image or device (made absolute); VDEV: xvda, xvdb, ...,\n"
+    "  TARGET: the disk image or device (made absolute), or a device URL\n"
+    "  netbus://HOST[:PORT]/EXPORT given to the backend as it is; VDEV: xvda,\n"
+    "  xvdb, ...,\n"
     "  dDpP or a device number (xvda = 51712). Waits (default 10 s) for the\n"
     "  backend to reach InitWait unless --no-wait.\n";
 
@@ -400,7 +402,11 @@ int xensim_cmd_block_attach(int argc, char **argv)
         return 2;
     }
     char abs_target[PATH_MAX];
-    if (!realpath(target, abs_target)) {
+    bool url = strncmp(target, "netbus://", 9) == 0;
+    if (url && strlen(target) < sizeof(abs_target)) {
+        /* A device URL goes to the backend as it is. */
+        snprintf(abs_target, sizeof(abs_target), "%s", target);
+    } else if (!realpath(target, abs_target)) {
         fprintf(stderr, "xensim block-attach: %s: %s\n", target, strerror(errno));
         return 1;
     }
@@ -424,8 +430,8 @@ int xensim_cmd_block_attach(int argc, char **argv)
 
     char params[PATH_MAX + 8], num[32];
     /* libxl: phy gets the path, qdisk FORMAT:PATH ("aio" for raw). */
-    snprintf(params, sizeof(params), "%s%s", strcmp(type, "qdisk") == 0 ? "aio:" : "",
-             abs_target);
+    snprintf(params, sizeof(params), "%s%s",
+             strcmp(type, "qdisk") == 0 && !url ? "aio:" : "", abs_target);
     const char *bents[][2] = {
         { "frontend-id", NULL }, { "online", "1" }, { "removable", "0" },
         { "bootable", "1" }, { "state", "1" }, { "dev", vdev },

@@ -1,0 +1,501 @@
+/* export: exported devices, their sessions and the xenstore registry (see
+ * export.h). */
+#include "export.h"
+
+#include "backend/vbd/target.h"
+#include "backend/vbd/vbd.h"
+#include "evloop.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#define TOKEN "netbus-exports"
+#define MAX_REAPED 64
+
+struct reaped_cb {
+    void (*cb)(void *opaque);
+    void *opaque;
+};
+
+struct nb_export {
+    struct nb_exports *reg;
+    char name[NB_NAME_MAX + 1];
+    char *dir;              /* .../netbus/exports/NAME */
+    char *allowed;          /* comma-separated peer names; "" = any */
+    bool readonly;
+    struct vbd_target *target;
+    struct nb_session *sessions;
+    struct reaped_cb reaped[MAX_REAPED];
+    unsigned nreaped;
+    bool seen;              /* in the last scan */
+    struct nb_export *next;
+};
+
+struct nb_exports {
+    struct evloop *loop;
+    struct xenif_xs *xs;
+    char root[64];          /* /local/domain/SELF/netbus */
+    char exports[80];       /* root/exports */
+    char node[NB_NAME_MAX + 1];
+    struct nb_export *list;
+    unsigned count;
+    uint32_t next_session;
+    void (*on_change)(void *opaque);
+    void *change_opaque;
+    bool watching;
+};
+
+/* ---- xenstore helpers ---------------------------------------------------- */
+
+static char *rd(struct nb_exports *reg, const char *dir, const char *key)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_read(reg->xs, 0, path, NULL);
+}
+
+static void wr(struct nb_exports *reg, const char *dir, const char *key,
+               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void wr(struct nb_exports *reg, const char *dir, const char *key,
+               const char *fmt, ...)
+{
+    char path[1024], val[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof(val), fmt, ap);
+    va_end(ap);
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    if (xenif_xs_write(reg->xs, 0, path, val, strlen(val)) < 0)
+        log_warn(path, "cannot write: %s", strerror(errno));
+}
+
+static void rm(struct nb_exports *reg, const char *dir, const char *key)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s%s%s", dir, key ? "/" : "", key ? key : "");
+    if (xenif_xs_rm(reg->xs, 0, path) < 0 && errno != ENOENT)
+        log_warn(path, "cannot remove: %s", strerror(errno));
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+struct nb_session *nb_session_find(struct nb_exports *reg, uint32_t id)
+{
+    for (struct nb_export *ex = reg->list; ex; ex = ex->next)
+        for (struct nb_session *s = ex->sessions; s; s = s->next)
+            if (s->id == id)
+                return s;
+    return NULL;
+}
+
+struct nb_session *nb_session_new(struct nb_export *ex, const char *peer,
+                                  const char *owner, bool readonly)
+{
+    struct nb_exports *reg = ex->reg;
+    struct nb_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    do {
+        s->id = ++reg->next_session;
+    } while (s->id == 0 || nb_session_find(reg, s->id));
+    s->ex = ex;
+    snprintf(s->peer, sizeof(s->peer), "%s", peer);
+    snprintf(s->owner, sizeof(s->owner), "%s", owner);
+    s->readonly = readonly;
+    s->next = ex->sessions;
+    ex->sessions = s;
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/sessions/%u", ex->dir, s->id);
+    wr(reg, dir, "peer", "%s", peer);
+    wr(reg, dir, "owner", "%s", owner);
+    wr(reg, dir, "opened", "%lld", (long long)time(NULL));
+    log_info(ex->dir, "session %u opened by %s (%s)%s", s->id, peer, owner,
+             readonly ? ", read-only" : "");
+    return s;
+}
+
+void nb_session_free(struct nb_session *s)
+{
+    struct nb_export *ex = s->ex;
+    for (struct nb_session **pp = &ex->sessions; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/sessions/%u", ex->dir, s->id);
+    rm(ex->reg, dir, NULL);
+    log_info(ex->dir, "session %u of %s closed", s->id, s->peer);
+    free(s);
+}
+
+void nb_session_io_start(struct nb_session *s)
+{
+    s->inflight++;
+}
+
+void nb_session_io_end(struct nb_session *s)
+{
+    if (--s->inflight == 0 && s->drained)
+        s->drained(s);
+}
+
+/* ---- exports -------------------------------------------------------------- */
+
+struct nb_export *nb_exports_find(struct nb_exports *reg, const char *name)
+{
+    for (struct nb_export *ex = reg->list; ex; ex = ex->next)
+        if (strcmp(ex->name, name) == 0)
+            return ex;
+    return NULL;
+}
+
+bool nb_export_allows(const struct nb_export *ex, const char *peer)
+{
+    if (!ex->allowed[0])
+        return true;
+    size_t n = strlen(peer);
+    for (const char *p = ex->allowed; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, peer, n) == 0)
+            return true;
+        p += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+bool nb_export_readonly(const struct nb_export *ex)
+{
+    return ex->readonly;
+}
+
+struct vbd_target *nb_export_target(struct nb_export *ex)
+{
+    return ex->target;
+}
+
+const char *nb_export_name(const struct nb_export *ex)
+{
+    return ex->name;
+}
+
+unsigned nb_exports_count(const struct nb_exports *reg)
+{
+    return reg->count;
+}
+
+void nb_export_add_reaped(struct nb_export *ex, void (*cb)(void *opaque),
+                          void *opaque)
+{
+    if (ex->nreaped < MAX_REAPED)
+        ex->reaped[ex->nreaped++] = (struct reaped_cb){ cb, opaque };
+    else
+        log_warn(ex->dir, "more than %d in-process sessions: responses of "
+                 "the last are pushed late", MAX_REAPED);
+}
+
+void nb_export_del_reaped(struct nb_export *ex, void *opaque)
+{
+    for (unsigned i = 0; i < ex->nreaped; i++)
+        if (ex->reaped[i].opaque == opaque) {
+            ex->reaped[i] = ex->reaped[--ex->nreaped];
+            return;
+        }
+}
+
+static void export_reaped(void *opaque)
+{
+    struct nb_export *ex = opaque;
+    for (unsigned i = 0; i < ex->nreaped; i++)
+        ex->reaped[i].cb(ex->reaped[i].opaque);
+}
+
+static void changed(struct nb_exports *reg)
+{
+    if (reg->on_change)
+        reg->on_change(reg->change_opaque);
+}
+
+/* Ends the sessions, drains and closes the target, frees ex. */
+static void export_close(struct nb_export *ex)
+{
+    struct nb_exports *reg = ex->reg;
+    for (struct nb_session *s = ex->sessions; s; s = s->next)
+        if (s->kill)
+            s->kill(s);
+    if (ex->target)
+        ex->target->ops->close(ex->target);
+    while (ex->sessions) {
+        struct nb_session *s = ex->sessions;
+        ex->sessions = s->next;
+        free(s);
+    }
+    for (struct nb_export **pp = &reg->list; *pp; pp = &(*pp)->next)
+        if (*pp == ex) {
+            *pp = ex->next;
+            break;
+        }
+    reg->count--;
+    free(ex->dir);
+    free(ex->allowed);
+    free(ex);
+}
+
+static bool peers_ok(const char *list)
+{
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!nb_name_ok(p, len))
+            return false;
+        p += len + (comma ? 1 : 0);
+    }
+    return true;
+}
+
+/* Opens the export described under dir; answers state ready or error. */
+static void export_open(struct nb_exports *reg, const char *name,
+                        const char *dir)
+{
+    char *params = rd(reg, dir, "params"), *kind = rd(reg, dir, "kind");
+    char *ro = rd(reg, dir, "readonly"), *allowed = rd(reg, dir,
+                                                         "allowed-peers");
+    char err[600] = "";
+    const char *path = vbd_params_path(params);
+    struct nb_export *ex = NULL;
+    if (!nb_name_ok(name, strlen(name)))
+        snprintf(err, sizeof(err), "'%.80s' is not an export name (1-64 of "
+                 "A-Z a-z 0-9 . _ -)", name);
+    else if (kind && strcmp(kind, "vbd") != 0)
+        snprintf(err, sizeof(err), "kind '%.40s' cannot be exported (this "
+                 "netbusd exports: vbd)", kind);
+    else if (!path)
+        snprintf(err, sizeof(err), "params '%.200s' is not an absolute path "
+                 "of a disk image or block device", params ? params : "");
+    else if (ro && strcmp(ro, "0") != 0 && strcmp(ro, "1") != 0)
+        snprintf(err, sizeof(err), "readonly must be 0 or 1");
+    else if (allowed && !peers_ok(allowed))
+        snprintf(err, sizeof(err), "allowed-peers '%.200s' is not a comma-"
+                 "separated list of peer names", allowed);
+    if (!err[0]) {
+        ex = calloc(1, sizeof(*ex));
+        if (ex) {
+            ex->dir = strdup(dir);
+            ex->allowed = strdup(allowed ? allowed : "");
+        }
+        if (!ex || !ex->dir || !ex->allowed)
+            snprintf(err, sizeof(err), "out of memory");
+    }
+    if (!err[0]) {
+        ex->reg = reg;
+        snprintf(ex->name, sizeof(ex->name), "%s", name);
+        ex->readonly = ro && strcmp(ro, "1") == 0;
+        char terr[512];
+        ex->target = vbd_target_file_open(path, ex->readonly, reg->loop, dir,
+                                          terr, sizeof(terr));
+        if (!ex->target)
+            snprintf(err, sizeof(err), "cannot open the device: %s", terr);
+    }
+    if (err[0]) {
+        log_error(dir, "export: %s", err);
+        wr(reg, dir, "error", "%s", err);
+        wr(reg, dir, "state", "error");
+        if (ex) {
+            free(ex->dir);
+            free(ex->allowed);
+            free(ex);
+        }
+    } else {
+        ex->target->reaped = export_reaped;
+        ex->target->opaque = ex;
+        ex->seen = true;
+        ex->next = reg->list;
+        reg->list = ex;
+        reg->count++;
+        const struct vbd_target_info *ti = &ex->target->info;
+        rm(reg, dir, "sessions");
+        rm(reg, dir, "error");
+        wr(reg, dir, "owner", "%s", reg->node);
+        wr(reg, dir, "size", "%llu", (unsigned long long)ti->size);
+        wr(reg, dir, "sector-size", "%u", ti->sector_size);
+        wr(reg, dir, "state", "ready");
+        log_info(dir, "exported %s: %llu bytes, %s%s", path,
+                 (unsigned long long)ti->size,
+                 ex->readonly ? "read-only" : "read-write",
+                 ex->allowed[0] ? ", limited to named peers" : "");
+        changed(reg);
+    }
+    free(params);
+    free(kind);
+    free(ro);
+    free(allowed);
+}
+
+static void export_remove(struct nb_exports *reg, struct nb_export *ex,
+                          bool force)
+{
+    unsigned n = 0;
+    for (struct nb_session *s = ex->sessions; s; s = s->next)
+        n++;
+    char *dir = strdup(ex->dir);
+    if (!dir)
+        return;
+    if (n && !force) {
+        wr(reg, dir, "error", "%u session(s) open: `netbusctl unexport "
+           "--force` ends them", n);
+        wr(reg, dir, "state", "ready");
+        log_warn(dir, "unexport refused: %u session(s) open", n);
+        free(dir);
+        return;
+    }
+    if (n)
+        log_warn(dir, "unexport --force: ending %u session(s)", n);
+    export_close(ex);
+    rm(reg, dir, NULL);
+    log_info(dir, "unexported");
+    free(dir);
+    changed(reg);
+}
+
+static void scan(struct nb_exports *reg)
+{
+    unsigned n = 0;
+    char **names = xenif_xs_directory(reg->xs, 0, reg->exports, &n);
+    if (!names)
+        n = 0;
+    for (struct nb_export *ex = reg->list; ex; ex = ex->next)
+        ex->seen = false;
+    for (unsigned i = 0; i < n; i++) {
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%s/%s", reg->exports, names[i]);
+        char *state = rd(reg, dir, "state");
+        struct nb_export *ex = nb_exports_find(reg, names[i]);
+        if (ex)
+            ex->seen = true;
+        if (!state) {
+            /* being written by netbusctl, or removed by us */
+        } else if (!ex && (strcmp(state, "requested") == 0 ||
+                           strcmp(state, "ready") == 0)) {
+            export_open(reg, names[i], dir);
+        } else if (ex && (strcmp(state, "remove") == 0 ||
+                          strcmp(state, "remove-force") == 0)) {
+            export_remove(reg, ex, strcmp(state, "remove-force") == 0);
+        } else if (!ex && (strcmp(state, "remove") == 0 ||
+                           strcmp(state, "remove-force") == 0)) {
+            rm(reg, dir, NULL); /* a failed export being taken away */
+        }
+        free(state);
+    }
+    free(names);
+    /* Exports whose directory was removed behind our back. */
+    for (struct nb_export *ex = reg->list, *next; ex; ex = next) {
+        next = ex->next;
+        if (!ex->seen) {
+            log_warn(ex->dir, "registry entry removed: unexporting");
+            export_close(ex);
+            changed(reg);
+        }
+    }
+}
+
+static void on_xs(struct evloop *loop, int fd, uint32_t events, void *opaque)
+{
+    (void)events;
+    struct nb_exports *reg = opaque;
+    bool any = false;
+    for (;;) {
+        char *path, *token;
+        int r = xenif_xs_next_event(reg->xs, &path, &token);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            log_error(reg->exports, "lost the xenstore connection: %s",
+                      strerror(errno));
+            evloop_del(loop, fd);
+            evloop_stop(loop);
+            return;
+        }
+        free(path);
+        any = true;
+    }
+    if (any)
+        scan(reg);
+}
+
+struct nb_exports *nb_exports_new(struct evloop *loop,
+                                  const struct xenif_config *cfg,
+                                  const char *node_name, char *err,
+                                  size_t errlen)
+{
+    struct nb_exports *reg = calloc(1, sizeof(*reg));
+    if (!reg) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    reg->loop = loop;
+    snprintf(reg->node, sizeof(reg->node), "%s", node_name);
+    reg->next_session = (uint32_t)time(NULL) << 8; /* ids differ per run */
+    reg->xs = xenif_xs_open(cfg, err, errlen);
+    if (!reg->xs) {
+        free(reg);
+        return NULL;
+    }
+    snprintf(reg->root, sizeof(reg->root), "/local/domain/%u/netbus",
+             xenif_xs_own_domid(reg->xs));
+    snprintf(reg->exports, sizeof(reg->exports), "%s/exports", reg->root);
+    wr(reg, reg->root, "node", "%s", node_name);
+    wr(reg, reg->root, "listen", "%s", "");
+    char path[128];
+    snprintf(path, sizeof(path), "%s", reg->exports);
+    if (xenif_xs_mkdir(reg->xs, 0, path) < 0 ||
+        xenif_xs_watch(reg->xs, reg->exports, TOKEN) < 0 ||
+        evloop_add(loop, xenif_xs_fd(reg->xs), EPOLLIN, on_xs, reg) < 0) {
+        snprintf(err, errlen, "watching %s: %s", reg->exports,
+                 strerror(errno));
+        xenif_xs_close(reg->xs);
+        free(reg);
+        return NULL;
+    }
+    reg->watching = true;
+    scan(reg); /* now: devices naming our exports may be created next */
+    return reg;
+}
+
+void nb_exports_on_change(struct nb_exports *reg, void (*cb)(void *opaque),
+                          void *opaque)
+{
+    reg->on_change = cb;
+    reg->change_opaque = opaque;
+}
+
+void nb_exports_set_listen(struct nb_exports *reg, const char *addr)
+{
+    wr(reg, reg->root, "listen", "%s", addr);
+}
+
+void nb_exports_free(struct nb_exports *reg)
+{
+    if (!reg)
+        return;
+    while (reg->list) {
+        char *dir = strdup(reg->list->dir);
+        export_close(reg->list);
+        if (dir)
+            rm(reg, dir, "sessions");
+        free(dir);
+    }
+    if (reg->watching) {
+        evloop_del(reg->loop, xenif_xs_fd(reg->xs));
+        xenif_xs_unwatch(reg->xs, reg->exports, TOKEN);
+    }
+    wr(reg, reg->root, "listen", "%s", "");
+    xenif_xs_close(reg->xs);
+    free(reg);
+}
