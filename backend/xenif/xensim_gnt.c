@@ -270,23 +270,36 @@ static void sim_gnt_close(void *h)
 
 /* ---- map / unmap / copy (backends) -------------------------------------- */
 
-/* count pages of d's memory at frames[], mapped contiguously. */
+/* count pages of d's memory at frames[], mapped contiguously: one mmap per
+ * run of consecutive frames (a frontend's pages often are). */
 static void *map_frames(struct gnt_dom *d, const uint32_t *frames, unsigned count,
                         int prot)
 {
     size_t len = (size_t)count * PAGE;
+    unsigned first_run = 1;
+    while (first_run < count && frames[first_run] == frames[0] + first_run)
+        first_run++;
+    if (first_run == count) { /* one run: no reservation needed */
+        void *p = mmap(NULL, len, prot, MAP_SHARED, d->mem_fd,
+                       (off_t)frames[0] * PAGE);
+        return p == MAP_FAILED ? NULL : p;
+    }
     uint8_t *base = mmap(NULL, len, PROT_NONE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
-    for (unsigned i = 0; i < count; i++)
-        if (mmap(base + (size_t)i * PAGE, PAGE, prot, MAP_SHARED | MAP_FIXED,
-                 d->mem_fd, (off_t)frames[i] * PAGE) == MAP_FAILED) {
+    for (unsigned i = 0, run; i < count; i += run) {
+        for (run = 1; i + run < count && frames[i + run] == frames[i] + run; run++)
+            ;
+        if (mmap(base + (size_t)i * PAGE, (size_t)run * PAGE, prot,
+                 MAP_SHARED | MAP_FIXED, d->mem_fd,
+                 (off_t)frames[i] * PAGE) == MAP_FAILED) {
             int e = errno;
             munmap(base, len);
             errno = e;
             return NULL;
         }
+    }
     return base;
 }
 
