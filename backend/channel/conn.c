@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
+#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK:" \
+                     "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
 #define TLS_STAGE 16384  /* one TLS record */
 #define GATHER_IOV 64
 #define SERVER_SLACK_MS 1000
@@ -73,7 +75,11 @@ struct nb_conn {
     struct nb_out *q_head, **q_tail;
     uint8_t *stage;
     size_t stage_len;
+    unsigned stage_outs;    /* frames (from the head) the stage holds */
     bool stage_pending;
+    /* TLS read-ahead: gnutls pulls records from here, one recv for many */
+    uint8_t *rbuf;
+    size_t rlen, roff;
     struct nb_out ping;
 };
 
@@ -198,6 +204,7 @@ static void conn_free(struct nb_conn *c)
     explicit_bzero(c->tls_key, sizeof(c->tls_key));
     free(c->big);
     free(c->stage);
+    free(c->rbuf);
     free(c->where);
     free(c);
 }
@@ -303,17 +310,21 @@ static ssize_t send_some(struct nb_conn *c)
         return w;
     }
     if (!c->stage_pending) {
-        /* Encrypted: copy up to one record from the head frame. */
-        struct nb_out *o = c->q_head;
-        struct iovec v[NB_MAX_IOV];
-        unsigned n = out_iov(o, o->done, v, NB_MAX_IOV);
+        /* Encrypted: copy up to one record from the queued frames. */
         c->stage_len = 0;
-        for (unsigned i = 0; i < n && c->stage_len < TLS_STAGE; i++) {
-            size_t k = v[i].iov_len;
-            if (k > TLS_STAGE - c->stage_len)
-                k = TLS_STAGE - c->stage_len;
-            memcpy(c->stage + c->stage_len, v[i].iov_base, k);
-            c->stage_len += k;
+        c->stage_outs = 0;
+        for (struct nb_out *o = c->q_head; o && c->stage_len < TLS_STAGE;
+             o = o->next) {
+            struct iovec v[NB_MAX_IOV];
+            unsigned n = out_iov(o, o->done, v, NB_MAX_IOV);
+            for (unsigned i = 0; i < n && c->stage_len < TLS_STAGE; i++) {
+                size_t k = v[i].iov_len;
+                if (k > TLS_STAGE - c->stage_len)
+                    k = TLS_STAGE - c->stage_len;
+                memcpy(c->stage + c->stage_len, v[i].iov_base, k);
+                c->stage_len += k;
+            }
+            c->stage_outs++;
         }
     }
     ssize_t w = gnutls_record_send(c->tls, c->stage, c->stage_len);
@@ -355,8 +366,13 @@ int nb_conn_cancel(struct nb_conn *c, struct nb_out *o)
 {
     if (!o->queued)
         return 0;
-    if (o->done || (c->stage_pending && c->q_head == o))
+    if (o->done)
         return -1;
+    unsigned pos = 0;
+    for (struct nb_out *q = c->q_head; q && q != o; q = q->next)
+        pos++;
+    if (c->stage_pending && pos < c->stage_outs)
+        return -1; /* its bytes are in a TLS record being sent */
     for (struct nb_out **pp = &c->q_head; *pp; pp = &(*pp)->next) {
         if (*pp != o)
             continue;
@@ -370,10 +386,21 @@ int nb_conn_cancel(struct nb_conn *c, struct nb_out *o)
     return 0;
 }
 
+static void on_readable(struct nb_conn *c);
+static bool tls_buffered(struct nb_conn *c);
+
 void nb_conn_pause(struct nb_conn *c, bool paused)
 {
     c->paused = paused;
     update_events(c);
+    if (!paused && c->busy == 0 && c->st == ST_UP && tls_buffered(c)) {
+        /* Decrypted or read-ahead bytes wait: no epoll event will come. */
+        c->busy++;
+        on_readable(c);
+        nb_conn_flush(c);
+        if (--c->busy == 0 && c->dead)
+            conn_free(c);
+    }
 }
 
 /* ---- handshake --------------------------------------------------------------- */
@@ -401,6 +428,43 @@ static int psk_server_key(gnutls_session_t s, const char *user,
     memcpy(key->data, c->tls_key, NB_MAC_SIZE);
     key->size = NB_MAC_SIZE;
     return 0;
+}
+
+/* gnutls reads through here: one recv fills the read-ahead buffer. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+    struct nb_conn *c = ptr;
+    if (c->roff == c->rlen) {
+        ssize_t r = recv(c->fd, c->rbuf, TLS_STAGE * 4, 0);
+        if (r < 0) {
+            gnutls_transport_set_errno(c->tls, errno);
+            return -1;
+        }
+        c->rlen = (size_t)r;
+        c->roff = 0;
+        if (r == 0)
+            return 0;
+    }
+    size_t k = c->rlen - c->roff < len ? c->rlen - c->roff : len;
+    memcpy(data, c->rbuf + c->roff, k);
+    c->roff += k;
+    return (ssize_t)k;
+}
+
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+    struct nb_conn *c = ptr;
+    if (c->roff < c->rlen)
+        return 1;
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    return poll(&p, 1, (int)ms);
+}
+
+/* Bytes received but not yet handed out (epoll does not see them). */
+static bool tls_buffered(struct nb_conn *c)
+{
+    return c->tls && (c->roff < c->rlen ||
+                      gnutls_record_check_pending(c->tls) > 0);
 }
 
 static void tls_step(struct nb_conn *c)
@@ -453,7 +517,8 @@ static void start_tls(struct nb_conn *c)
     }
     if (rc >= 0) {
         c->stage = malloc(TLS_STAGE);
-        if (!c->stage) {
+        c->rbuf = malloc(TLS_STAGE * 4);
+        if (!c->stage || !c->rbuf) {
             nb_conn_close(c, "out of memory");
             return;
         }
@@ -463,7 +528,11 @@ static void start_tls(struct nb_conn *c)
         return;
     }
     gnutls_session_set_ptr(c->tls, c);
-    gnutls_transport_set_int(c->tls, c->fd);
+    gnutls_transport_set_pull_function(c->tls, tls_pull);
+    gnutls_transport_set_pull_timeout_function(c->tls, tls_pull_timeout);
+    /* reads through tls_pull, writes with the default writev on the fd */
+    gnutls_transport_set_ptr2(c->tls, c,
+                              (gnutls_transport_ptr_t)(intptr_t)c->fd);
     tls_step(c);
 }
 

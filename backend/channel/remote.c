@@ -126,7 +126,8 @@ static void arm(struct rt *t)
 static void first_open_failed(struct rt *t, const char *why)
 {
     t->st = RT_FAILED;
-    snprintf(t->why, sizeof(t->why), "%s", why);
+    if (why != t->why)
+        snprintf(t->why, sizeof(t->why), "%s", why);
     log_error(t->where, "netbus://%s:%u/%s: %s", t->host, t->port,
               t->export_name, why);
     void (*ready)(void *, const char *) = t->ready;
