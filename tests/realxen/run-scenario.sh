@@ -62,6 +62,8 @@ install -m 644 "$HERE"/scenarios/*.sh "$L/etc/netbus-rx/scenarios/"
 G="$OUT/guest-layer"
 rm -rf "$G"; mkdir -p "$G"
 install -m 755 "$HERE/guest/init" "$G/init"
+mkdir -p "$G/bin"
+install -m 755 "$HERE/guest/rx" "$G/bin/rx"
 ( cd "$G" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$L/etc/netbus-rx/guest-layer.cpio"
 ( cd "$L" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$OUT/layer.cpio"
 # The kernel unpacks concatenated cpio archives in order: the layer's files
@@ -79,7 +81,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -display none -monitor none -serial stdio -no-reboot \
     -kernel "$IMGDIR/xen" -append "$XEN_ARGS" \
     -initrd "$IMGDIR/vmlinuz $DOM0_ARGS,$OUT/dom0.cpio" \
-    </dev/null 2>&1 | tr -d '\r' | tee "$LOG" | grep --line-buffered -aE '^(MARK|RESULT|INIT|SCENARIO-END)|RESULT (PASS|FAIL)|panic|Panic|crashed'
+    </dev/null 2>&1 | tr -d '\r' | tee "$LOG" | grep --line-buffered -aE '^(MARK|RESULT|INIT|SCENARIO-END)|RESULT (PASS|FAIL|SKIP)|panic|Panic|crashed'
 QRC=${PIPESTATUS[0]}
 set -e
 DT=$(( $(date +%s) - T0 ))
@@ -87,15 +89,17 @@ DT=$(( $(date +%s) - T0 ))
 # --- verdict --------------------------------------------------------------
 pass=$(grep -acE '^RESULT PASS ' "$LOG" || true)
 fail=$(grep -acE '^RESULT FAIL ' "$LOG" || true)
+skipped=$(grep -acE '^RESULT SKIP ' "$LOG" || true)
 bad=0
 if [ "$QRC" = 124 ] || [ "$QRC" = 137 ]; then
     echo "run-scenario: FAIL: QEMU timed out after $TIMEOUT s"; bad=1
 elif ! grep -aq '^SCENARIO-END' "$LOG"; then
     echo "run-scenario: FAIL: no SCENARIO-END marker (dom0 crashed or hung; QEMU exit $QRC)"; bad=1
 fi
-if [ "$pass" = 0 ] && [ "$fail" = 0 ]; then
+if [ "$pass" = 0 ] && [ "$fail" = 0 ] && [ "$skipped" = 0 ]; then
     echo "run-scenario: FAIL: no RESULT line at all"; bad=1
 fi
 [ "$fail" = 0 ] || bad=1
-echo "run-scenario: '$SCEN': $pass passed, $fail failed, QEMU ran $DT s (log $LOG)"
+grep -aE '^RESULT SKIP ' "$LOG" | sed 's/^/run-scenario: NOT RUN: /' || true
+echo "run-scenario: '$SCEN': $pass passed, $fail failed, $skipped skipped, QEMU ran $DT s (log $LOG)"
 exit $bad

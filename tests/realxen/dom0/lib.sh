@@ -12,6 +12,8 @@ mark() { echo "MARK $*"; }
 note() { echo "  $*"; }
 # why REASON: the reason a check fails, shown on its RESULT line
 why() { echo "$*" >"$RUN/why"; echo "  FAIL: $*"; return 1; }
+# skip REASON: the check cannot run here; said on its RESULT SKIP line
+skip() { echo "$*" >"$RUN/skip"; echo "  SKIP: $*"; exit 0; }
 
 # wait_for SECS CMD...: poll CMD every 0.3 s until it succeeds
 wait_for() {
@@ -67,7 +69,8 @@ guest_console() {
 # and to $GX_OUT; returns CMD's exit status (124 on timeout)
 GX_OUT=
 gx() {
-    local name=$1 secs=$2 cmd=$3 d seq p
+    local name=$1 secs=$2 cmd d seq p
+    cmd=$(printf '%s' "$3" | tr '\n' ' ')   # xenstore-read would escape newlines
     d=$(domid_of "$name") || { echo "  gx: no guest $name"; return 125; }
     p=/local/domain/$d/data
     seq=$(( $(cat "$RUN/seq" 2>/dev/null || echo 0) + 1 ))
@@ -100,7 +103,17 @@ dump_state() {
     free -m | sed 's/^/  | /'
     df -m / | sed 's/^/  | /'
     dmesg | tail -n 15 | sed 's/^/  | dmesg: /'
-    local f
+    local f pid t
+    for pid in $(pidof netbusd); do
+        for t in /proc/$pid/task/*; do
+            echo "  | netbusd $pid task ${t##*/}: wchan $(cat "$t/wchan" 2>/dev/null)"
+        done
+        [ -f /var/log/netbusd.log ] && tail -n 10 /var/log/netbusd.log | sed 's/^/  | netbusd: /'
+    done
+    for f in /var/log/xen/console/guest-*.log; do
+        [ -f "$f" ] || continue
+        echo "  | $f:"; tail -n 8 "$f" | sed 's/^/  |   /'
+    done
     for f in /var/log/xen/xl-*.log; do
         [ -f "$f" ] || continue
         echo "  | $f:"; tail -n 10 "$f" | sed 's/^/  |   /'

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The realxen tier's entry point: Xen 4.17 + a Debian dom0 booted in QEMU
+# (software emulation), real Linux frontends in guests, this tree's netbusd
+# serving them. Usage: tests/realxen/run.sh [BUILD]   (default: build)
+#   NETBUS_REALXEN_SCENARIOS  scenarios to run in one boot (default basic,disk)
+#   NETBUS_REALXEN_CACHE      image cache (default /var/cache/netbus-realxen)
+#   NETBUS_REALXEN_TIMEOUT    bound on the QEMU run in seconds (default 900)
+# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure,
+# on a machine where the tier cannot run (saying why), or on a timeout.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=${1:-build}
+SCEN=${NETBUS_REALXEN_SCENARIOS:-basic,disk}
+
+cannot() {
+    echo "realxen: CANNOT RUN: $*"
+    echo "realxen: 0 passed, 1 failed"
+    exit 1
+}
+T0=$(date +%s)
+[ "$(uname -m)" = x86_64 ] || cannot "needs an x86_64 host (found $(uname -m))"
+mem_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
+[ "$mem_kb" -ge $((3600 * 1024)) ] || cannot "QEMU needs ~3.5 GiB free memory, $((mem_kb / 1024)) MiB available"
+missing=
+while read -r p; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $p"
+done <"$HERE/host-packages"
+[ -z "$missing" ] || cannot "host packages missing:$missing (as root: apt-get install$missing, or make deps)"
+if [ "$(id -u)" != 0 ]; then
+    # building the images needs root; a complete cache does not
+    ls "${NETBUS_REALXEN_CACHE:-/var/cache/netbus-realxen}"/*/complete >/dev/null 2>&1 \
+        || cannot "not root and no cached images: run tests/realxen/build-images.sh as root once"
+fi
+
+echo "== realxen: images =="
+t=$(date +%s)
+"$HERE/build-images.sh" || cannot "building the images failed (see above)"
+echo "realxen: images ready in $(( $(date +%s) - t )) s"
+
+echo "== realxen: scenarios $SCEN =="
+rc=0
+"$HERE/run-scenario.sh" "$BUILD" "$SCEN" || rc=$?
+LOG="$BUILD/realxen/${SCEN//,/+}.log"
+pass=$(grep -acE '^RESULT PASS ' "$LOG" 2>/dev/null || true)
+fail=$(grep -acE '^RESULT FAIL ' "$LOG" 2>/dev/null || true)
+skipped=$(grep -acE '^RESULT SKIP ' "$LOG" 2>/dev/null || true)
+# a run that died before its end marker counts as one more failure
+if [ "$rc" != 0 ] && [ "${fail:-0}" = 0 ]; then fail=1; fi
+echo "realxen: tier took $(( $(date +%s) - T0 )) s"
+echo "realxen: ${pass:-0} passed, ${fail:-0} failed, ${skipped:-0} skipped"
+exit $rc
