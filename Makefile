@@ -13,7 +13,7 @@ BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils libgnutls28-dev \
                 libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
-                libclang-rt-14-dev iproute2 procps fio
+                libclang-rt-14-dev iproute2 procps fio nbdkit
 PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing gnutls
 TEST_PKGS := cunit
 
