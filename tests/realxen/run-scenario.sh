@@ -71,13 +71,17 @@ install -m 755 "$HERE/guest/rx" "$G/bin/rx"
 cat "$IMGDIR/dom0-base.cpio" "$OUT/layer.cpio" >"$OUT/dom0.cpio"
 
 # --- boot ---------------------------------------------------------------
+# -smap/-smep: dom0 crashes otherwise; -rdtscp: PVH guests crash otherwise
+# (REALXEN.md). -avx,...: QEMU 7.2's new TCG AVX emulation; with it, glibc's
+# AVX2 string functions made userspace in dom0 corrupt memory now and then.
+CPU=${NETBUS_REALXEN_CPU:-max,-smap,-smep,-rdtscp,-avx,-avx2,-fma,-f16c}
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 bootscrub=false noreboot"
-DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=$SCEN"
+DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=${SCEN//,/+}"  # QEMU splits modules at commas
 echo "run-scenario: booting Xen + dom0 for '$SCEN' (timeout $TIMEOUT s, log $LOG)"
 T0=$(date +%s)
 set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-    -machine q35 -accel tcg,thread=multi -cpu max,-smap,-smep,-rdtscp -smp 2 -m 3G \
+    -machine q35 -accel tcg,thread=multi -cpu "$CPU" -smp 2 -m 3G \
     -display none -monitor none -serial stdio -no-reboot \
     -kernel "$IMGDIR/xen" -append "$XEN_ARGS" \
     -initrd "$IMGDIR/vmlinuz $DOM0_ARGS,$OUT/dom0.cpio" \

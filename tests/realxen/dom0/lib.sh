@@ -81,10 +81,15 @@ gx() {
         guest_console "$name" 20
         return 124
     fi
-    # xenstore-read escapes newlines as \n
-    GX_OUT=$(xenstore-read "$p/out" 2>/dev/null | sed 's/\\n/\n/g')
+    # xenstore-read escapes newlines as \n; retry a failed read
+    local out rc i
+    for i in 1 2 3 4 5; do
+        out=$(xenstore-read "$p/out" 2>/dev/null) && rc=$(xenstore-read "$p/rc" 2>/dev/null) && break
+        sleep 0.3
+    done
+    GX_OUT=$(printf '%s' "$out" | sed 's/\\n/\n/g')
     [ -n "$GX_OUT" ] && printf '%s\n' "$GX_OUT" | sed "s/^/  [$name] /"
-    return "$(xenstore-read "$p/rc")"
+    return "${rc:-125}"
 }
 
 # xl_logged ARGS...: run xl, its output indented into the log as it comes

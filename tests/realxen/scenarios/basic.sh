@@ -16,6 +16,7 @@ check_control_plane() {
         why "a kernel backend is loaded"; return 1
     fi
     pidof xenconsoled >/dev/null || { why "xenconsoled not running"; return 1; }
+    note "dom0 cpu flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -oE ' (avx|avx2|fma|f16c|sse4_2|smap|smep|rdtscp)( |$)' | tr -d '\n')"
 }
 
 check_netbusd_probe() {
