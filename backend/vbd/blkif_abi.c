@@ -229,6 +229,11 @@ int blkif_req_parse(enum blkif_abi abi, const void *slot,
             *why = "read/write without segments";
             return BLKIF_ST_ERROR;
         }
+        /* A flush without data names no range: Linux's blkfront leaves
+         * its sector at whatever the block layer had (seen: all ones), and
+         * blkback checks ranges only for requests that carry sectors. */
+        if (req->nr_segments == 0)
+            return BLKIF_ST_OKAY;
         for (unsigned i = 0; i < req->nr_segments; i++)
             get_seg(p + L->rw_seg + 8 * i, &req->seg[i]);
         return check_segments(req, lim, why);

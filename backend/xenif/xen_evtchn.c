@@ -2,6 +2,7 @@
 #include "xenif_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <xenevtchn.h>
@@ -11,9 +12,21 @@ static void *xen_evtchn_open(const struct xenif_config *cfg, char *err,
 {
     (void)cfg;
     xenevtchn_handle *h = xenevtchn_open(NULL, 0);
-    if (!h)
+    if (!h) {
         snprintf(err, errlen, "cannot open /dev/xen/evtchn: %s (load the "
                  "xen-evtchn module and run as root)", strerror(errno));
+        return NULL;
+    }
+    /* The device blocks in read() when nothing is pending; callers drain
+     * pending() until EAGAIN from the event loop, so it must not. */
+    int fd = xenevtchn_fd(h);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        snprintf(err, errlen, "cannot make /dev/xen/evtchn non-blocking: %s",
+                 strerror(errno));
+        xenevtchn_close(h);
+        return NULL;
+    }
     return h;
 }
 

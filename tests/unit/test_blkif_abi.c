@@ -146,6 +146,8 @@ static void test_each_op_each_abi(void)
         CU_ASSERT_EQUAL(parse(abi, &r, &lim), 0);
         CU_ASSERT_EQUAL(req.op, BLKIF_REQ_FLUSH);
         CU_ASSERT_EQUAL(req.nr_segments, 0);
+        r.sector = UINT64_MAX; /* what Linux's blkfront sends for an empty flush */
+        CU_ASSERT_EQUAL(parse(abi, &r, &lim), 0);
         r = rw(BLKIF_REQ_FLUSH, 2); /* a write with a preflush */
         CU_ASSERT_EQUAL(parse(abi, &r, &lim), 0);
         CU_ASSERT_EQUAL(req.nr_sectors, 16);
