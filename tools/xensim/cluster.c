@@ -134,10 +134,35 @@ static bool proc_alive(long long pid, long long start)
     return pid > 0 && start > 0 && proc_start(pid) == start;
 }
 
-/* Runs a program (argv[0] looked up in PATH) with a time limit; its stderr
- * and stdout go to out (NUL-terminated, may be cut). Returns its exit
- * status, or -1 when it could not be run or timed out (out says why). */
-static int run_prog(char *const argv[], char *out, size_t outlen, int timeout_s)
+static int enter_netns(const char *ns, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), CL_NETNS_RUN "/%s", ns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "network namespace %s: %s (is the cluster up?)",
+                 ns, strerror(errno));
+        return -1;
+    }
+    int rc = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    if (rc < 0) {
+        snprintf(err, errlen, "entering network namespace %s: %s", ns,
+                 strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a program (argv[0] looked up in PATH) with a time limit, inside
+ * network namespace netns if not NULL; its stderr and stdout go to out
+ * (NUL-terminated, may be cut). Returns its exit status, or -1 when it could
+ * not be run or timed out (out says why). Entering the namespace with setns
+ * rather than `ip -n` keeps working where / is not a mount point (a
+ * chroot), which `ip -n` needs for its private mount namespace. */
+static int run_prog_in(const char *netns, char *const argv[], char *out,
+                       size_t outlen, int timeout_s)
 {
     int pfd[2];
     out[0] = 0;
@@ -158,6 +183,11 @@ static int run_prog(char *const argv[], char *out, size_t outlen, int timeout_s)
             dup2(nul, 0);
         dup2(pfd[1], 1);
         dup2(pfd[1], 2);
+        char err[PATH_MAX + 64];
+        if (netns && enter_netns(netns, err, sizeof(err)) < 0) {
+            dprintf(2, "%s", err);
+            _exit(126);
+        }
         execvp(argv[0], argv);
         dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
         _exit(127);
@@ -211,7 +241,13 @@ static int run_prog(char *const argv[], char *out, size_t outlen, int timeout_s)
     return -1;
 }
 
-/* `ip ARGS...`: 0, or -1 after printing the command and ip's message. */
+static int run_prog(char *const argv[], char *out, size_t outlen, int timeout_s)
+{
+    return run_prog_in(NULL, argv, out, outlen, timeout_s);
+}
+
+/* `ip ARGS...` (`ip -n NS ARGS...` runs `ip ARGS...` inside NS): 0, or -1
+ * after printing the command and ip's message. */
 static int ip_(bool quiet, ...)
 {
     char *argv[24];
@@ -224,7 +260,16 @@ static int ip_(bool quiet, ...)
     va_end(ap);
     argv[n] = NULL;
     char out[1024];
-    int rc = run_prog(argv, out, sizeof(out), 10);
+    const char *netns = NULL;
+    char *inner[24];
+    char **run = argv;
+    if (n >= 3 && strcmp(argv[1], "-n") == 0) {
+        netns = argv[2];
+        inner[0] = (char *)"ip";
+        memcpy(inner + 1, argv + 3, sizeof(char *) * (size_t)(n - 2));
+        run = inner;
+    }
+    int rc = run_prog_in(netns, run, out, sizeof(out), 10);
     if (rc == 0)
         return 0;
     if (!quiet) {
@@ -237,27 +282,6 @@ static int ip_(bool quiet, ...)
 }
 #define IP(...)       ip_(false, __VA_ARGS__, (char *)NULL)
 #define IP_QUIET(...) ip_(true, __VA_ARGS__, (char *)NULL)
-
-static int enter_netns(const char *ns, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), CL_NETNS_RUN "/%s", ns);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "network namespace %s: %s (is the cluster up?)",
-                 ns, strerror(errno));
-        return -1;
-    }
-    int rc = setns(fd, CLONE_NEWNET);
-    int e = errno;
-    close(fd);
-    if (rc < 0) {
-        snprintf(err, errlen, "entering network namespace %s: %s", ns,
-                 strerror(e));
-        return -1;
-    }
-    return 0;
-}
 
 /* The environment of a process running as dom0 of host h. */
 static void host_env(const struct cl_host *h)
