@@ -66,6 +66,7 @@ struct xenbus_device {
     bool failed;          /* closed after an error until the frontend restarts */
     bool error_pending;   /* on the deferred-close list */
     bool dying;           /* in device_destroy: errors are only recorded */
+    bool script;          /* the toolstack runs a hotplug script for it */
     char errmsg[MAX_ERROR_TEXT];
     void *priv;
     struct xenbus_device *next;
@@ -303,6 +304,20 @@ static void close_failed(struct xenbus_device *dev)
     }
 }
 
+/* libxl waits for exactly InitWait before it runs the hotplug script, and
+ * fails the attach if it sees another state: with a script, connect only
+ * after the script reported (Linux's blkback waits likewise, for the
+ * block script's physical-device). */
+static bool hotplug_done(struct xenbus_device *dev)
+{
+    if (!dev->script)
+        return true;
+    char *v = xenbus_read(dev, "hotplug-status");
+    bool done = v && strcmp(v, "connected") == 0;
+    free(v);
+    return done;
+}
+
 static void connect_device(struct xenbus_device *dev)
 {
     int rc = dev->bc->cls->connect ? dev->bc->cls->connect(dev) : 0;
@@ -483,7 +498,13 @@ static void device_reject(struct xenbus_device *dev)
 static void init_done(struct xenbus_device *dev)
 {
     dev->init_ok = true;
-    if (be_write(dev, "hotplug-status", "connected") < 0)
+    /* With script= set (xl), the toolstack runs the hotplug script once it
+     * sees InitWait, and the script reports hotplug-status; without one
+     * (xensim's block-attach, automation) we report it as the script would. */
+    char *script = xenbus_read(dev, "script");
+    dev->script = script != NULL;
+    free(script);
+    if (!dev->script && be_write(dev, "hotplug-status", "connected") < 0)
         log_warn(dev->be_path, "cannot write hotplug-status: %s",
                  strerror(errno));
     if (dev->be_state == XB_CONNECTED) {
@@ -602,6 +623,13 @@ static void backend_changed(struct xenbus_device *dev)
     free(v);
     if (on) {
         dev->online = true;
+        /* The hotplug script may just have reported: connect a frontend
+         * that was waiting for it. */
+        if (dev->script && dev->init_ok && !dev->failed &&
+            dev->be_state == XB_INITWAIT &&
+            (dev->fe_state == XB_INITIALISED || dev->fe_state == XB_CONNECTED) &&
+            hotplug_done(dev))
+            connect_device(dev);
         return;
     }
     if (!dev->online)
@@ -673,8 +701,12 @@ static void frontend_changed(struct xenbus_device *dev)
             dev->failed = false;
             switch_state(dev, XB_INITWAIT);
         }
-        if (dev->be_state == XB_INITWAIT && !dev->failed)
-            connect_device(dev);
+        if (dev->be_state == XB_INITWAIT && !dev->failed) {
+            if (hotplug_done(dev))
+                connect_device(dev);
+            else
+                log_debug(dev->be_path, "waiting for the hotplug script");
+        }
         break;
     case XB_CLOSING:
         class_disconnect(dev);

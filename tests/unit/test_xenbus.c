@@ -369,6 +369,34 @@ static void test_remove_after_frontend_closed(void)
     xenif_xs_rm(ts, 0, be);
 }
 
+/* xl's disks carry script=: libxl runs the hotplug script after it sees
+ * InitWait and fails the attach on any other state, so the bus leaves
+ * hotplug-status to the script and connects only once it reported. */
+static void test_hotplug_script(void)
+{
+    const unsigned id = 51824;
+    char be[128], hs[160];
+    be_path(be, sizeof(be), "vbd", guest, id);
+    snprintf(hs, sizeof(hs), "%s/hotplug-status", be);
+    put(be, "script", "/etc/xen/scripts/netbus-block");
+    ts_add("vbd", guest, id);
+    WAIT_FOR(is(be, "state", "2"));
+    CU_ASSERT_TRUE(is(be, "state", "2"));
+    CU_ASSERT_FALSE(exists(hs));
+    fe_publish(guest, id);
+    for (int i = 0; i < 20; i++)
+        evloop_run_once(loop, 5);
+    CU_ASSERT_TRUE(is(be, "state", "2"));
+    CU_ASSERT_FALSE(rec_of("vbd", guest, id)->connected);
+    put(be, "hotplug-status", "connected"); /* what netbus-block writes */
+    WAIT_FOR(is(be, "state", "4"));
+    CU_ASSERT_TRUE(is(be, "state", "4"));
+    CU_ASSERT_TRUE(rec_of("vbd", guest, id)->connected);
+    xenif_xs_rm(ts, 0, be);
+    WAIT_FOR(freed("vbd", guest, id));
+    CU_ASSERT_TRUE(freed("vbd", guest, id));
+}
+
 /* online=0 before the frontend connected: Closed and gone at once. */
 static void test_offline_unconnected(void)
 {
@@ -756,6 +784,7 @@ static void test_existing_at_startup(void)
 static const CU_TestInfo xenbus_tests[] = {
     { "lifecycle and reconnect", test_lifecycle },
     { "online=0 before connect", test_offline_unconnected },
+    { "hotplug script reports before connect", test_hotplug_script },
     { "remove after the frontend closed", test_remove_after_frontend_closed },
     { "backend directory removed", test_backend_removed },
     { "frontend directory removed", test_frontend_removed },
