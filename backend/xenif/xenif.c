@@ -195,6 +195,11 @@ struct xenif_gnt *xenif_gnt_open(const struct xenif_config *cfg, char *err,
     return g;
 }
 
+void *xenif_gnt_xensim_handle(struct xenif_gnt *g)
+{
+    return g && g->ops == &xenif_xensim_gnt_ops ? g->h : NULL;
+}
+
 void xenif_gnt_close(struct xenif_gnt *g)
 {
     if (!g)

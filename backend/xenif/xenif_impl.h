@@ -40,6 +40,18 @@ struct xenif_resolved {
     char xensim_dir[256];
     xenif_domid domid;
 };
+/* xensim guests moving between hosts (xensim_guest.c). The xensim handle
+ * behind g, or NULL if g is not a xensim handle. */
+void *xenif_gnt_xensim_handle(struct xenif_gnt *g);
+/* Re-points the handle at domain domid of the host at dir: claims every
+ * frame and ref it uses there, maps the shared pages from the new memory at
+ * the same addresses. -1 with a message in err (after the remap started,
+ * the handle is unusable). */
+int xensim_gnt_move(void *h, const char *dir, unsigned domid, char *err,
+                    size_t errlen);
+/* Writes the grant entries of the share at addr again, to domid. */
+int xensim_gnt_regrant(void *h, void *addr, unsigned count, xenif_domid domid);
+
 int xenif_resolve(const struct xenif_config *cfg, struct xenif_resolved *r,
                   char *err, size_t errlen);
 

@@ -216,6 +216,7 @@ const char *xensim_dom_state_name(unsigned state)
     case XENSIM_DOM_RUNNING: return "running";
     case XENSIM_DOM_PAUSED: return "paused";
     case XENSIM_DOM_SUSPENDED: return "suspended";
+    case XENSIM_DOM_MIGRATED: return "migrated";
     default: return "unknown";
     }
 }

@@ -57,6 +57,8 @@ struct gnt_map {
 struct gnt_share {
     void *addr;
     unsigned count;
+    bool writable;
+    xenif_domid domid;         /* granted to */
     struct gnt_share *next;
     uint32_t ids[];            /* count frames, then count refs */
 };
@@ -511,6 +513,8 @@ static void *sim_gnt_share(void *h, xenif_domid domid, unsigned count,
         refs[i] = grefs[i];
     }
     s->count = count;
+    s->writable = writable;
+    s->domid = domid;
     s->next = g->shares;
     g->shares = s;
     return s->addr;
@@ -560,6 +564,173 @@ static int sim_gnt_unshare(void *h, void *addr, unsigned count)
             break; /* out of memory: the host reclaims them at disconnect */
     free(s);
     trim(g);
+    return 0;
+}
+
+/* ---- moving to another host (xensim_guest.h) --------------------------- */
+
+/* Claims frames/refs on the new host through sock, `n` at a time; ok[i]
+ * says which it got. */
+static int claim(int sock, const uint32_t *ids, size_t n, bool frames, bool *ok)
+{
+    for (size_t done = 0; done < n;) {
+        struct xensim_req req;
+        struct xensim_rsp rsp;
+        xensim_req_init(&req, XENSIM_OP_GNT_CLAIM);
+        uint32_t k = n - done > XENSIM_BATCH ? XENSIM_BATCH : (uint32_t)(n - done);
+        memcpy(frames ? req.frames : req.refs, ids + done, k * sizeof(uint32_t));
+        if (frames)
+            req.nframes = k;
+        else
+            req.nrefs = k;
+        if (xensim_call(sock, &req, &rsp, NULL, NULL) < 0)
+            return -1;
+        for (uint32_t i = 0; i < k; i++)
+            ok[done + i] = (frames ? rsp.frames[i] : rsp.refs[i]) == 1;
+        done += k;
+    }
+    return 0;
+}
+
+/* Keeps the pool entries the new host let us claim. */
+static int claim_pool(int sock, struct id_pool *p, bool frames)
+{
+    if (!p->n)
+        return 0;
+    bool *ok = calloc(p->n, sizeof(*ok));
+    if (!ok || claim(sock, p->ids, p->n, frames, ok) < 0) {
+        free(ok);
+        return -1;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (ok[i])
+            p->ids[kept++] = p->ids[i];
+    p->n = kept;
+    free(ok);
+    return 0;
+}
+
+int xensim_gnt_move(void *h, const char *dir, unsigned domid, char *err,
+                    size_t errlen)
+{
+    struct sim_gnt *g = h;
+    if (g->maps) {
+        snprintf(err, errlen, "this process maps other domains' grants; it "
+                 "cannot move to another host");
+        errno = EBUSY;
+        return -1;
+    }
+    int sock = xensim_connect(dir, domid, false, err, errlen);
+    if (sock < 0)
+        return -1;
+    struct gnt_dom *nd = calloc(1, sizeof(*nd));
+    if (!nd) {
+        snprintf(err, errlen, "out of memory");
+        close(sock);
+        errno = ENOMEM;
+        return -1;
+    }
+    nd->tab = xensim_gnt_attach(sock, XENSIM_DOMID_SELF, PROT_READ | PROT_WRITE,
+                                &nd->mem_fd, &nd->mem_pages);
+    if (!nd->tab) {
+        snprintf(err, errlen, "attaching to domain %u's memory at %s: %s",
+                 domid, dir, strerror(errno));
+        goto fail;
+    }
+    nd->domid = (xenif_domid)domid;
+    /* Every shared page must be ours on the new host, or we cannot go on. */
+    for (struct gnt_share *s = g->shares; s; s = s->next) {
+        bool *ok = calloc(2 * (size_t)s->count, sizeof(*ok));
+        if (!ok || claim(sock, s->ids, s->count, true, ok) < 0 ||
+            claim(sock, s->ids + s->count, s->count, false, ok + s->count) < 0) {
+            snprintf(err, errlen, "claiming shared pages: %s", strerror(errno));
+            free(ok);
+            goto fail;
+        }
+        for (unsigned i = 0; i < 2 * s->count; i++)
+            if (!ok[i]) {
+                snprintf(err, errlen, "%s %u of a shared page is taken on the "
+                         "new host", i < s->count ? "frame" : "grant ref",
+                         s->ids[i]);
+                free(ok);
+                errno = EBUSY;
+                goto fail;
+            }
+        free(ok);
+        for (unsigned i = 0; i < s->count; i++)
+            if (s->ids[i] >= nd->mem_pages) {
+                snprintf(err, errlen, "frame %u is past the new domain's %u "
+                         "pages", s->ids[i], nd->mem_pages);
+                errno = ERANGE;
+                goto fail;
+            }
+    }
+    if (claim_pool(sock, &g->frames, true) < 0 || claim_pool(sock, &g->refs, false) < 0) {
+        snprintf(err, errlen, "claiming pooled pages: %s", strerror(errno));
+        goto fail;
+    }
+    /* Point of no return: the same addresses now show the new host's
+     * memory (the toolstack copied it while we were paused). */
+    for (struct gnt_share *s = g->shares; s; s = s->next)
+        for (unsigned i = 0, run; i < s->count; i += run) {
+            for (run = 1; i + run < s->count && s->ids[i + run] == s->ids[i] + run; run++)
+                ;
+            if (mmap((uint8_t *)s->addr + (size_t)i * PAGE, (size_t)run * PAGE,
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, nd->mem_fd,
+                     (off_t)s->ids[i] * PAGE) == MAP_FAILED) {
+                snprintf(err, errlen, "remapping shared pages: %s", strerror(errno));
+                return -1; /* half moved: the caller must give up */
+            }
+        }
+    while (g->doms) {
+        struct gnt_dom *d = g->doms;
+        g->doms = d->next;
+        munmap(d->tab, sizeof(*d->tab));
+        close(d->mem_fd);
+        free(d);
+    }
+    g->doms = nd;
+    close(g->sock);
+    g->sock = sock;
+    g->self = (xenif_domid)domid;
+    return 0;
+fail:;
+    int e = errno;
+    if (nd->tab) {
+        munmap(nd->tab, sizeof(*nd->tab));
+        close(nd->mem_fd);
+    }
+    free(nd);
+    close(sock);
+    errno = e;
+    return -1;
+}
+
+int xensim_gnt_regrant(void *h, void *addr, unsigned count, xenif_domid domid)
+{
+    struct sim_gnt *g = h;
+    struct gnt_share *s = g->shares;
+    while (s && s->addr != addr)
+        s = s->next;
+    struct gnt_dom *self = find_dom(g, g->self);
+    if (!s || s->count != count || !self || domid > XENSIM_DOMID_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint32_t flags = GTF_permit_access | (s->writable ? 0 : GTF_readonly);
+    for (unsigned i = 0; i < count; i++) {
+        struct xensim_gnt_entry *e = &self->tab->entries[s->ids[count + i]];
+        uint32_t old = __atomic_load_n(&e->flags_domid, __ATOMIC_ACQUIRE);
+        if (old & IN_USE) {
+            errno = EBUSY; /* someone maps it: not a fresh restore */
+            return -1;
+        }
+        __atomic_store_n(&e->frame, s->ids[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&e->flags_domid, flags | (uint32_t)domid << 16,
+                         __ATOMIC_RELEASE);
+    }
+    s->domid = domid;
     return 0;
 }
 

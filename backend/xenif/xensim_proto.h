@@ -28,6 +28,7 @@
 #define XENSIM_DOMID_MAX       0x7fefu /* DOMID_FIRST_RESERVED - 1 */
 #define XENSIM_DOMID_SELF      0x7ff0u
 #define XENSIM_NAME_MAX        64      /* including the NUL */
+#define XENSIM_DIR_MAX         200     /* a host's run directory, with NUL */
 #define XENSIM_BATCH           64      /* frames/refs per alloc/free message */
 
 /* Grant table: 32 frames of 8-byte v1 entries, as Xen's default
@@ -108,6 +109,37 @@ enum xensim_op {
                                       [peer eventfd] when interdomain */
     XENSIM_OP_EVTCHN_STATUS,       /* req.domid, req.port; rsp.state,
                                       rsp.remote, rsp.remote_port */
+
+    /* Save/restore and migration (tools/xensim/migrate.c has the whole
+     * protocol). Guest side, on a connection of the guest's domain: */
+    XENSIM_OP_GUEST_REGISTER,  /* this connection's process handles suspend:
+                                  the toolstack waits for its
+                                  GUEST_SUSPEND before pausing the domain */
+    XENSIM_OP_GUEST_SUSPEND,   /* only while the domain's control/shutdown
+                                  is "suspend" (else EAGAIN), on a
+                                  registered connection (else EINVAL).
+                                  Answered only when the toolstack resumes
+                                  the domain: rsp.val[0] = 1 cancelled
+                                  (carry on, same host), 0 migrated: the
+                                  domain now is rsp.dom.domid on the host
+                                  at rsp.dir. Any other request on the
+                                  connection meanwhile closes it. */
+    XENSIM_OP_GNT_CLAIM,       /* after a move: take req.frames/refs of
+                                  the caller's domain that are reserved by
+                                  the restore or free; rsp.frames[i] /
+                                  rsp.refs[i] = 1 taken, 0 owned by another
+                                  connection (or out of range) */
+    /* Toolstack, dom0 only: */
+    XENSIM_OP_DOMAIN_RESTORE,  /* req.domid: its memory and grant table were
+                                  just written by the toolstack: reserve
+                                  every frame holding data and every ref
+                                  with an entry, clear in-use flags and
+                                  pins (nobody maps them here) */
+    XENSIM_OP_DOMAIN_MIGRATED, /* req.domid (suspended): it lives on as
+                                  domain req.remote of the host at req.dir;
+                                  answers the GUEST_SUSPEND waiters with
+                                  that, state MIGRATED, continues the
+                                  processes so they can move */
     XENSIM_OP_MAX,
 };
 
@@ -115,6 +147,7 @@ enum xensim_dom_state {
     XENSIM_DOM_RUNNING = 1,
     XENSIM_DOM_PAUSED,
     XENSIM_DOM_SUSPENDED,
+    XENSIM_DOM_MIGRATED,  /* moved away; only destroy is left to do */
 };
 
 enum xensim_port_state {
@@ -128,6 +161,8 @@ struct xensim_dom_info {
     uint32_t state;       /* enum xensim_dom_state */
     uint32_t memory_mib;
     uint32_t nr_procs;    /* processes connected as the domain */
+    uint32_t nr_suspendable; /* connections that did GUEST_REGISTER */
+    uint32_t nr_suspending;  /* of those, waiting in GUEST_SUSPEND */
     char name[XENSIM_NAME_MAX];
     uint8_t uuid[16];
 };
@@ -144,6 +179,7 @@ struct xensim_req {
     uint32_t nframes, nrefs;
     uint32_t frames[XENSIM_BATCH];
     uint32_t refs[XENSIM_BATCH];
+    char dir[XENSIM_DIR_MAX];  /* DOMAIN_MIGRATED: the destination host */
 };
 
 struct xensim_rsp {
@@ -158,6 +194,7 @@ struct xensim_rsp {
     uint32_t nframes, nrefs;
     uint32_t frames[XENSIM_BATCH];
     uint32_t refs[XENSIM_BATCH];
+    char dir[XENSIM_DIR_MAX];  /* GUEST_SUSPEND, migrated: the new host */
 };
 
 #define XENSIM_MAX_FDS 2

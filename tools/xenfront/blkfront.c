@@ -1,5 +1,6 @@
 /* blkfront: the userspace reference blkif frontend. See blkfront.h. */
 #include "blkfront.h"
+#include "xensim_guest.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -59,6 +60,7 @@ struct ring {
     unsigned free_head;      /* == size: none free */
     unsigned in_flight;
     bool unpushed;
+    RING_IDX pushed;         /* req_prod as last published */
 };
 
 struct batch {
@@ -99,6 +101,14 @@ struct blkfront {
     struct deferred *deferred;
 
     bool connected, failed;
+    /* suspend / resume (xensim) */
+    struct xsg *xsg;
+    bool draining;           /* keep mode: suspend asked, waiting for the
+                              * backend to answer what it was given */
+    uint64_t susp_start_ns;
+    struct bf_io **requeue;  /* re-issued requests the new rings could not
+                              * take yet */
+    unsigned nrequeue, requeue_cap;
     uint64_t last_deadline_check;
     struct bf_stats stats;
     char err[512];
@@ -548,6 +558,92 @@ static int alloc_shadows(struct blkfront *bf)
     return 0;
 }
 
+/* xenbus_read_otherend_details: our frontend directory (for our current
+ * domid), the backend's path and domain; watches the backend's state. */
+static int read_otherend(struct blkfront *bf)
+{
+    bf->self = xenif_xs_own_domid(bf->xs);
+    snprintf(bf->fe_path, sizeof(bf->fe_path), "/local/domain/%u/device/vbd/%u",
+             bf->self, bf->o.devid);
+    char path[200];
+    snprintf(path, sizeof(path), "%s/backend", bf->fe_path);
+    char *be = xenif_xs_read(bf->xs, 0, path, NULL);
+    unsigned long be_id;
+    if (!be || read_uint_at(bf, bf->fe_path, "backend-id", &be_id) < 0) {
+        fail(bf, "domain %u has no disk vbd/%u (%s/backend and backend-id); "
+             "attach one with `xensim block-attach`", bf->self, bf->o.devid,
+             bf->fe_path);
+        free(be);
+        return -1;
+    }
+    char prefix[40];
+    int plen = snprintf(prefix, sizeof(prefix), "/local/domain/%lu/", be_id);
+    if (be_id > 0x7fef || strlen(be) >= sizeof(bf->be_path) ||
+        strncmp(be, prefix, (size_t)plen) != 0) {
+        fail(bf, "%s/backend = '%s' is not under backend-id %lu's home",
+             bf->fe_path, be, be_id);
+        free(be);
+        return -1;
+    }
+    strcpy(bf->be_path, be);
+    free(be);
+    bf->be_id = (xenif_domid)be_id;
+    snprintf(path, sizeof(path) + 0, "%.180s/state", bf->be_path);
+    if (xenif_xs_watch(bf->xs, path, "be") < 0) {
+        fail(bf, "cannot watch %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits for InitWait and settles ring order, queue count and grants from
+ * the backend's offer. */
+static int negotiate(struct blkfront *bf, unsigned *max_order, unsigned *max_queues,
+                     bool *be_persistent)
+{
+    if (wait_be_state(bf, 1u << XenbusStateInitWait, 0, "waiting for InitWait") < 0)
+        return -1;
+    *max_order = (unsigned)be_uint(bf, "max-ring-page-order", 0);
+    *max_queues = (unsigned)be_uint(bf, "multi-queue-max-queues", 1);
+    *be_persistent = be_uint(bf, "feature-persistent", 0) != 0;
+    return 0;
+}
+
+static void set_geometry(struct blkfront *bf, unsigned max_order, unsigned max_queues)
+{
+    const struct bf_opts *o = &bf->o;
+    bf->order = max_order < o->max_ring_order ? max_order : o->max_ring_order;
+    if (bf->order > BF_MAX_RING_ORDER)
+        bf->order = BF_MAX_RING_ORDER;
+    bf->nr_rings = max_queues < o->max_queues ? max_queues : o->max_queues;
+    if (bf->nr_rings > BF_MAX_QUEUES)
+        bf->nr_rings = BF_MAX_QUEUES;
+    if (bf->nr_rings == 0)
+        bf->nr_rings = 1;
+}
+
+/* Initialised -> the backend's Connected -> disk properties -> Connected. */
+static int finish_connect(struct blkfront *bf, bool shadows)
+{
+    if (publish_rings(bf) < 0)
+        return -1;
+    if (wait_be_state(bf, 1u << XenbusStateConnected,
+                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                      "waiting for Connected") < 0)
+        return -1;
+    if (read_disk(bf) < 0)
+        return -1;
+    if (shadows && alloc_shadows(bf) < 0) {
+        fail(bf, "out of memory");
+        return -1;
+    }
+    if (set_state(bf, XenbusStateConnected) < 0)
+        return -1;
+    bf->connected = true;
+    bf->last_deadline_check = bf_now_ns();
+    return 0;
+}
+
 struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
 {
     struct blkfront *bf = calloc(1, sizeof(*bf));
@@ -570,40 +666,8 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
                  "(run under `xensim run --domid N --` or on Xen)", why);
         goto fail_quiet;
     }
-    bf->self = xenif_xs_own_domid(bf->xs);
-    snprintf(bf->fe_path, sizeof(bf->fe_path), "/local/domain/%u/device/vbd/%u",
-             bf->self, o->devid);
-
-    /* xenbus_read_otherend_details */
-    char path[200];
-    snprintf(path, sizeof(path), "%s/backend", bf->fe_path);
-    char *be = xenif_xs_read(bf->xs, 0, path, NULL);
-    unsigned long be_id;
-    if (!be || read_uint_at(bf, bf->fe_path, "backend-id", &be_id) < 0) {
-        snprintf(err, errlen, "domain %u has no disk vbd/%u (%s/backend and "
-                 "backend-id); attach one with `xensim block-attach`",
-                 bf->self, o->devid, bf->fe_path);
-        free(be);
-        goto fail_quiet;
-    }
-    char prefix[40];
-    int plen = snprintf(prefix, sizeof(prefix), "/local/domain/%lu/", be_id);
-    if (be_id > 0x7fef || strlen(be) >= sizeof(bf->be_path) ||
-        strncmp(be, prefix, (size_t)plen) != 0) {
-        snprintf(err, errlen, "%s/backend = '%s' is not under backend-id %lu's "
-                 "home", bf->fe_path, be, be_id);
-        free(be);
-        goto fail_quiet;
-    }
-    strcpy(bf->be_path, be);
-    free(be);
-    bf->be_id = (xenif_domid)be_id;
-
-    snprintf(path, sizeof(path) + 0, "%.180s/state", bf->be_path);
-    if (xenif_xs_watch(bf->xs, path, "be") < 0) {
-        snprintf(err, errlen, "cannot watch %s: %s", path, strerror(errno));
-        goto fail_quiet;
-    }
+    if (read_otherend(bf) < 0)
+        goto fail;
 
     /* An earlier frontend died while connected (kexec, crash): take the
      * backend through Closing and Closed first, as Linux's
@@ -626,19 +690,12 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
     if (fe_state != XenbusStateInitialising && set_state(bf, XenbusStateInitialising) < 0)
         goto fail;
 
-    if (wait_be_state(bf, 1u << XenbusStateInitWait, 0, "waiting for InitWait") < 0)
+    unsigned max_order, max_queues;
+    bool be_persistent;
+    if (negotiate(bf, &max_order, &max_queues, &be_persistent) < 0)
         goto fail;
-    unsigned long max_order = be_uint(bf, "max-ring-page-order", 0);
-    unsigned long max_queues = be_uint(bf, "multi-queue-max-queues", 1);
-    bf->order = (unsigned)(max_order < o->max_ring_order ? max_order : o->max_ring_order);
-    if (bf->order > BF_MAX_RING_ORDER)
-        bf->order = BF_MAX_RING_ORDER;
-    bf->nr_rings = (unsigned)(max_queues < o->max_queues ? max_queues : o->max_queues);
-    if (bf->nr_rings > BF_MAX_QUEUES)
-        bf->nr_rings = BF_MAX_QUEUES;
-    if (bf->nr_rings == 0)
-        bf->nr_rings = 1;
-    bf->persistent = o->persistent && be_uint(bf, "feature-persistent", 0) != 0;
+    set_geometry(bf, max_order, max_queues);
+    bf->persistent = o->persistent && be_persistent;
     bf->pooled = bf->persistent || o->reuse_grants;
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         bf->rings[i].idx = i;
@@ -647,22 +704,15 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
     }
     vlog(bf, "backend %s (domain %u): %u ring(s) of %u page(s)", bf->be_path,
          bf->be_id, bf->nr_rings, 1u << bf->order);
-    if (publish_rings(bf) < 0)
+    if (finish_connect(bf, true) < 0)
         goto fail;
-    if (wait_be_state(bf, 1u << XenbusStateConnected,
-                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
-                      "waiting for Connected") < 0)
-        goto fail;
-    if (read_disk(bf) < 0)
-        goto fail;
-    if (alloc_shadows(bf) < 0) {
-        fail(bf, "out of memory");
-        goto fail;
+    if (o->resume != BF_RESUME_OFF) {
+        bf->xsg = xsg_open(&bf->cfg, why, sizeof(why));
+        if (!bf->xsg && errno != ENOTSUP) {
+            fail(bf, "cannot register for suspend/resume: %s", why);
+            goto fail;
+        }
     }
-    if (set_state(bf, XenbusStateConnected) < 0)
-        goto fail;
-    bf->connected = true;
-    bf->last_deadline_check = bf_now_ns();
     return bf;
 
 fail:
@@ -717,12 +767,23 @@ static int check_io(struct blkfront *bf, const struct bf_io *io)
     return 0;
 }
 
+static int submit_one(struct blkfront *bf, struct bf_io *io);
+
 int bf_submit(struct blkfront *bf, struct bf_io *io)
 {
     if (bf->failed || !bf->connected) {
         errno = EIO;
         return -1;
     }
+    if (bf->nrequeue) {
+        errno = EAGAIN; /* re-issued requests go first */
+        return -1;
+    }
+    return submit_one(bf, io);
+}
+
+static int submit_one(struct blkfront *bf, struct bf_io *io)
+{
     if (check_io(bf, io) < 0) {
         errno = EINVAL;
         return -1;
@@ -830,6 +891,8 @@ int bf_submit(struct blkfront *bf, struct bf_io *io)
 
 int bf_kick(struct blkfront *bf)
 {
+    if (bf->draining)
+        return 0; /* held on the ring for the next backend */
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         struct ring *r = &bf->rings[i];
         if (!r->unpushed)
@@ -837,6 +900,7 @@ int bf_kick(struct blkfront *bf)
         r->unpushed = false;
         int notify;
         RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&r->front, notify);
+        r->pushed = r->front.req_prod_pvt;
         if (notify && xenif_evtchn_notify(bf->ec, (xenif_port)r->port) < 0) {
             fail(bf, "event channel notify: %s", strerror(errno));
             return -1;
@@ -932,6 +996,287 @@ static int check_deadlines(struct blkfront *bf)
     return 0;
 }
 
+/* ---- suspend / resume ---------------------------------------------------- */
+/* The toolstack asks for a suspend through xensim_guest (control/shutdown).
+ *   reissue (Linux blkfront): acknowledge at once; whatever is in flight
+ *     stays so. Resumed on another host: give up the old rings and grants,
+ *     make fresh ones with the new backend, and issue every request that
+ *     had no response again (blkif_recover): the backend may see some twice.
+ *   keep: stop publishing requests (they still go onto the ring, unpushed)
+ *     and wait until the backend answered what it had; then acknowledge.
+ *     Resumed elsewhere: grant the same pages again (same refs) to the new
+ *     backend, publish the held requests on the ring and the same ring refs
+ *     with new event channels: the new backend finds the requests there
+ *     when it connects. If the new backend offers fewer ring pages or
+ *     queues, fall back to reissue.
+ * A cancelled suspend (the toolstack rolled back) just carries on. */
+
+static unsigned pushed_unanswered(const struct blkfront *bf)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++)
+        n += bf->rings[i].pushed - bf->rings[i].front.rsp_cons;
+    return n;
+}
+
+static void restart_deadlines(struct blkfront *bf)
+{
+    uint64_t now = bf_now_ns();
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        for (unsigned id = 0; r->shadow && id < r->size; id++)
+            if (r->shadow[id].busy)
+                r->shadow[id].io->submit_ns = now;
+    }
+    bf->last_deadline_check = now;
+}
+
+/* Grant, event-channel and xenstore handles onto the new host. */
+static int move_handles(struct blkfront *bf)
+{
+    char why[512];
+    if (xsg_gnt_move(bf->xsg, bf->gnt, why, sizeof(why)) < 0) {
+        fail(bf, "moving grants to the new host: %s", why);
+        return -1;
+    }
+    xenif_evtchn_close(bf->ec);
+    for (unsigned i = 0; i < BF_MAX_QUEUES; i++)
+        bf->rings[i].port = -1;
+    bf->ec = xenif_evtchn_open(&bf->cfg, why, sizeof(why));
+    if (!bf->ec) {
+        fail(bf, "event channels on the new host: %s", why);
+        return -1;
+    }
+    xenif_xs_close(bf->xs);
+    bf->xs = xenif_xs_open(&bf->cfg, why, sizeof(why));
+    if (!bf->xs) {
+        fail(bf, "xenstore on the new host: %s", why);
+        return -1;
+    }
+    if (read_otherend(bf) < 0)
+        return -1;
+    if (xsg_resumed(bf->xsg, why, sizeof(why)) < 0) {
+        fail(bf, "leaving the old host: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static int regrant(struct blkfront *bf, void *addr, unsigned count)
+{
+    if (!addr || xsg_gnt_regrant(bf->gnt, addr, count, bf->be_id) == 0)
+        return 0;
+    fail(bf, "granting %u page(s) again to domain %u: %s", count, bf->be_id,
+         strerror(errno));
+    return -1;
+}
+
+static int keep_resume(struct blkfront *bf, bool be_persistent)
+{
+    for (unsigned i = 0; i < bf->nr_rings; i++)
+        if (regrant(bf, bf->rings[i].sring, bf->rings[i].npages) < 0)
+            return -1;
+    for (struct batch *b = bf->batches; b; b = b->next)
+        if (regrant(bf, b->addr, b->count) < 0)
+            return -1;
+    for (unsigned i = 0; i < bf->nr_rings && !bf->pooled; i++) {
+        struct ring *r = &bf->rings[i];
+        for (unsigned id = 0; id < r->size; id++) {
+            struct shadow *s = &r->shadow[id];
+            if (s->busy && (regrant(bf, s->data_share, s->nseg) < 0 ||
+                            regrant(bf, s->ind_share, s->nind) < 0))
+                return -1;
+        }
+    }
+    bf->persistent = bf->o.persistent && be_persistent;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        r->port = xenif_evtchn_alloc_unbound(bf->ec, bf->be_id);
+        if (r->port < 0) {
+            fail(bf, "cannot allocate an event channel for domain %u: %s",
+                 bf->be_id, strerror(errno));
+            return -1;
+        }
+        /* The held requests go on the ring now, before the backend
+         * connects: it serves them when it attaches the ring. */
+        kept += r->front.req_prod_pvt - r->pushed;
+        RING_PUSH_REQUESTS(&r->front);
+        r->pushed = r->front.req_prod_pvt;
+        r->unpushed = false;
+        r->front.sring->rsp_event = r->front.rsp_cons + 1;
+    }
+    bf->stats.kept += kept;
+    unsigned max_segs = bf->max_segs, max_indirect = bf->max_indirect,
+             max_ind_pages = bf->max_ind_pages;
+    if (finish_connect(bf, false) < 0)
+        return -1;
+    if (bf->max_segs > max_segs) { /* the shadows are sized for the old */
+        bf->max_segs = max_segs;
+        bf->max_indirect = max_indirect;
+        bf->max_ind_pages = max_ind_pages;
+    }
+    vlog(bf, "resumed with the ring kept: %u request(s) left on it for the "
+         "new backend", kept);
+    restart_deadlines(bf);
+    for (unsigned i = 0; i < bf->nr_rings; i++)
+        if (xenif_evtchn_notify(bf->ec, (xenif_port)bf->rings[i].port) < 0) {
+            fail(bf, "event channel notify: %s", strerror(errno));
+            return -1;
+        }
+    return 0;
+}
+
+static int requeue_push(struct blkfront *bf, struct bf_io *io)
+{
+    if (bf->nrequeue == bf->requeue_cap) {
+        unsigned cap = bf->requeue_cap ? bf->requeue_cap * 2 : 64;
+        struct bf_io **q = realloc(bf->requeue, cap * sizeof(*q));
+        if (!q)
+            return -1;
+        bf->requeue = q;
+        bf->requeue_cap = cap;
+    }
+    bf->requeue[bf->nrequeue++] = io;
+    return 0;
+}
+
+/* Submits re-issued requests while the rings take them. */
+static int drain_requeue(struct blkfront *bf)
+{
+    unsigned done = 0;
+    while (done < bf->nrequeue) {
+        if (submit_one(bf, bf->requeue[done]) < 0) {
+            if (errno == EAGAIN)
+                break;
+            fail(bf, "re-issuing a request after resume: %s", strerror(errno));
+            return -1;
+        }
+        done++;
+    }
+    memmove(bf->requeue, bf->requeue + done,
+            (bf->nrequeue - done) * sizeof(*bf->requeue));
+    bf->nrequeue -= done;
+    return 0;
+}
+
+/* blkfront_resume + blkif_recover. */
+static int reissue_resume(struct blkfront *bf, unsigned max_order,
+                          unsigned max_queues, bool be_persistent)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        struct ring *r = &bf->rings[i];
+        for (unsigned id = 0; r->shadow && id < r->size; id++) {
+            struct shadow *s = &r->shadow[id];
+            if (s->busy) {
+                if (requeue_push(bf, s->io) < 0) {
+                    fail(bf, "out of memory");
+                    return -1;
+                }
+                release_pages(bf, s);
+                n++;
+            }
+            free(s->pg);
+        }
+        free(r->shadow);
+        r->shadow = NULL;
+        if (r->sring)
+            revoke_share(bf, r->sring, r->npages);
+        memset(r, 0, sizeof(*r));
+        r->idx = i;
+        r->port = -1;
+    }
+    /* Persistent grants are not kept either (blkif_free). */
+    while (bf->batches) {
+        struct batch *b = bf->batches;
+        bf->batches = b->next;
+        revoke_share(bf, b->addr, b->count);
+        free(b);
+    }
+    bf->pool_n = bf->pool_total = 0;
+    set_geometry(bf, max_order, max_queues);
+    bf->persistent = bf->o.persistent && be_persistent;
+    bf->pooled = bf->persistent || bf->o.reuse_grants;
+    for (unsigned i = 0; i < bf->nr_rings; i++) {
+        bf->rings[i].idx = i;
+        if (setup_ring(bf, &bf->rings[i]) < 0)
+            return -1;
+    }
+    if (finish_connect(bf, true) < 0)
+        return -1;
+    bf->stats.reissued += n;
+    vlog(bf, "resumed with fresh rings: %u request(s) re-issued", n);
+    return drain_requeue(bf);
+}
+
+static int resume_moved(struct blkfront *bf)
+{
+    bf->connected = false;
+    if (move_handles(bf) < 0)
+        return -1;
+    unsigned max_order, max_queues;
+    bool be_persistent;
+    if (negotiate(bf, &max_order, &max_queues, &be_persistent) < 0)
+        return -1;
+    if (bf->o.resume == BF_RESUME_KEEP) {
+        unsigned want_order = bf->order, want_rings = bf->nr_rings;
+        if (max_order >= want_order && max_queues >= want_rings)
+            return keep_resume(bf, be_persistent);
+        fprintf(stderr, "xenfront: vbd/%u: the new backend offers %u ring "
+                "page order / %u queue(s), we have %u / %u: re-issuing instead "
+                "of keeping the ring\n", bf->o.devid, max_order, max_queues,
+                want_order, want_rings);
+        /* The held requests are in flight too: re-issued with the rest. */
+    }
+    return reissue_resume(bf, max_order, max_queues, be_persistent);
+}
+
+static int do_suspend(struct blkfront *bf)
+{
+    char why[512];
+    unsigned held = 0;
+    for (unsigned i = 0; i < bf->nr_rings; i++)
+        held += bf->rings[i].front.req_prod_pvt - bf->rings[i].pushed;
+    vlog(bf, "suspending: %u request(s) in flight, %u held on the ring",
+         bf_in_flight(bf), held);
+    bf->stats.suspends++;
+    int r = xsg_suspend(bf->xsg, why, sizeof(why));
+    bf->draining = false;
+    if (r < 0) {
+        fail(bf, "%s", why);
+        return -1;
+    }
+    if (r == XSG_CANCELLED) {
+        vlog(bf, "suspend cancelled: carrying on");
+        bf->stats.cancelled++;
+        restart_deadlines(bf);
+    } else {
+        vlog(bf, "resumed as domain %u of %s", xsg_domid(bf->xsg), xsg_dir(bf->xsg));
+        if (resume_moved(bf) < 0)
+            return -1;
+        bf->stats.migrations++;
+    }
+    uint64_t pause = bf_now_ns() - bf->susp_start_ns;
+    bf->stats.pause_ns_total += pause;
+    if (pause > bf->stats.pause_ns_max)
+        bf->stats.pause_ns_max = pause;
+    return 0;
+}
+
+/* The xsg fd was readable. */
+static int suspend_check(struct blkfront *bf)
+{
+    if (!xsg_suspend_requested(bf->xsg))
+        return 0;
+    bf->susp_start_ns = bf_now_ns();
+    if (bf->o.resume == BF_RESUME_KEEP) {
+        bf->draining = true; /* do_suspend once the backend answered */
+        return 0;
+    }
+    return do_suspend(bf);
+}
+
 int bf_poll(struct blkfront *bf, int timeout_ms)
 {
     if (bf->failed || bf_kick(bf) < 0)
@@ -948,6 +1293,10 @@ int bf_poll(struct blkfront *bf, int timeout_ms)
         }
         if (bf->deferred)
             try_deferred(bf);
+        if (bf->draining && pushed_unanswered(bf) == 0 && do_suspend(bf) < 0)
+            return -1;
+        if (bf->nrequeue && drain_requeue(bf) < 0)
+            return -1;
         /* Completions may have queued more: push them before waiting. */
         if (bf_kick(bf) < 0)
             return -1;
@@ -956,12 +1305,14 @@ int bf_poll(struct blkfront *bf, int timeout_ms)
             return -1;
         if (done > 0 || now >= deadline)
             return done;
-        struct pollfd p[2] = {
+        struct pollfd p[3] = {
             { .fd = xenif_evtchn_fd(bf->ec), .events = POLLIN },
             { .fd = xenif_xs_fd(bf->xs), .events = POLLIN },
+            { .fd = bf->xsg && !bf->draining ? xsg_fd(bf->xsg) : -1,
+              .events = POLLIN },
         };
         uint64_t left_ms = (deadline - now + 999999) / 1000000ull;
-        int rc = poll(p, 2, left_ms > 500 ? 500 : (int)left_ms);
+        int rc = poll(p, 3, left_ms > 500 ? 500 : (int)left_ms);
         if (rc < 0 && errno != EINTR) {
             fail(bf, "poll: %s", strerror(errno));
             return -1;
@@ -995,12 +1346,15 @@ int bf_poll(struct blkfront *bf, int timeout_ms)
                 return -1;
             }
         }
+        /* Last: a suspend may replace every handle polled above. */
+        if (rc > 0 && p[2].revents && suspend_check(bf) < 0)
+            return -1;
     }
 }
 
 unsigned bf_in_flight(const struct blkfront *bf)
 {
-    unsigned n = 0;
+    unsigned n = bf->nrequeue;
     for (unsigned i = 0; i < bf->nr_rings; i++)
         n += bf->rings[i].in_flight;
     return n;
@@ -1097,7 +1451,19 @@ int bf_close(struct blkfront *bf)
             free(d);
         }
     }
+    if (bf->stats.suspends)
+        fprintf(stderr, "xenfront: vbd/%u: suspended %llu time(s): %llu "
+                "migration(s), %llu cancelled; requests kept across suspend: "
+                "%llu; requests re-issued after resume: %llu; longest pause "
+                "%.1f ms\n", bf->o.devid, (unsigned long long)bf->stats.suspends,
+                (unsigned long long)bf->stats.migrations,
+                (unsigned long long)bf->stats.cancelled,
+                (unsigned long long)bf->stats.kept,
+                (unsigned long long)bf->stats.reissued,
+                bf->stats.pause_ns_max / 1e6);
     free(bf->pool);
+    free(bf->requeue);
+    xsg_close(bf->xsg);
     int rc = bf->failed ? -1 : 0;
     if (rc < 0)
         fprintf(stderr, "xenfront: vbd/%u: %s\n", bf->o.devid, bf->err);

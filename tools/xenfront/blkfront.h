@@ -38,8 +38,21 @@
 #define BF_MAX_QUEUES 8
 #define BF_MAX_INDIRECT 512   /* segments per request: one indirect page */
 
+/* What the frontend does when its domain is suspended and resumed
+ * (migration): see blkfront.c's "suspend / resume". */
+enum bf_resume {
+    BF_RESUME_REISSUE,         /* Linux blkfront: fresh rings, grant again,
+                                * re-issue every request without a response */
+    BF_RESUME_KEEP,            /* requests queued while suspending stay on
+                                * the ring; the same ring refs are published
+                                * again for the new backend */
+    BF_RESUME_OFF,             /* do not take part: the process is left
+                                * behind (and killed) when the domain moves */
+};
+
 struct bf_opts {
     unsigned devid;            /* virtual-device under device/vbd */
+    enum bf_resume resume;     /* on xensim */
     unsigned max_ring_order;   /* we use min(this, backend's max) */
     unsigned max_queues;       /* we use min(this, backend's max) */
     unsigned max_indirect;     /* segments; min(this, backend's) */
@@ -77,6 +90,12 @@ struct bf_io {
 struct bf_stats {
     uint64_t requests, direct, indirect, flushes, discards;
     uint64_t grants_shared, grants_revoked;
+    /* suspend / resume */
+    uint64_t suspends, migrations, cancelled;
+    uint64_t kept;           /* requests left on the ring across a resume */
+    uint64_t reissued;       /* requests issued again after a resume */
+    uint64_t pause_ns_max;   /* longest suspend request -> running again */
+    uint64_t pause_ns_total;
 };
 
 struct blkfront;
@@ -114,7 +133,9 @@ int bf_submit(struct blkfront *bf, struct bf_io *io);
 /* Pushes queued requests and notifies the backend (bf_submit batches). */
 int bf_kick(struct blkfront *bf);
 /* Waits up to timeout_ms for responses and completes them. Returns the
- * number completed, or -1 when the device failed (bf_error). */
+ * number completed, or -1 when the device failed (bf_error). On xensim it
+ * also answers the toolstack's suspend requests: the call then returns
+ * after the resume, possibly on another host. */
 int bf_poll(struct blkfront *bf, int timeout_ms);
 unsigned bf_in_flight(const struct blkfront *bf);
 

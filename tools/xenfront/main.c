@@ -76,6 +76,19 @@ int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
     case 1007:
         o->reuse_grants = false;
         return 1;
+    case 1008:
+        if (strcmp(arg, "reissue") == 0)
+            o->resume = BF_RESUME_REISSUE;
+        else if (strcmp(arg, "keep") == 0)
+            o->resume = BF_RESUME_KEEP;
+        else if (strcmp(arg, "off") == 0)
+            o->resume = BF_RESUME_OFF;
+        else {
+            fprintf(stderr, "xenfront blk %s: --resume %s: expected reissue, keep "
+                    "or off\n", cmd, arg);
+            return -1;
+        }
+        return 1;
     case 'v':
         o->verbose = true;
         return 1;
@@ -102,6 +115,12 @@ void xf_dev_usage(FILE *f)
           "  --revoke-grants      grant per request, revoke on the response and\n"
           "                       fail if the backend still maps the page, as\n"
           "                       Linux does; default except for load\n"
+          "  --resume MODE        when the domain is suspended and resumed (xensim\n"
+          "                       migrate): reissue (default; Linux blkfront:\n"
+          "                       fresh ring, re-issue what had no response),\n"
+          "                       keep (requests queued meanwhile stay on the\n"
+          "                       ring for the new backend), off (do not follow\n"
+          "                       the domain)\n"
           "  -v, --verbose        log the handshake to stderr\n", f);
 }
 

@@ -30,6 +30,7 @@ int xf_parse_uint(const char *s, uint64_t max, uint64_t *out);
     { "timeout", required_argument, NULL, 1005 },                             \
     { "reuse-grants", no_argument, NULL, 1006 },                              \
     { "revoke-grants", no_argument, NULL, 1007 },                             \
+    { "resume", required_argument, NULL, 1008 },                             \
     { "verbose", no_argument, NULL, 'v' },                                    \
     { "help", no_argument, NULL, 'h' }
 int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,

@@ -328,6 +328,139 @@ static int remove_device(struct dev_ctx *c, const struct paths *p, unsigned be,
     return -1;
 }
 
+/* Writes a vbd the way libxl__device_generic_add does, in one transaction:
+ * backend directory with bents (plus frontend), frontend directory
+ * (backend, backend-id, state 1, virtual-device, device-type) and libxl's
+ * copy. -1 with errno EEXIST if the guest has that vbd already. */
+int device_vbd_write(struct xenif_xs *xs, unsigned be, const char *type,
+                     unsigned domid, unsigned long devid,
+                     const char *(*bents)[2], size_t nbents,
+                     char *err, size_t errlen)
+{
+    struct paths p;
+    device_paths(&p, be, type, domid, devid);
+    char be_num[24], devid_s[24];
+    snprintf(be_num, sizeof(be_num), "%u", be);
+    snprintf(devid_s, sizeof(devid_s), "%lu", devid);
+    const char *devtype = "disk";
+    for (size_t i = 0; i < nbents; i++)
+        if (strcmp(bents[i][0], "device-type") == 0)
+            devtype = bents[i][1];
+    const char *fents[][2] = {
+        { "backend-id", be_num }, { "state", "1" }, { "virtual-device", devid_s },
+        { "device-type", devtype },
+    };
+    /* libxl__device_generic_add's permissions. */
+    struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)be, XENIF_XS_PERM_READ } };
+    struct xenif_xs_perm be_perms[2] = { { (xenif_domid)be, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)domid, XENIF_XS_PERM_READ } };
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(xs);
+        if (!t) {
+            snprintf(err, errlen, "xenstore transaction: %s", strerror(errno));
+            return -1;
+        }
+        char path[600];
+        snprintf(path, sizeof(path), "%s/backend", p.fe);
+        if (exists(xs, t, path) || exists(xs, t, p.libxl)) {
+            xenif_xs_transaction_end(xs, t, true);
+            snprintf(err, errlen, "domain %u already has vbd %lu", domid, devid);
+            errno = EEXIST;
+            return -1;
+        }
+        int e = 0;
+        e |= xenif_xs_rm(xs, t, p.libxl) < 0 && errno != ENOENT;
+        e |= xs_put(xs, t, p.libxl, "frontend", p.fe);
+        e |= xs_put(xs, t, p.libxl, "backend", p.be);
+        /* frontend directory */
+        xenif_xs_rm(xs, t, p.fe);
+        e |= xenif_xs_mkdir(xs, t, p.fe);
+        e |= xenif_xs_set_perms(xs, t, p.fe, fe_perms, 2);
+        e |= xs_put(xs, t, p.fe, "backend", p.be);
+        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
+            e |= xenif_xs_write(xs, t, path, fents[i][1], strlen(fents[i][1]));
+            e |= xenif_xs_set_perms(xs, t, path, fe_perms, 2);
+        }
+        /* backend directory */
+        xenif_xs_rm(xs, t, p.be);
+        e |= xenif_xs_mkdir(xs, t, p.be);
+        e |= xenif_xs_set_perms(xs, t, p.be, be_perms, 2);
+        e |= xs_put(xs, t, p.be, "frontend", p.fe);
+        for (size_t i = 0; i < nbents; i++) {
+            e |= xs_put(xs, t, p.be, bents[i][0], bents[i][1]);
+            e |= xs_put(xs, t, p.libxl, bents[i][0], bents[i][1]);
+        }
+        if (e) {
+            int saved = errno;
+            xenif_xs_transaction_end(xs, t, true);
+            snprintf(err, errlen, "writing the device nodes: %s", strerror(saved));
+            errno = saved;
+            return -1;
+        }
+        if (xenif_xs_transaction_end(xs, t, false) == 0)
+            return 0;
+        if (errno != EAGAIN) {
+            snprintf(err, errlen, "committing: %s", strerror(errno));
+            return -1;
+        }
+    }
+    snprintf(err, errlen, "the transaction kept conflicting");
+    errno = EAGAIN;
+    return -1;
+}
+
+int device_vbd_wait_ready(struct xenif_xs *xs, unsigned be, const char *type,
+                          unsigned domid, unsigned long devid, unsigned timeout_s,
+                          char *err, size_t errlen)
+{
+    struct paths p;
+    device_paths(&p, be, type, domid, devid);
+    bool met;
+    long s = wait_state(xs, p.be, st_failed_or_ready, timeout_s, &met);
+    if (met && st_ready(s))
+        return 0;
+    char *why = backend_error(xs, be, p.be);
+    if (met)
+        snprintf(err, errlen, "the backend refused vbd %lu: %s (state %s)", devid,
+                 why ? why : "no reason given", state_name(s));
+    else
+        snprintf(err, errlen, "no backend took vbd %lu within %us (backend state "
+                 "%s; is netbusd running for domain %u and serving %s?)", devid,
+                 timeout_s, state_name(s), be, type);
+    free(why);
+    errno = ETIMEDOUT;
+    return -1;
+}
+
+int device_vbd_remove(struct xenif_xs *xs, unsigned be, const char *type,
+                      unsigned domid, unsigned long devid, unsigned timeout_s,
+                      bool ask)
+{
+    struct dev_ctx c = { .cmd = "migrate", .sock = -1, .xs = xs };
+    struct paths p;
+    device_paths(&p, be, type, domid, devid);
+    if (timeout_s) {
+        for (int attempt = 0; ask && attempt < 50; attempt++) {
+            xenif_txn t = xenif_xs_transaction_start(xs);
+            if (!t)
+                break;
+            char path[600];
+            snprintf(path, sizeof(path), "%s/state", p.be);
+            if (exists(xs, t, path)) {
+                xs_put(xs, t, p.be, "online", "0");
+                xs_put(xs, t, p.be, "state", "5");
+            }
+            if (xenif_xs_transaction_end(xs, t, false) == 0 || errno != EAGAIN)
+                break;
+        }
+        bool met;
+        wait_state(xs, p.be, st_closed, timeout_s, &met);
+    }
+    return remove_device(&c, &p, be, domid);
+}
+
 /* ---- block-attach ------------------------------------------------------- */
 
 static const char attach_usage[] =
@@ -441,73 +574,16 @@ int xensim_cmd_block_attach(int argc, char **argv)
     };
     snprintf(num, sizeof(num), "%ld", domid);
     bents[0][1] = num;
-    char be_num[24], devid_s[24];
-    snprintf(be_num, sizeof(be_num), "%ld", be);
-    snprintf(devid_s, sizeof(devid_s), "%ld", devid);
-    const char *fents[][2] = {
-        { "backend-id", be_num }, { "state", "1" }, { "virtual-device", devid_s },
-        { "device-type", "disk" },
-    };
-    /* libxl__device_generic_add's permissions. */
-    struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
-                                         { (xenif_domid)be, XENIF_XS_PERM_READ } };
-    struct xenif_xs_perm be_perms[2] = { { (xenif_domid)be, XENIF_XS_PERM_NONE },
-                                         { (xenif_domid)domid, XENIF_XS_PERM_READ } };
-    int attempt;
-    for (attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(c.xs);
-        if (!t) {
-            fprintf(stderr, "xensim block-attach: xenstore transaction: %s\n",
-                    strerror(errno));
-            goto out;
-        }
-        char path[600];
-        snprintf(path, sizeof(path), "%s/backend", p.fe);
-        if (exists(c.xs, t, path) || exists(c.xs, t, p.libxl)) {
-            xenif_xs_transaction_end(c.xs, t, true);
+    char err[300];
+    int w = device_vbd_write(c.xs, (unsigned)be, type, (unsigned)domid,
+                             (unsigned long)devid, bents,
+                             sizeof(bents) / sizeof(bents[0]), err, sizeof(err));
+    if (w < 0) {
+        if (errno == EEXIST)
             fprintf(stderr, "xensim block-attach: domain %ld already has vbd %s "
                     "(%ld); detach it first\n", domid, vdev, devid);
-            goto out;
-        }
-        int e = 0;
-        e |= xenif_xs_rm(c.xs, t, p.libxl) < 0 && errno != ENOENT;
-        e |= xs_put(c.xs, t, p.libxl, "frontend", p.fe);
-        e |= xs_put(c.xs, t, p.libxl, "backend", p.be);
-        /* frontend directory */
-        xenif_xs_rm(c.xs, t, p.fe);
-        e |= xenif_xs_mkdir(c.xs, t, p.fe);
-        e |= xenif_xs_set_perms(c.xs, t, p.fe, fe_perms, 2);
-        e |= xs_put(c.xs, t, p.fe, "backend", p.be);
-        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
-            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
-            e |= xenif_xs_write(c.xs, t, path, fents[i][1], strlen(fents[i][1]));
-            e |= xenif_xs_set_perms(c.xs, t, path, fe_perms, 2);
-        }
-        /* backend directory */
-        xenif_xs_rm(c.xs, t, p.be);
-        e |= xenif_xs_mkdir(c.xs, t, p.be);
-        e |= xenif_xs_set_perms(c.xs, t, p.be, be_perms, 2);
-        e |= xs_put(c.xs, t, p.be, "frontend", p.fe);
-        for (size_t i = 0; i < sizeof(bents) / sizeof(bents[0]); i++) {
-            e |= xs_put(c.xs, t, p.be, bents[i][0], bents[i][1]);
-            e |= xs_put(c.xs, t, p.libxl, bents[i][0], bents[i][1]);
-        }
-        if (e) {
-            int err = errno;
-            xenif_xs_transaction_end(c.xs, t, true);
-            fprintf(stderr, "xensim block-attach: writing the device nodes: %s\n",
-                    strerror(err));
-            goto out;
-        }
-        if (xenif_xs_transaction_end(c.xs, t, false) == 0)
-            break;
-        if (errno != EAGAIN) {
-            fprintf(stderr, "xensim block-attach: committing: %s\n", strerror(errno));
-            goto out;
-        }
-    }
-    if (attempt == 50) {
-        fprintf(stderr, "xensim block-attach: the transaction kept conflicting\n");
+        else
+            fprintf(stderr, "xensim block-attach: %s\n", err);
         goto out;
     }
     if (!wait) {

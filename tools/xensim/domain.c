@@ -46,6 +46,8 @@ static void fill_info(struct host *h, const struct domain *d,
     for (const struct conn *c = h->conns; c; c = c->next) {
         if (c->domid != d->domid)
             continue;
+        info->nr_suspendable += c->suspendable;
+        info->nr_suspending += c->suspending;
         const struct conn *seen = h->conns;
         while (seen != c && !(seen->domid == d->domid && seen->pid == c->pid))
             seen = seen->next;
@@ -263,9 +265,34 @@ static int set_state(struct host *h, struct domain *d,
     return 0;
 }
 
+/* Answers the domain's GUEST_SUSPEND waiters: cancelled (the domain goes
+ * on here), or migrated to domain new_domid of the host at dir. */
+static unsigned answer_suspended(struct host *h, struct domain *d, bool cancelled,
+                                 unsigned new_domid, const char *dir)
+{
+    struct xensim_rsp rsp;
+    memset(&rsp, 0, sizeof(rsp));
+    rsp.val[0] = cancelled ? 1 : 0;
+    if (!cancelled) {
+        rsp.dom.domid = new_domid;
+        snprintf(rsp.dir, sizeof(rsp.dir), "%s", dir);
+    }
+    unsigned n = 0;
+    for (struct conn *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->domid == d->domid && c->suspending) {
+            host_reply(h, c, &rsp); /* may close c */
+            n++;
+        }
+    }
+    return n;
+}
+
 static int change_state(struct host *h, struct domain *d, unsigned op)
 {
     bool suspended = d->state == XENSIM_DOM_SUSPENDED;
+    if (d->state == XENSIM_DOM_MIGRATED)
+        return EINVAL; /* only destroy is left */
     switch (op) {
     case XENSIM_OP_DOMAIN_PAUSE:
         return suspended ? EINVAL : set_state(h, d, XENSIM_DOM_PAUSED, SIGSTOP);
@@ -278,11 +305,62 @@ static int change_state(struct host *h, struct domain *d, unsigned op)
         /* xenstored announces every domain shutdown, suspend included. */
         xsd_fire_special(h->xsd, "@releaseDomain");
         return 0;
-    case XENSIM_OP_DOMAIN_RESUME:
-        return suspended ? set_state(h, d, XENSIM_DOM_RUNNING, SIGCONT) : EINVAL;
+    case XENSIM_OP_DOMAIN_RESUME: {
+        /* Also cancels a suspend the guest acknowledged before the
+         * toolstack paused the domain (a migration rolling back). */
+        unsigned waiters = answer_suspended(h, d, true, 0, NULL);
+        if (suspended)
+            return set_state(h, d, XENSIM_DOM_RUNNING, SIGCONT);
+        return waiters ? 0 : EINVAL;
+    }
     default:
         return EINVAL;
     }
+}
+
+static int op_migrated(struct host *h, struct domain *d,
+                       const struct xensim_req *req)
+{
+    char dir[XENSIM_DIR_MAX];
+    memcpy(dir, req->dir, sizeof(dir));
+    size_t n = strnlen(dir, sizeof(dir));
+    if (n == 0 || n == sizeof(dir) || dir[0] != '/' || req->remote == 0 ||
+        req->remote > XENSIM_DOMID_MAX)
+        return EINVAL;
+    if (d->state != XENSIM_DOM_SUSPENDED)
+        return EINVAL;
+    d->state = XENSIM_DOM_MIGRATED;
+    unsigned waiters = answer_suspended(h, d, false, req->remote, dir);
+    domain_signal(h, d, SIGCONT); /* they move themselves */
+    log_info(NULL, "domain %u (%s) migrated to %s as domain %u (%u process(es) "
+             "follow)", d->domid, d->name, dir, req->remote, waiters);
+    return 0;
+}
+
+int domain_guest_handle(struct host *h, struct conn *c,
+                        const struct xensim_req *req, struct xensim_rsp *rsp)
+{
+    (void)rsp;
+    struct domain *d = host_domain(h, c->domid);
+    if (!d)
+        return ESRCH;
+    if (c->domid == 0)
+        return EPERM; /* dom0 is the host: it is never suspended */
+    if (req->op == XENSIM_OP_GUEST_REGISTER) {
+        c->suspendable = true;
+        return 0;
+    }
+    if (!c->suspendable)
+        return EINVAL;
+    char path[64];
+    snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", d->domid);
+    char *v = xsd_store_read(h->xsd, path);
+    bool asked = v && strcmp(v, "suspend") == 0;
+    free(v);
+    if (!asked || d->state != XENSIM_DOM_RUNNING)
+        return EAGAIN;
+    c->suspending = true;
+    return XENSIM_DEFERRED;
 }
 
 int domain_handle(struct host *h, struct conn *c, const struct xensim_req *req,
@@ -304,6 +382,10 @@ int domain_handle(struct host *h, struct conn *c, const struct xensim_req *req,
         domain_destroy(h, d);
         return 0;
     }
+    if (req->op == XENSIM_OP_DOMAIN_MIGRATED)
+        return op_migrated(h, d, req);
+    if (req->op == XENSIM_OP_DOMAIN_RESTORE)
+        return gnttab_restore(d) < 0 ? errno : 0;
     int err = change_state(h, d, req->op);
     if (!err)
         fill_info(h, d, &rsp->dom);

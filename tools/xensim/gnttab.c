@@ -126,6 +126,69 @@ static int op_free(struct conn *c, struct domain *d, const struct xensim_req *re
     return 0;
 }
 
+/* A process that moved here takes back its frames and refs: those the
+ * restore reserved, or free ones (a page that held no data was not
+ * reserved; another process may have taken it first: then not). */
+static int op_claim(struct conn *c, struct domain *d, const struct xensim_req *req,
+                    struct xensim_rsp *rsp)
+{
+    if (req->nframes > XENSIM_BATCH || req->nrefs > XENSIM_BATCH)
+        return EINVAL;
+    for (uint32_t i = 0; i < req->nframes; i++) {
+        uint32_t f = req->frames[i];
+        bool ok = f < d->mem_pages && (d->frame_owner[f] == 0 ||
+                                       d->frame_owner[f] == XENSIM_SERIAL_RESERVED ||
+                                       d->frame_owner[f] == c->serial);
+        if (ok)
+            d->frame_owner[f] = c->serial;
+        rsp->frames[i] = ok;
+    }
+    for (uint32_t i = 0; i < req->nrefs; i++) {
+        uint32_t r = req->refs[i];
+        bool ok = r >= XENSIM_GNT_RESERVED && r < XENSIM_GNT_ENTRIES &&
+                  (d->ref_owner[r] == 0 || d->ref_owner[r] == XENSIM_SERIAL_RESERVED ||
+                   d->ref_owner[r] == c->serial);
+        if (ok)
+            d->ref_owner[r] = c->serial;
+        rsp->refs[i] = ok;
+    }
+    rsp->nframes = req->nframes;
+    rsp->nrefs = req->nrefs;
+    return 0;
+}
+
+int gnttab_restore(struct domain *d)
+{
+    /* Frames: whatever holds data (the toolstack copied only data). */
+    off_t size = (off_t)d->mem_pages * XENSIM_PROTO_PAGE, pos = 0;
+    while (pos < size) {
+        off_t data = lseek(d->mem_fd, pos, SEEK_DATA);
+        if (data < 0)
+            break; /* ENXIO: no data past pos */
+        off_t hole = lseek(d->mem_fd, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = size;
+        for (off_t f = data / XENSIM_PROTO_PAGE;
+             f < (hole + XENSIM_PROTO_PAGE - 1) / XENSIM_PROTO_PAGE && f < d->mem_pages; f++)
+            if (d->frame_owner[f] == 0)
+                d->frame_owner[f] = XENSIM_SERIAL_RESERVED;
+        pos = hole;
+    }
+    /* Refs: every entry in use; nobody here maps anything yet. */
+    for (uint32_t r = 0; r < XENSIM_GNT_ENTRIES; r++) {
+        struct xensim_gnt_entry *e = &d->gnt->entries[r];
+        uint32_t v = __atomic_load_n(&e->flags_domid, __ATOMIC_ACQUIRE);
+        __atomic_and_fetch(&e->flags_domid,
+                           ~(uint32_t)(XENSIM_GTF_reading | XENSIM_GTF_writing),
+                           __ATOMIC_RELEASE);
+        memset(&d->gnt->active[r], 0, sizeof(d->gnt->active[r]));
+        if (r >= XENSIM_GNT_RESERVED && (v & XENSIM_GTF_type_mask) &&
+            d->ref_owner[r] == 0)
+            d->ref_owner[r] = XENSIM_SERIAL_RESERVED;
+    }
+    return 0;
+}
+
 int gnttab_handle(struct host *h, struct conn *c, const struct xensim_req *req,
                   struct xensim_rsp *rsp, int *fds, unsigned *nfds)
 {
@@ -147,6 +210,8 @@ int gnttab_handle(struct host *h, struct conn *c, const struct xensim_req *req,
         return op_alloc(c, self, req, rsp);
     case XENSIM_OP_GNT_FREE:
         return op_free(c, self, req);
+    case XENSIM_OP_GNT_CLAIM:
+        return op_claim(c, self, req, rsp);
     default:
         return EINVAL;
     }

@@ -53,6 +53,14 @@ static int dispatch(struct host *h, struct conn *c, const struct xensim_req *req
         return gnttab_handle(h, c, req, rsp, fds, nfds);
     case XENSIM_OP_EVTCHN_ATTACH ... XENSIM_OP_EVTCHN_STATUS:
         return evtchn_handle(h, c, req, rsp, fds, nfds);
+    case XENSIM_OP_GUEST_REGISTER:
+    case XENSIM_OP_GUEST_SUSPEND:
+        return domain_guest_handle(h, c, req, rsp);
+    case XENSIM_OP_GNT_CLAIM:
+        return gnttab_handle(h, c, req, rsp, fds, nfds);
+    case XENSIM_OP_DOMAIN_RESTORE:
+    case XENSIM_OP_DOMAIN_MIGRATED:
+        return domain_handle(h, c, req, rsp);
     default:
         return EINVAL;
     }
@@ -132,7 +140,12 @@ static void conn_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
             host_close_conn(h, c);
         return;
     }
-    if (r < 0) {
+    if (r < 0 || c->suspending) {
+        /* A request while one waits for its answer breaks the one
+         * request, one answer rule. */
+        if (r > 0)
+            log_warn(NULL, "dom%u pid %d: request while suspended; closing "
+                     "the connection", c->domid, (int)c->pid);
         host_close_conn(h, c);
         return;
     }
@@ -141,12 +154,21 @@ static void conn_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
     int fds[XENSIM_MAX_FDS] = { -1, -1 };
     unsigned nfds = 0;
     rsp.err = dispatch(h, c, &req, &rsp, fds, &nfds);
+    if (rsp.err == XENSIM_DEFERRED)
+        return; /* host_reply answers later */
     if (rsp.err) {
         struct xensim_rsp only_err = { .err = rsp.err };
         rsp = only_err;
         nfds = 0;
     }
     if (send_rsp(c->fd, &rsp, fds, nfds) < 0)
+        host_close_conn(h, c);
+}
+
+void host_reply(struct host *h, struct conn *c, const struct xensim_rsp *rsp)
+{
+    c->suspending = false;
+    if (send_rsp(c->fd, rsp, NULL, 0) < 0)
         host_close_conn(h, c);
 }
 
@@ -174,8 +196,8 @@ static void accept_cb(struct evloop *loop, int lfd, uint32_t events, void *opaqu
     /* Signal a whole process group only when the client leads its own (as
      * `xensim run` arranges), never the host's group. */
     c->group_leader = getpgid(cred.pid) == cred.pid && cred.pid != getpgrp();
-    if (++h->next_serial == 0)
-        ++h->next_serial;
+    if (++h->next_serial == 0 || h->next_serial == XENSIM_SERIAL_RESERVED)
+        h->next_serial = 1;
     c->serial = h->next_serial;
     c->next = h->conns;
     h->conns = c;

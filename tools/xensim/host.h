@@ -21,6 +21,8 @@ struct conn {
     uint32_t serial;       /* owner tag for frames, refs and ports; never 0 */
     pid_t pid;             /* SO_PEERCRED at connect time */
     bool group_leader;     /* pid leads its process group: signal the group */
+    bool suspendable;      /* GUEST_REGISTER: its process handles suspend */
+    bool suspending;       /* waiting in GUEST_SUSPEND for an answer */
     struct conn *next;
 };
 
@@ -69,6 +71,12 @@ struct host {
     uint32_t next_serial;
 };
 
+/* Owner of frames and refs a restore found in use, until the guest
+ * process that uses them claims them (GNT_CLAIM). Never a conn serial. */
+#define XENSIM_SERIAL_RESERVED UINT32_MAX
+/* A handler's answer meaning "the reply comes later" (host_reply). */
+#define XENSIM_DEFERRED (-1)
+
 #define XENSIM_DEFAULT_GUEST_MIB 128u
 #define XENSIM_DEFAULT_DOM0_MIB  1024u
 #define XENSIM_MAX_MIB           16384u
@@ -82,6 +90,8 @@ int xensim_host_run(const char *dir, unsigned dom0_mib);
 int host_listen(struct host *h, struct domain *d);
 void host_unlisten(struct host *h, struct domain *d);
 void host_close_conn(struct host *h, struct conn *c);
+/* Sends a deferred reply to c (closing c if it cannot be sent). */
+void host_reply(struct host *h, struct conn *c, const struct xensim_rsp *rsp);
 /* Domain domid, or NULL (also for ids out of range). */
 struct domain *host_domain(struct host *h, unsigned domid);
 /* The domain a request field names for c: domid, or c's own domain for
@@ -98,6 +108,9 @@ struct domain *domain_new(struct host *h, unsigned domid, const char *name,
 void domain_destroy(struct host *h, struct domain *d);
 /* Sends sig to the processes connected as d. Returns how many. */
 unsigned domain_signal(struct host *h, struct domain *d, int sig);
+/* GUEST_REGISTER, GUEST_SUSPEND. */
+int domain_guest_handle(struct host *h, struct conn *c,
+                        const struct xensim_req *req, struct xensim_rsp *rsp);
 
 /* gnttab.c: memory, grant table and the grant ops. */
 int gnttab_domain_init(struct domain *d);
@@ -106,6 +119,8 @@ int gnttab_handle(struct host *h, struct conn *c, const struct xensim_req *req,
                   struct xensim_rsp *rsp, int *fds, unsigned *nfds);
 /* Gives back what the connection held, except grants still in use. */
 void gnttab_conn_gone(struct host *h, struct conn *c);
+/* DOMAIN_RESTORE: reserve what the copied memory and table use. */
+int gnttab_restore(struct domain *d);
 
 /* evtchn.c: port tables and the event-channel ops. */
 int evtchn_domain_init(struct domain *d);

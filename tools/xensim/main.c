@@ -3,6 +3,7 @@
 #include "cluster.h"
 #include "device.h"
 #include "host.h"
+#include "migrate.h"
 #include "xsd.h"
 
 #include <getopt.h>
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
         { "block-detach", xensim_cmd_block_detach },
         { "block-list", xensim_cmd_block_list },
         { "cluster", xensim_cmd_cluster },
+        { "migrate", xensim_cmd_migrate },
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(argv[1], cmds[i].name) == 0) {

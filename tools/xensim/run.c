@@ -76,12 +76,18 @@ int xensim_cmd_run(int argc, char **argv)
 
     if (domid != 0) {
         own_process_group();
-        /* Left open across exec on purpose: it marks CMD as the domain's. */
-        char err[512];
-        if (xensim_connect(absdir, domid, true, err, sizeof(err)) < 0) {
+        /* Left open across exec on purpose: it marks CMD as the domain's.
+         * XENSIM_RUN_FD tells a guest that migrates which one to move. */
+        char err[512], fdnum[16];
+        int mark = xensim_connect(absdir, domid, true, err, sizeof(err));
+        if (mark < 0) {
             fprintf(stderr, "xensim run: %s\n", err);
             return 1;
         }
+        snprintf(fdnum, sizeof(fdnum), "%d", mark);
+        setenv("XENSIM_RUN_FD", fdnum, 1);
+    } else {
+        unsetenv("XENSIM_RUN_FD");
     }
     char num[16], xs[PATH_MAX + 32];
     snprintf(num, sizeof(num), "%u", domid);
