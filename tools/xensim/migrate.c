@@ -488,8 +488,16 @@ static void remove_devices(struct mig *m, struct xenif_xs *xs, bool dest,
         struct mdev *d = &m->devs[i];
         if (dest && !d->created)
             continue;
-        device_vbd_remove(xs, dest ? d->be_b : d->be_a, d->type, domid, d->devid,
-                          m->o->timeout_s < 5 ? m->o->timeout_s : 5, false);
+        unsigned be = dest ? d->be_b : d->be_a, wait = m->o->timeout_s < 5 ?
+                                                      m->o->timeout_s : 5;
+        /* A backend that never took the device has nothing to close. */
+        char path[300];
+        unsigned long st;
+        snprintf(path, sizeof(path), "/local/domain/%u/backend/%s/%u/%lu/state", be,
+                 d->type, domid, d->devid);
+        if (xenif_xs_read_uint(xs, 0, path, &st) < 0 || st <= 1)
+            wait = 0;
+        device_vbd_remove(xs, be, d->type, domid, d->devid, wait, false);
     }
 }
 
