@@ -157,6 +157,7 @@ bench: deps
 
 # --- install ------------------------------------------------------------
 MANPAGES := $(wildcard tools/man/*.[18])
+XEN_SCRIPTS_DIR ?= /etc/xen/scripts
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
 	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
@@ -165,6 +166,9 @@ install: $(PROGS)
 	install -m 755 $(BUILD)/xensim $(DESTDIR)$(PREFIX)/bin/xensim
 	for m in $(MANPAGES); do sec=$${m##*.}; \
 	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$sec/; done
+	install -d $(DESTDIR)$(XEN_SCRIPTS_DIR) $(DESTDIR)$(PREFIX)/share/doc/netbus
+	install -m 755 tools/hotplug/netbus-block $(DESTDIR)$(XEN_SCRIPTS_DIR)/netbus-block
+	install -m 644 tools/netbusd.conf.example $(DESTDIR)$(PREFIX)/share/doc/netbus/
 
 clean:
 	rm -rf $(BUILD)
