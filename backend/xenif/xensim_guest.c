@@ -135,8 +135,9 @@ int xsg_suspend(struct xsg *g, char *err, size_t errlen)
     xensim_req_init(&req, XENSIM_OP_GUEST_SUSPEND);
     /* Blocks while the domain is suspended (and our process stopped). */
     if (xensim_call(g->sock, &req, &rsp, NULL, NULL) < 0) {
-        snprintf(err, errlen, "suspend: %s", errno == EAGAIN ?
-                 "the toolstack withdrew the request" : strerror(errno));
+        if (errno == EAGAIN)
+            return XSG_CANCELLED; /* the toolstack withdrew the request */
+        snprintf(err, errlen, "suspend: %s", strerror(errno));
         return -1;
     }
     if (rsp.val[0] == 1)

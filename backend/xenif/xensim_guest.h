@@ -49,8 +49,10 @@ void xsg_close(struct xsg *g);
 int xsg_fd(const struct xsg *g);
 /* Reads pending watch events; true when a suspend is asked for. */
 bool xsg_suspend_requested(struct xsg *g);
-/* Acknowledges the suspend and waits for the resume: XSG_CANCELLED or
- * XSG_MIGRATED, or -1 with a message in err (the host went away). */
+/* Acknowledges the suspend and waits for the resume: XSG_CANCELLED (also
+ * when the toolstack withdrew the request meanwhile, having given up
+ * waiting) or XSG_MIGRATED, or -1 with a message in err (the host went
+ * away). */
 int xsg_suspend(struct xsg *g, char *err, size_t errlen);
 /* The host and domain the process belongs to now. */
 const char *xsg_dir(const struct xsg *g);
