@@ -234,7 +234,7 @@ static int peer_sink(struct nb_conn *c, const struct nb_hdr *h,
                      const struct iovec **iov, unsigned *n)
 {
     struct nb_peer *p = nb_conn_opaque(c);
-    if (h->type == NB_EVENT)
+    if (h->type == NB_EVENT || h->type == (NB_CLOSE | NB_REPLY))
         return 0;
     uint32_t idx;
     struct slot *s = (h->type & NB_REPLY) ? slot_of(p, h->tag, &idx) : NULL;
@@ -261,6 +261,8 @@ static int peer_frame(struct nb_conn *c, const struct nb_hdr *h,
             }
         return 0;
     }
+    if (h->type == (NB_CLOSE | NB_REPLY) && h->tag == 0)
+        return 0; /* the answer to an untracked CLOSE */
     uint32_t idx;
     struct slot *s = (h->type & NB_REPLY) ? slot_of(p, h->tag, &idx) : NULL;
     if (!s)

@@ -424,6 +424,25 @@ static void test_refusals_reveal_nothing(void)
     PUMP_UNTIL(false, 50);
 }
 
+static void test_shared_connection(void)
+{
+    struct opened o1, o2;
+    struct vbd_target *t1 = open_remote("disk1", 5000, &o1);
+    struct vbd_target *t2 = open_remote("disk1", 5000, &o2);
+    CU_ASSERT_STRING_EQUAL_FATAL(o1.err, "");
+    CU_ASSERT_STRING_EQUAL_FATAL(o2.err, "");
+    unsigned conns = px.accepted;
+    struct tio x = { 0 };
+    CU_ASSERT_EQUAL(one(t1, VBD_IO_WRITE, 8192, 4096, &x), 0);
+    t1->ops->close(t1); /* its CLOSE is answered on the shared connection */
+    PUMP_UNTIL(false, 100);
+    CU_ASSERT_EQUAL(one(t2, VBD_IO_READ, 8192, 4096, &x), 0);
+    CU_ASSERT_EQUAL(px.accepted, conns); /* one connection all along */
+    free(x.buf);
+    t2->ops->close(t2);
+    PUMP_UNTIL(false, 50);
+}
+
 static int put(const char *name, const char *key, const char *v)
 {
     char path[256];
@@ -556,6 +575,7 @@ static CU_TestInfo channel_net_tests[] = {
     { "peer dies mid-request: resubmitted, data intact", test_peer_dies_mid_request },
     { "wait limit: error status, loop keeps running", test_wait_limit },
     { "a not-allowed export is answered like a missing one", test_refusals_reveal_nothing },
+    { "devices share one connection; closing one leaves it", test_shared_connection },
     { "unexport --force ends the session", test_unexport_force },
     CU_TEST_INFO_NULL,
 };
