@@ -11,6 +11,7 @@
 # (TLS 1.3) and the guest verifies again. Load numbers (plain TCP, TLS,
 # in-process) are printed for the record, not checked.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim
 netbusd=$build/netbusd
@@ -22,25 +23,12 @@ for b in "$xensim" "$netbusd" "$netbusctl" "$xenfront"; do
     [ -x "$b" ] || { echo "channel-loopback: $b is not built"; exit 1; }
 done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-channel-XXXXXX")
-pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
 trap cleanup EXIT
 
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
-status_is() { # name expected-status command...
-    local name=$1 want=$2; shift 2
-    local got=0
-    "$@" >"$dir/last.out" 2>&1 || got=$?
-    if [ "$got" == "$want" ]; then pass=$((pass + 1)); echo "ok   $name"
-    else fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; sed 's/^/     /' "$dir/last.out"; fi
-}
 has() { # name pattern file
     if grep -q -- "$2" "$3"; then pass=$((pass + 1)); echo "ok   $1"
     else fail=$((fail + 1)); echo "FAIL $1: no '$2' in $3"; sed 's/^/     /' "$3" | tail -5; fi

@@ -15,6 +15,7 @@
 # against the model the guest saved, so no acknowledged write was lost.
 # Needs root for the namespaces.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 peer=$here/lib/netpeer.pl
@@ -37,11 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
 status_is() { # name expected-status command...
     local name=$1 want=$2; shift 2
     local got=0

@@ -9,6 +9,7 @@
 # Needs root (namespaces); without it the namespace part says so and the
 # loopback part still runs.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim
 netbusd=$build/netbusd
@@ -29,11 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
 status_is() { # name expected-status command...
     local name=$1 want=$2; shift 2
     local got=0

@@ -4,26 +4,11 @@
 # cannot read each other's, are paused and resumed for real, and their
 # destruction is announced with @releaseDomain.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-sim-XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
-fails() { # name command...
-    local name=$1; shift
-    if "$@" >/dev/null 2>&1; then fail=$((fail + 1)); echo "FAIL $name: succeeded"
-    else pass=$((pass + 1)); echo "ok   $name"; fi
-}
+trap stop_all EXIT
 
 "$xensim" host --dir "$dir" --log-level warn 2>"$dir/host.log" &
 pids+=($!)

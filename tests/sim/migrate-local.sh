@@ -10,6 +10,7 @@
 # with the guest running on where it was. Afterwards dom0 checks the files
 # against the models the guests saved.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim netbusd=$build/netbusd xenfront=$build/xenfront
 SECS=${MIGRATE_SECONDS:-25}
@@ -18,18 +19,8 @@ for b in "$xensim" "$netbusd" "$xenfront"; do
     [ -x "$b" ] || { echo "migrate-local: $b is not built"; exit 1; }
 done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-mig-XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+trap stop_all EXIT
 
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
 status_is() { # name expected-status command...
     local name=$1 want=$2; shift 2
     local got=0

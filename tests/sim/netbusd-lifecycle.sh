@@ -6,22 +6,17 @@
 # removes a device, a destroyed guest's devices go away, and SIGTERM closes
 # what is left and exits 0, removing the pid file.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim
 netbusd=$build/netbusd
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-sim-XXXXXX")
-pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
 trap cleanup EXIT
 
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
 # Bounded poll: waits up to 10 s for PATH to read VALUE, then prints it.
 wait_read() { # path value
     local v=""

@@ -8,21 +8,11 @@
 # then never answered by the old one, and the new one must serve what is on
 # the ring.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim netbusd=$build/netbusd xenfront=$build/xenfront
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-restart-XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
+trap stop_all EXIT
 
 "$xensim" host --dir "$dir" --log-level warn 2>"$dir/host.log" &
 pids+=($!)

@@ -13,6 +13,7 @@
 # takes over. The toolstack's xenstore permissions and its answers to wrong
 # input are checked on the way.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
 xensim=$build/xensim
 netbusd=$build/netbusd
@@ -22,25 +23,7 @@ for b in "$xensim" "$netbusd" "$xenfront"; do
     [ -x "$b" ] || { echo "vbd-verify: $b is not built"; exit 1; }
 done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-vbd-XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-pass=0 fail=0
-check() { # name expected actual
-    if [ "$2" == "$3" ]; then pass=$((pass + 1)); echo "ok   $1"
-    else fail=$((fail + 1)); echo "FAIL $1: expected [$2], got [$3]"; fi
-}
-status_is() { # name expected-status command...
-    local name=$1 want=$2; shift 2
-    local got=0
-    "$@" >"$dir/last.out" 2>&1 || got=$?
-    if [ "$got" == "$want" ]; then pass=$((pass + 1)); echo "ok   $name"
-    else fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; sed 's/^/     /' "$dir/last.out"; fi
-}
+trap stop_all EXIT
 
 "$xensim" host --dir "$dir" --log-level warn 2>"$dir/host.log" &
 pids+=($!)
