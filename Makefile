@@ -15,7 +15,7 @@ DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils libgnutls28
                 libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
                 libclang-rt-14-dev iproute2 procps fio nbdkit \
                 $(shell cat tests/realxen/host-packages)
-PKGS    := xenstore xenevtchn xengnttab libusb-1.0 liburing gnutls
+PKGS    := xenstore xenevtchn xengnttab xencontrol libusb-1.0 liburing gnutls
 TEST_PKGS := cunit
 
 # pkg-config is only asked once the packages exist, so `make deps` works on

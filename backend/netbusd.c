@@ -5,6 +5,7 @@
  * another) with command-line options overriding it. */
 #include "evloop.h"
 #include "log.h"
+#include "timeline.h"
 #include "xenbus.h"
 #include "xenif.h"
 
@@ -587,6 +588,10 @@ static int serve(struct daemon *d, const struct xenif_config *cfg)
         log_error(NULL, "%s", err);
         goto out;
     }
+    char tlbase[64];
+    snprintf(tlbase, sizeof(tlbase), "/local/domain/%u/netbus/timeline",
+             xenif_xs_own_domid(xs));
+    timeline_start(xs, tlbase);
     if (channel_start(loop, cfg, &s->ch, err, sizeof(err)) < 0) {
         log_error(NULL, "netbus channel: %s", err);
         goto out;
@@ -620,6 +625,7 @@ out:
      * the channel's sessions and exports. */
     xenbus_free(bus);
     channel_stop();
+    timeline_stop();
     xenif_xs_close(xs);
     if (pidfd >= 0) {
         unlink(s->pidfile);

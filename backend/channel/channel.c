@@ -160,7 +160,7 @@ static bool is_this_host(const struct channel *c, const char *host)
 }
 
 struct vbd_target *channel_open_url(const char *url, bool readonly,
-                                    const char *where,
+                                    const char *owner_id, const char *where,
                                     void (*ready)(void *opaque,
                                                   const char *err),
                                     void *opaque, bool *pending, char *err,
@@ -176,7 +176,10 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
     if (nb_url_parse(url, &u, err, errlen) < 0)
         return NULL;
     char owner[NB_OWNER_MAX + 1];
-    snprintf(owner, sizeof(owner), "%s %s", c->s.name, where);
+    if (owner_id)
+        snprintf(owner, sizeof(owner), "%s", owner_id);
+    else
+        snprintf(owner, sizeof(owner), "%s %s", c->s.name, where);
     if (is_this_host(c, u.host)) {
         *pending = false;
         struct nb_export *ex = nb_exports_find(c->exports, u.export_name);

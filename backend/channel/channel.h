@@ -48,9 +48,12 @@ void channel_stop(void);
 /* Opens a vbd target for a netbus:// URL. The target is usable (its info
  * valid) when *pending is false; otherwise ready(opaque, NULL or why) is
  * called once later from the event loop (on failure, close the target).
+ * owner names who the export's session belongs to: the guest's domain
+ * UUID, so that the LBE of the host a guest migrated to takes the session
+ * over; NULL: this host's name and `where` (a guest of unknown identity).
  * NULL with err for a bad URL or when the channel is not running. */
 struct vbd_target *channel_open_url(const char *url, bool readonly,
-                                    const char *where,
+                                    const char *owner, const char *where,
                                     void (*ready)(void *opaque,
                                                   const char *err),
                                     void *opaque, bool *pending, char *err,

@@ -94,16 +94,59 @@ struct nb_session *nb_session_find(struct nb_exports *reg, uint32_t id)
     return NULL;
 }
 
+/* A guest's identity (its domain UUID) rather than "HOST BACKEND-PATH". */
+static bool owner_is_guest(const char *owner)
+{
+    return strlen(owner) == 36 &&
+           strspn(owner, "0123456789abcdefABCDEF-") == 36;
+}
+
+/* Handover and exclusion (PROTOCOL.md, "Sessions"): a session opened for a
+ * guest that already has one on this export (the LBE of the host it
+ * migrated to) supersedes the old one; another guest is refused while a
+ * writer holds the export. -1 with errno EBUSY to refuse. */
+static int claim(struct nb_export *ex, const char *owner, bool readonly,
+                 uint32_t new_id)
+{
+    if (!owner_is_guest(owner))
+        return 0; /* identity unknown: nothing to compare */
+    for (struct nb_session *o = ex->sessions; o; o = o->next) {
+        if (o->superseded || !owner_is_guest(o->owner) ||
+            strcmp(o->owner, owner) == 0)
+            continue;
+        if (!readonly || !o->readonly) {
+            log_warn(ex->dir, "refused a session for guest %s: guest %s holds "
+                     "the export (session %u%s)", owner, o->owner, o->id,
+                     o->readonly ? ", read-only" : "");
+            errno = EBUSY;
+            return -1;
+        }
+    }
+    for (struct nb_session *o = ex->sessions; o; o = o->next)
+        if (!o->superseded && strcmp(o->owner, owner) == 0) {
+            o->superseded = true;
+            o->superseded_by = new_id;
+            log_info(ex->dir, "session %u of guest %s (from %s) is handed over "
+                     "to a new session%s", o->id, owner, o->peer,
+                     o->inflight ? "; its requests in flight finish first" : "");
+        }
+    return 0;
+}
+
 struct nb_session *nb_session_new(struct nb_export *ex, const char *peer,
                                   const char *owner, bool readonly)
 {
     struct nb_exports *reg = ex->reg;
+    uint32_t id;
+    do {
+        id = ++reg->next_session;
+    } while (id == 0 || nb_session_find(reg, id));
+    if (claim(ex, owner, readonly, id) < 0)
+        return NULL;
     struct nb_session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    do {
-        s->id = ++reg->next_session;
-    } while (s->id == 0 || nb_session_find(reg, s->id));
+    s->id = id;
     s->ex = ex;
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
     snprintf(s->owner, sizeof(s->owner), "%s", owner);
@@ -127,6 +170,15 @@ void nb_session_free(struct nb_session *s)
         if (*pp == s) {
             *pp = s->next;
             break;
+        }
+    /* The guest's move was cancelled (its new LBE went away before the
+     * old one did): the session it superseded serves again. */
+    for (struct nb_session *o = ex->sessions; o; o = o->next)
+        if (o->superseded && o->superseded_by == s->id) {
+            o->superseded = false;
+            log_info(ex->dir, "session %u of guest %s is back in service "
+                     "(session %u that took it over closed)", o->id, o->owner,
+                     s->id);
         }
     char dir[600];
     snprintf(dir, sizeof(dir), "%s/sessions/%u", ex->dir, s->id);

@@ -40,6 +40,10 @@ struct nb_session {
     char peer[NB_NAME_MAX + 1];
     char owner[NB_OWNER_MAX + 1];
     bool readonly;
+    /* Another session was opened for the same guest (it migrated): this
+     * one takes no new I/O. */
+    bool superseded;
+    uint32_t superseded_by; /* reinstated if that session closes first */
     unsigned inflight;      /* target I/O not completed yet */
     /* The side serving the session (server connection or local target). */
     void *user;
@@ -73,7 +77,10 @@ bool nb_export_readonly(const struct nb_export *ex);
 struct vbd_target *nb_export_target(struct nb_export *ex);
 const char *nb_export_name(const struct nb_export *ex);
 
-/* A new session (published under sessions/ID). NULL if out of memory. */
+/* A new session (published under sessions/ID). A session of the same owner
+ * (a guest's domain UUID) is superseded; while another guest holds the
+ * export writable (or asks to write), NULL with errno EBUSY. NULL with
+ * ENOMEM if out of memory. */
 struct nb_session *nb_session_new(struct nb_export *ex, const char *peer,
                                   const char *owner, bool readonly);
 /* Session id on this host; NULL if none. */

@@ -52,6 +52,8 @@ static int lt_submit(struct vbd_target *t, struct vbd_target_io *orig)
     struct lt *lt = LT(t);
     if (!lt->ex)
         return -ENODEV;
+    if (lt->s->superseded)
+        return -ESTALE; /* the guest moved on: its new LBE has the export */
     struct lt_io *io = lt->free_ios;
     if (io)
         lt->free_ios = io->next_free;
@@ -152,10 +154,14 @@ struct vbd_target *nb_local_open(struct nb_export *ex, const char *peer,
         lt->where = strdup(where);
     if (!lt || !lt->where ||
         !(lt->s = nb_session_new(ex, peer, owner, readonly))) {
+        if (lt && lt->where && errno == EBUSY)
+            snprintf(err, errlen, "export '%s' is in use by another guest",
+                     nb_export_name(ex));
+        else
+            snprintf(err, errlen, "out of memory");
         if (lt)
             free(lt->where);
         free(lt);
-        snprintf(err, errlen, "out of memory");
         return NULL;
     }
     lt->ex = ex;

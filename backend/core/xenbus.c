@@ -9,6 +9,7 @@
 
 #include "evloop.h"
 #include "log.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -67,6 +68,7 @@ struct xenbus_device {
     bool error_pending;   /* on the deferred-close list */
     bool dying;           /* in device_destroy: errors are only recorded */
     bool script;          /* the toolstack runs a hotplug script for it */
+    bool suspended;       /* class suspend() called, resume() owed */
     char errmsg[MAX_ERROR_TEXT];
     void *priv;
     struct xenbus_device *next;
@@ -88,7 +90,16 @@ struct xenbus {
     unsigned long next_serial;
     bool release_watch;
     bool lost;
+    /* Frontend domains' run state, to quiesce devices at a suspend; NULL
+     * where this domain may not ask (a driver domain). */
+    struct xenif_dom *dom;
+    struct timer *suspend_poll;
 };
+
+/* While a device is quiesced for a suspended guest, how often the guest's
+ * domain is looked at again: a cancelled suspend (failed migration,
+ * checkpoint) resumes the domain without any xenstore event. */
+#define SUSPEND_POLL_MS 20
 
 static const char *const state_names[] = {
     "Unknown", "Initialising", "InitWait", "Initialised", "Connected",
@@ -265,6 +276,7 @@ static void switch_state(struct xenbus_device *dev, int state)
 
 static void class_disconnect(struct xenbus_device *dev)
 {
+    dev->suspended = false;
     if (dev->init_called && dev->bc->cls->disconnect)
         dev->bc->cls->disconnect(dev);
 }
@@ -840,6 +852,48 @@ static void class_event(struct xenbus *bus, struct bus_class *bc,
     if (!parse_uint(fe_s, 0x7fef, &fe) || !parse_uint(dev_s, UINT32_MAX, &devid))
         return;
     device_check(bus, bc, (unsigned)fe, (unsigned)devid);
+    /* netbusctl asked for a hot-swap of this device. */
+    if (end && strcmp(end + 1, XENBUS_SWAP_KEY) == 0 && bc->cls->swap) {
+        struct xenbus_device *dev = device_find(bus, bc, (unsigned)fe,
+                                                (unsigned)devid);
+        if (dev && dev->init_ok && !dev->failed)
+            bc->cls->swap(dev);
+    }
+}
+
+/* Quiesces the connected devices of suspended domains and resumes those
+ * whose domain runs again; polls while any device is suspended. */
+static void check_suspends(struct xenbus *bus)
+{
+    if (!bus->dom)
+        return;
+    bool polling = false;
+    for (struct xenbus_device *d = bus->devices; d; d = d->next) {
+        const struct xenbus_class *cls = d->bc->cls;
+        if (!cls->suspend || d->be_state != XB_CONNECTED || d->failed)
+            continue;
+        enum xenif_dom_run st = xenif_dom_run_state(bus->dom, d->fe_id);
+        if (st == XENIF_DOM_SUSPENDED && !d->suspended) {
+            log_info(d->be_path, "frontend domain %u suspended: quiescing",
+                     d->fe_id);
+            d->suspended = true;
+            cls->suspend(d);
+        } else if (st == XENIF_DOM_RUNNING && d->suspended) {
+            log_info(d->be_path, "frontend domain %u runs again: resuming",
+                     d->fe_id);
+            d->suspended = false;
+            if (cls->resume)
+                cls->resume(d);
+        }
+        polling |= d->suspended;
+    }
+    if (polling && bus->suspend_poll)
+        timer_at(bus->suspend_poll, mono_ms() + SUSPEND_POLL_MS);
+}
+
+static void on_suspend_poll(void *opaque)
+{
+    check_suspends(opaque);
 }
 
 /* @releaseDomain: some domain died (or was suspended). Devices whose
@@ -860,6 +914,7 @@ static void release_event(struct xenbus *bus)
         log_info(d->be_path, "frontend domain %u is gone", d->fe_id);
         device_close_and_destroy(d);
     }
+    check_suspends(bus);
 }
 
 /* ---- loop callbacks ----------------------------------------------------- */
@@ -965,6 +1020,15 @@ struct xenbus *xenbus_new(struct evloop *loop, struct xenif_xs *xs,
         goto fail_loop;
     }
     bus->release_watch = true;
+    char err[256];
+    bus->dom = xenif_dom_open(&bus->cfg, err, sizeof(err));
+    if (!bus->dom)
+        log_info(NULL, "xenbus: devices will not quiesce when their guest "
+                 "suspends: %s", err);
+    bus->suspend_poll = timer_new(loop, on_suspend_poll, bus);
+    if (!bus->suspend_poll)
+        log_error(NULL, "xenbus: no timer for suspend polling: %s",
+                  strerror(errno));
     return bus;
 fail_loop:
     evloop_del(loop, bus->efd);
@@ -1000,6 +1064,8 @@ void xenbus_free(struct xenbus *bus)
         xenif_xs_unwatch(bus->xs, "@releaseDomain", TOKEN_RELEASE);
     if (!bus->lost)
         evloop_del(bus->loop, xenif_xs_fd(bus->xs));
+    timer_free(bus->suspend_poll);
+    xenif_dom_close(bus->dom);
     evloop_del(bus->loop, bus->efd);
     close(bus->efd);
     free(bus);
@@ -1213,4 +1279,17 @@ void xenbus_device_error(struct xenbus_device *dev, const char *fmt, ...)
     uint64_t one = 1;
     if (write(dev->bus->efd, &one, sizeof(one)) < 0)
         log_warn(dev->be_path, "xenbus: eventfd: %s", strerror(errno));
+}
+
+void xenbus_frontend_uuid(struct xenbus_device *dev, char *buf, size_t len)
+{
+    char path[48];
+    snprintf(path, sizeof(path), "/local/domain/%u/vm", dev->fe_id);
+    char *vm = xenif_xs_read(dev->bus->xs, 0, path, NULL);
+    const char *u = vm ? strrchr(vm, '/') : NULL;
+    buf[0] = '\0';
+    /* "/vm/UUID": 36 characters of hex digits and dashes. */
+    if (u && strlen(u + 1) == 36 && strspn(u + 1, "0123456789abcdefABCDEF-") == 36)
+        snprintf(buf, len, "%s", u + 1);
+    free(vm);
 }

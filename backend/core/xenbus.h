@@ -35,6 +35,8 @@ struct xenbus;
 struct xenbus_device;
 
 #define XENBUS_INIT_PENDING 1
+#define XENBUS_SWAP_KEY "netbus-swap"
+
 
 struct xenbus_class {
     const char *type; /* backend type: "vbd", "qdisk", "vusb", ... */
@@ -54,6 +56,17 @@ struct xenbus_class {
      * unbind. Called before Closing/Closed and before free; may be called
      * when not connected (must then do nothing). */
     void (*disconnect)(struct xenbus_device *dev);
+    /* Optional. The frontend's domain suspended (save, migration): stop
+     * taking requests, finish and answer those in flight; requests still on
+     * the ring stay there (for this backend if the suspend is cancelled,
+     * else for the destination's). */
+    void (*suspend)(struct xenbus_device *dev);
+    /* Optional. The domain runs again on this host (a cancelled suspend):
+     * serve the ring again. */
+    void (*resume)(struct xenbus_device *dev);
+    /* Optional. Backend key XENBUS_SWAP_KEY was written (netbusctl swap):
+     * read it and answer in the keys the class documents. */
+    void (*swap)(struct xenbus_device *dev);
     /* The device goes away: release the target and the private state. */
     void (*free)(struct xenbus_device *dev);
 };
@@ -99,6 +112,10 @@ int xenbus_printf(struct xenbus_device *dev, const char *key, const char *fmt,
 char *xenbus_read_frontend(struct xenbus_device *dev, const char *key);
 int xenbus_read_frontend_uint(struct xenbus_device *dev, const char *key,
                               unsigned long *out);
+
+/* The UUID of the frontend's domain (from /local/domain/FE/vm), into buf
+ * (37 bytes); "" when it cannot be read (a driver domain may not). */
+void xenbus_frontend_uuid(struct xenbus_device *dev, char *buf, size_t len);
 
 /* A device whose init returned XENBUS_INIT_PENDING is ready: it goes on as
  * if init had returned 0. */

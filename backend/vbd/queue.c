@@ -109,6 +109,12 @@ static uint8_t rsp_op(const struct blkif_req *r)
 
 static void respond(struct vbd_queue *q, const struct blkif_req *r, int16_t st)
 {
+    struct vbd_disk *d = q->disk;
+    if (d->on_first_response) {
+        void (*cb)(struct vbd_disk *) = d->on_first_response;
+        d->on_first_response = NULL;
+        cb(d);
+    }
     blkif_abi_put_response(q->abi, slot(q, q->rsp_prod_pvt), r->id, rsp_op(r), st);
     q->rsp_prod_pvt++;
 }
@@ -403,7 +409,7 @@ static void handle(struct vbd_queue *q, const uint8_t *copy)
 static void queue_process(struct vbd_queue *q)
 {
     struct vbd_disk *d = q->disk;
-    while (!q->stopped && !q->dead) {
+    while (!q->stopped && !q->dead && !d->quiesced) {
         uint32_t rp = load_idx(q, IDX_REQ_PROD);
         __atomic_thread_fence(__ATOMIC_ACQUIRE); /* index before slots */
         if (rp - q->req_cons > q->size) {
@@ -453,6 +459,23 @@ static void on_evtchn(struct evloop *loop, int fd, uint32_t events, void *opaque
     queue_process(q);
 }
 
+unsigned vbd_disk_inflight(const struct vbd_disk *disk)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < disk->nr_queues; i++)
+        n += disk->queues[i]->inflight;
+    return n;
+}
+
+static void check_drained(struct vbd_disk *d)
+{
+    if (!d->quiesced || !d->on_drained || vbd_disk_inflight(d))
+        return;
+    void (*cb)(struct vbd_disk *) = d->on_drained;
+    d->on_drained = NULL;
+    cb(d);
+}
+
 static void on_reaped(void *opaque)
 {
     struct vbd_disk *d = opaque;
@@ -461,6 +484,27 @@ static void on_reaped(void *opaque)
         push(q);
         queue_process(q); /* picks up where a full queue stopped */
     }
+    check_drained(d);
+}
+
+void vbd_disk_quiesce(struct vbd_disk *disk,
+                      void (*on_drained)(struct vbd_disk *disk))
+{
+    disk->quiesced = true;
+    disk->on_drained = on_drained;
+    if (disk->target)
+        disk->target->ops->kick(disk->target);
+    for (unsigned i = 0; i < disk->nr_queues; i++)
+        push(disk->queues[i]);
+    check_drained(disk);
+}
+
+void vbd_disk_resume(struct vbd_disk *disk)
+{
+    disk->quiesced = false;
+    disk->on_drained = NULL;
+    for (unsigned i = 0; i < disk->nr_queues; i++)
+        queue_process(disk->queues[i]);
 }
 
 void vbd_disk_attach_target(struct vbd_disk *disk)

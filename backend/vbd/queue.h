@@ -46,6 +46,14 @@ struct vbd_disk {
     void (*fail)(struct vbd_disk *disk, const char *why);
     void *opaque;
     bool failed;
+    /* Quiesced (a guest suspending, a hot-swap): no request is taken from
+     * the rings; those left there wait for resume or for the next backend.
+     * on_drained runs once when nothing is in flight any more. */
+    bool quiesced;
+    void (*on_drained)(struct vbd_disk *disk);
+    /* Runs once, at the first response written after it was set (the
+     * timeline's first-request). */
+    void (*on_first_response)(struct vbd_disk *disk);
     struct vbd_queue *queues[VBD_MAX_QUEUES];
     unsigned nr_queues;
     /* counters (tests, stats) */
@@ -67,6 +75,14 @@ void vbd_disk_attach_target(struct vbd_disk *disk);
 struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
                                  const struct vbd_queue_params *p, char *err,
                                  size_t errlen);
+/* Stops taking requests from the rings; what is in flight finishes and is
+ * answered, then on_drained runs (at once, from here, when nothing is in
+ * flight). */
+void vbd_disk_quiesce(struct vbd_disk *disk,
+                      void (*on_drained)(struct vbd_disk *disk));
+/* Takes requests again, starting with those that waited on the rings. */
+void vbd_disk_resume(struct vbd_disk *disk);
+unsigned vbd_disk_inflight(const struct vbd_disk *disk);
 /* Stops taking requests on every queue, waits for the target to finish what
  * is in flight, pushes those responses, then unmaps and unbinds all queues. */
 void vbd_disk_close_queues(struct vbd_disk *disk);

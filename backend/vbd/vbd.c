@@ -6,6 +6,7 @@
 #include "log.h"
 #include "queue.h"
 #include "target.h"
+#include "timeline.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,12 +17,25 @@
 #define VDISK_REMOVABLE_BIT 2
 #define VDISK_READONLY_BIT  4
 
+/* A hot-swap in progress (netbusctl swap): the new target opens while the
+ * old one still serves, then the queues quiesce and the targets change. */
+struct vbd_swap {
+    char *spec;                  /* path or netbus:// URL */
+    struct vbd_target *target;   /* the new one, until it is in place */
+    bool opening;
+};
+
 struct vbd_dev {
     struct xenbus_device *dev;
     struct vbd_disk disk;
     unsigned info;
     bool readonly, discard_enable;
     bool connected;
+    char *spec;                  /* what params named when opened */
+    char uuid[40];               /* the guest's domain UUID, or "" */
+    struct timeline_op *tl;      /* suspend or swap record in progress */
+    struct timeline_op *tl_first; /* record waiting for its first-request */
+    struct vbd_swap swap;
 };
 
 const char *vbd_params_path(const char *params)
@@ -92,6 +106,32 @@ static int vbd_publish(struct vbd_dev *v)
     return 0;
 }
 
+/* Opens the target named by spec (a path as vbd_params_path accepts, or a
+ * netbus:// URL). A URL may open asynchronously: *pending is then set and
+ * ready(v, err) runs later. NULL with err. */
+static struct vbd_target *open_target(struct vbd_dev *v, const char *spec,
+                                      void (*ready)(void *opaque,
+                                                    const char *err),
+                                      bool *pending, char *err, size_t errlen)
+{
+    struct vbd_disk *d = &v->disk;
+    *pending = false;
+    if (nb_url_is_netbus(spec))
+        /* The owner is the guest, not this backend: after a migration the
+         * destination's LBE takes the export's session over. */
+        return channel_open_url(spec, v->readonly, v->uuid[0] ? v->uuid : NULL,
+                                d->where, ready, v, pending, err, errlen);
+    const char *path = vbd_params_path(spec);
+    if (!path) {
+        snprintf(err, errlen, "cannot serve \"%.200s\" (want an absolute path, "
+                 "optionally file:/phy:/aio:/raw:, or netbus://HOST[:PORT]/EXPORT)",
+                 spec);
+        return NULL;
+    }
+    return vbd_target_file_open(path, v->readonly, d->loop, d->where, err,
+                                errlen);
+}
+
 /* A netbus:// target opened (err NULL) or could not be. */
 static void vbd_target_ready(void *opaque, const char *err)
 {
@@ -158,13 +198,12 @@ static int vbd_init(struct xenbus_device *dev)
     d->domid = xenbus_frontend_id(dev);
     d->fail = vbd_fail;
     d->opaque = v;
+    xenbus_frontend_uuid(dev, v->uuid, sizeof(v->uuid));
+    v->spec = params;
+    params = NULL;
     bool pending = false;
-    if (url)
-        d->target = channel_open_url(path, readonly, where, vbd_target_ready,
-                                     v, &pending, err, sizeof(err));
-    else
-        d->target = vbd_target_file_open(path, readonly, d->loop, where, err,
-                                         sizeof(err));
+    d->target = open_target(v, v->spec, vbd_target_ready, &pending, err,
+                            sizeof(err));
     if (!d->target) {
         xenbus_device_error(dev, "cannot open the disk: %s", err);
         goto fail;
@@ -176,8 +215,8 @@ static int vbd_init(struct xenbus_device *dev)
     }
     vbd_disk_attach_target(d);
     xenbus_set_priv(dev, v);
-    log_info(where, "disk %s", path);
-    free(params);
+    log_info(where, "disk %s%s%s", v->spec, v->uuid[0] ? ", guest " : "",
+             v->uuid);
     if (pending)
         return XENBUS_INIT_PENDING; /* vbd_target_ready goes on */
     return vbd_publish(v); /* on failure, free() releases v */
@@ -185,6 +224,7 @@ fail:
     if (d->target)
         d->target->ops->close(d->target);
     xenif_gnt_close(d->gnt);
+    free(v->spec);
     free(v);
     free(params);
     return -1;
@@ -208,6 +248,22 @@ static int fe_uint(struct xenbus_device *dev, const char *prefix,
     return 0;
 }
 
+static void first_response(struct vbd_disk *d)
+{
+    struct vbd_dev *v = d->opaque;
+    timeline_mark(v->tl_first, "first-request");
+    timeline_end(v->tl_first, "ok");
+    v->tl_first = NULL;
+}
+
+/* Records the time from attached to the first request served in op. */
+static void await_first_response(struct vbd_dev *v, struct timeline_op *op)
+{
+    timeline_end(v->tl_first, "ok"); /* one that never saw a request */
+    v->tl_first = op;
+    v->disk.on_first_response = op ? first_response : NULL;
+}
+
 static int vbd_connect(struct xenbus_device *dev)
 {
     struct vbd_dev *v = xenbus_priv(dev);
@@ -216,6 +272,8 @@ static int vbd_connect(struct xenbus_device *dev)
         vbd_disk_close_queues(d);
     v->connected = false;
     d->failed = false;
+    d->quiesced = false;
+    uint64_t t_attach = timeline_now_us();
 
     enum blkif_abi abi;
     char *proto = xenbus_read_frontend(dev, "protocol");
@@ -286,6 +344,10 @@ static int vbd_connect(struct xenbus_device *dev)
         goto fail;
     }
     v->connected = true;
+    struct timeline_op *op = timeline_begin("connect", d->where, v->uuid,
+                                            xenbus_frontend_id(dev), v->spec);
+    timeline_mark_at(op, "attached", t_attach);
+    await_first_response(v, op);
     log_info(xenbus_backend_path(dev), "connected: %lu queue(s) of %u ring "
              "page(s), %s%s", nq, 1u << order, blkif_abi_name(abi),
              d->persistent ? ", persistent grants" : "");
@@ -295,13 +357,206 @@ fail:
     return -1;
 }
 
+/* ---- suspend: quiesce for the toolstack -------------------------------- */
+
+static void suspend_drained(struct vbd_disk *d)
+{
+    struct vbd_dev *v = d->opaque;
+    timeline_mark(v->tl, "drained");
+    /* Tells a toolstack that waits for it (xensim migrate) that nothing is
+     * in flight any more and nothing will be taken from the rings. */
+    xenbus_printf(v->dev, "netbus-quiesced", "1");
+    log_info(d->where, "quiesced: nothing in flight, %llu requests served",
+             (unsigned long long)d->requests);
+}
+
+static void vbd_suspend(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    if (!v || !v->connected || v->disk.quiesced)
+        return;
+    uint64_t t = timeline_now_us();
+    timeline_end(v->tl_first, "ok");
+    v->tl_first = NULL;
+    v->disk.on_first_response = NULL;
+    v->tl = timeline_begin("suspend", v->disk.where, v->uuid,
+                           xenbus_frontend_id(dev), v->spec);
+    timeline_mark_at(v->tl, "quiesce-start", t);
+    vbd_disk_quiesce(&v->disk, suspend_drained);
+}
+
+static void vbd_resume(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    if (!v || !v->connected || !v->disk.quiesced || v->swap.spec)
+        return;
+    xenbus_printf(dev, "netbus-quiesced", "0");
+    timeline_end(v->tl, "resumed");
+    v->tl = NULL;
+    vbd_disk_resume(&v->disk);
+}
+
+/* ---- hot-swap ------------------------------------------------------------ */
+
+static void swap_answer(struct vbd_dev *v, const char *err)
+{
+    struct vbd_swap *sw = &v->swap;
+    if (err) {
+        log_warn(v->disk.where, "swap to %s failed: %s", sw->spec ? sw->spec : "?", err);
+        xenbus_printf(v->dev, "netbus-swap-error", "%s", err);
+    } else {
+        xenbus_printf(v->dev, "netbus-swap-error", "%s", "");
+    }
+    xenbus_printf(v->dev, "netbus-swap-state", "%s", err ? "error" : "done");
+    if (sw->target)
+        sw->target->ops->close(sw->target);
+    free(sw->spec);
+    memset(sw, 0, sizeof(*sw));
+}
+
+/* Quiesced and drained: the new target takes over. */
+static void swap_drained(struct vbd_disk *d)
+{
+    struct vbd_dev *v = d->opaque;
+    struct vbd_swap *sw = &v->swap;
+    timeline_mark(v->tl, "drained");
+    d->target->ops->close(d->target);
+    timeline_mark(v->tl, "detached");
+    d->target = sw->target;
+    sw->target = NULL;
+    vbd_disk_attach_target(d);
+    timeline_mark(v->tl, "attached");
+    log_info(d->where, "swapped: %s -> %s", v->spec, sw->spec);
+    free(v->spec);
+    v->spec = sw->spec;
+    sw->spec = NULL;
+    /* A netbusd started later (and the toolstack's view) must find the
+     * new target. */
+    xenbus_printf(v->dev, "params", "%s", v->spec);
+    await_first_response(v, v->tl);
+    v->tl = NULL;
+    swap_answer(v, NULL);
+    vbd_disk_resume(d);
+}
+
+/* Compatible: same size and sector size, writable if the device is. */
+static const char *swap_incompatible(const struct vbd_target_info *a,
+                                     const struct vbd_target_info *b,
+                                     char *why, size_t len)
+{
+    if (a->size != b->size)
+        snprintf(why, len, "the new target has %llu bytes, the disk %llu",
+                 (unsigned long long)b->size, (unsigned long long)a->size);
+    else if (a->sector_size != b->sector_size)
+        snprintf(why, len, "the new target has %u-byte sectors, the disk %u",
+                 b->sector_size, a->sector_size);
+    else if (!a->readonly && b->readonly)
+        snprintf(why, len, "the new target is read-only, the disk is not");
+    else
+        return NULL;
+    return why;
+}
+
+static void swap_target_ready(void *opaque, const char *err)
+{
+    struct vbd_dev *v = opaque;
+    struct vbd_swap *sw = &v->swap;
+    struct vbd_disk *d = &v->disk;
+    char why[256];
+    sw->opening = false;
+    if (err) {
+        snprintf(why, sizeof(why), "cannot open %s: %s", sw->spec, err);
+        swap_answer(v, why);
+        return;
+    }
+    if (swap_incompatible(&d->target->info, &sw->target->info, why,
+                          sizeof(why))) {
+        swap_answer(v, why);
+        return;
+    }
+    char detail[600];
+    snprintf(detail, sizeof(detail), "%s -> %s", v->spec, sw->spec);
+    uint64_t t = timeline_now_us();
+    v->tl = timeline_begin("swap", d->where, v->uuid,
+                           xenbus_frontend_id(v->dev), detail);
+    timeline_mark_at(v->tl, "quiesce-start", t);
+    if (!v->connected) {
+        d->quiesced = true; /* no queues: nothing to drain */
+        swap_drained(d);
+        d->quiesced = false;
+        return;
+    }
+    vbd_disk_quiesce(d, swap_drained);
+}
+
+/* The new target does no I/O before it is attached. */
+static void no_reaped(void *opaque)
+{
+    (void)opaque;
+}
+
+static void vbd_swap(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    char *spec = xenbus_read(dev, XENBUS_SWAP_KEY);
+    if (!v || !spec || !*spec) {
+        free(spec);
+        return;
+    }
+    if (v->swap.spec) {
+        log_warn(v->disk.where, "swap to %s refused: a swap to %s is running",
+                 spec, v->swap.spec);
+        free(spec);
+        return;
+    }
+    v->swap.spec = spec;
+    xenbus_printf(dev, "netbus-swap-state", "running");
+    if (v->disk.quiesced) {
+        swap_answer(v, "the guest is suspended; swap after it resumes");
+        return;
+    }
+    if (strcmp(spec, v->spec) == 0) {
+        swap_answer(v, "the disk already uses that target");
+        return;
+    }
+    char err[512];
+    bool pending;
+    v->swap.target = open_target(v, spec, swap_target_ready, &pending, err,
+                                 sizeof(err));
+    if (!v->swap.target) {
+        char why[700];
+        snprintf(why, sizeof(why), "cannot open %s: %s", spec, err);
+        swap_answer(v, why);
+        return;
+    }
+    v->swap.target->reaped = no_reaped;
+    v->swap.opening = pending;
+    log_info(v->disk.where, "swap to %s requested", spec);
+    if (!pending)
+        swap_target_ready(v, NULL);
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+
 static void vbd_disconnect(struct xenbus_device *dev)
 {
     struct vbd_dev *v = xenbus_priv(dev);
     if (!v || !v->connected)
         return;
+    v->disk.on_drained = NULL;
+    if (v->swap.spec)
+        swap_answer(v, "the device disconnected during the swap");
     vbd_disk_close_queues(&v->disk);
     v->connected = false;
+    v->disk.quiesced = false;
+    v->disk.on_first_response = NULL;
+    timeline_end(v->tl_first, "ok");
+    v->tl_first = NULL;
+    if (v->tl) {
+        timeline_mark(v->tl, "detached");
+        timeline_end(v->tl, "ok");
+        v->tl = NULL;
+    }
     log_info(xenbus_backend_path(dev), "disconnected (%llu requests, %llu "
              "errors)", (unsigned long long)v->disk.requests,
              (unsigned long long)v->disk.errors);
@@ -312,11 +567,16 @@ static void vbd_free(struct xenbus_device *dev)
     struct vbd_dev *v = xenbus_priv(dev);
     if (!v)
         return;
+    if (v->swap.spec)
+        swap_answer(v, "the device went away during the swap");
     vbd_disk_close_queues(&v->disk);
     if (v->disk.target)
         v->disk.target->ops->close(v->disk.target);
     xenif_gnt_close(v->disk.gnt);
+    timeline_end(v->tl_first, "ok");
+    timeline_end(v->tl, "ok");
     xenbus_set_priv(dev, NULL);
+    free(v->spec);
     free(v);
 }
 
@@ -325,6 +585,9 @@ const struct xenbus_class vbd_class = {
     .init = vbd_init,
     .connect = vbd_connect,
     .disconnect = vbd_disconnect,
+    .suspend = vbd_suspend,
+    .resume = vbd_resume,
+    .swap = vbd_swap,
     .free = vbd_free,
 };
 
@@ -333,5 +596,8 @@ const struct xenbus_class qdisk_class = {
     .init = vbd_init,
     .connect = vbd_connect,
     .disconnect = vbd_disconnect,
+    .suspend = vbd_suspend,
+    .resume = vbd_resume,
+    .swap = vbd_swap,
     .free = vbd_free,
 };

@@ -244,3 +244,53 @@ int xenif_gnt_unshare(struct xenif_gnt *g, void *addr, unsigned count)
 {
     return g->ops->unshare(g->h, addr, count);
 }
+
+/* ---- domain run state ----------------------------------------------------- */
+
+struct xenif_dom {
+    const struct xenif_dom_ops *ops;
+    void *h;
+};
+
+struct xenif_dom *xenif_dom_open(const struct xenif_config *cfg, char *err,
+                                 size_t errlen)
+{
+    struct xenif_resolved r;
+    if (xenif_resolve(cfg, &r, err, errlen) < 0)
+        return NULL;
+    struct xenif_dom *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->ops = r.kind == XENIF_XEN ? &xenif_xen_dom_ops : &xenif_xensim_dom_ops;
+    d->h = d->ops->open(cfg, err, errlen);
+    if (!d->h) {
+        int saved = errno;
+        free(d);
+        errno = saved;
+        return NULL;
+    }
+    return d;
+}
+
+void xenif_dom_close(struct xenif_dom *d)
+{
+    if (!d)
+        return;
+    d->ops->close(d->h);
+    free(d);
+}
+
+enum xenif_dom_run xenif_dom_run_state(struct xenif_dom *d, xenif_domid domid)
+{
+    return d ? d->ops->run_state(d->h, domid) : XENIF_DOM_UNKNOWN;
+}
+
+const char *xenif_dom_run_name(enum xenif_dom_run st)
+{
+    switch (st) {
+    case XENIF_DOM_RUNNING: return "running";
+    case XENIF_DOM_SUSPENDED: return "suspended";
+    case XENIF_DOM_GONE: return "gone";
+    default: return "unknown";
+    }
+}

@@ -130,6 +130,28 @@ int xenif_evtchn_notify(struct xenif_evtchn *ec, xenif_port port);
 int xenif_evtchn_pending(struct xenif_evtchn *ec);
 int xenif_evtchn_unmask(struct xenif_evtchn *ec, xenif_port port);
 
+/* ---- domain run state ----------------------------------------------------- */
+
+/* What a backend needs to know of its frontend's domain to quiesce at a
+ * suspend: a guest suspending for save or migration stops using its
+ * devices, and its backends must finish what is in flight before the
+ * toolstack copies the last pages. Real Xen reports it through libxenctrl
+ * (dom0 only: a driver domain may not ask, and gets XENIF_DOM_UNKNOWN). */
+enum xenif_dom_run {
+    XENIF_DOM_UNKNOWN,    /* cannot tell (not privileged, or failed) */
+    XENIF_DOM_RUNNING,    /* running or paused, not shut down */
+    XENIF_DOM_SUSPENDED,  /* shut down with reason suspend */
+    XENIF_DOM_GONE,       /* dying, shut down otherwise, or no such domain */
+};
+
+struct xenif_dom;
+
+struct xenif_dom *xenif_dom_open(const struct xenif_config *cfg, char *err,
+                                 size_t errlen);
+void xenif_dom_close(struct xenif_dom *d);
+enum xenif_dom_run xenif_dom_run_state(struct xenif_dom *d, xenif_domid domid);
+const char *xenif_dom_run_name(enum xenif_dom_run st);
+
 /* ---- grants ------------------------------------------------------------ */
 
 struct xenif_gnt;

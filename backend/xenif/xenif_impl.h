@@ -29,10 +29,18 @@ struct xenif_gnt_ops {
     int (*unshare)(void *h, void *addr, unsigned count);
 };
 
+struct xenif_dom_ops {
+    void *(*open)(const struct xenif_config *cfg, char *err, size_t errlen);
+    void (*close)(void *h);
+    enum xenif_dom_run (*run_state)(void *h, xenif_domid domid);
+};
+
 extern const struct xenif_evtchn_ops xenif_xen_evtchn_ops;
 extern const struct xenif_gnt_ops xenif_xen_gnt_ops;
 extern const struct xenif_evtchn_ops xenif_xensim_evtchn_ops;
 extern const struct xenif_gnt_ops xenif_xensim_gnt_ops;
+extern const struct xenif_dom_ops xenif_xen_dom_ops;
+extern const struct xenif_dom_ops xenif_xensim_dom_ops;
 
 /* Resolved config with the xensim fields filled in (dir and domid). */
 struct xenif_resolved {

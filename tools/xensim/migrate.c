@@ -15,13 +15,16 @@
  *     process waits there (DOMAIN_INFO nr_suspending == nr_suspendable),
  *     then clear the node. Processes that did not register are not asked:
  *     they stay behind and die with A's domain.
- *  2. Pause. XENSIM_OP_DOMAIN_SUSPEND: the domain's processes are stopped.
- *     Then wait until each connected vbd ring is answered up to its
- *     req_prod (read from A's copy of the ring page): A's backend must not
- *     write into memory that was already copied, nor execute a request late
- *     that B's backend or a re-issuing frontend executes again. (This is
- *     the toolstack standing in for a backend quiesce; frontends that keep
- *     requests for the next backend hold them back unpushed.)
+ *  2. Pause. XENSIM_OP_DOMAIN_SUSPEND: the domain's processes are stopped
+ *     and @releaseDomain fires, on which netbusd quiesces the domain's
+ *     devices (stops taking requests, answers those in flight) and writes
+ *     netbus-quiesced=1 in each backend directory. Wait for that, or, for
+ *     a backend that does not quiesce, until each connected vbd ring is
+ *     answered up to its req_prod (read from A's copy of the ring page):
+ *     A's backend must not write into memory that was already copied, nor
+ *     execute a request late that B's backend or a re-issuing frontend
+ *     executes again. Requests a quiesced backend left on a ring are for
+ *     B's backend.
  *  3. Restore on B. Create a domain with the same name, UUID and memory (a
  *     new domid); copy every page of A's memory that holds data (rings
  *     included: a frontend's ring page keeps its requests) and the grant
@@ -319,30 +322,43 @@ static int ring_refs(struct mig *m, const char *dir, uint32_t *refs, unsigned *n
     return 0;
 }
 
-/* Step 2, second half: every connected vbd ring answered up to req_prod. */
+/* Whether the backend of a connected vbd reported itself quiesced (netbusd
+ * does when it sees the domain suspended: nothing in flight, nothing more
+ * taken from the rings; requests left there are for the destination). */
+static bool backend_quiesced(struct mig *m, const struct mdev *d)
+{
+    char path[600];
+    unsigned long v;
+    snprintf(path, sizeof(path), "%s/netbus-quiesced", d->be_path);
+    return xenif_xs_read_uint(m->xa, 0, path, &v) == 0 && v == 1;
+}
+
+/* Step 2, second half: each connected vbd quiesced by its backend, or (a
+ * backend that does not) its rings answered up to req_prod. */
 static int drain_rings(struct mig *m)
 {
     uint32_t refs[MAX_RINGS];
-    unsigned n = 0;
+    unsigned n = 0, ring_dev[MAX_RINGS];
     for (unsigned i = 0; i < m->ndevs; i++) {
         char path[600], fe[128];
-        unsigned long st, nq;
+        unsigned long st, nq = 0;
+        unsigned before = n;
         snprintf(path, sizeof(path), "%s/state", m->devs[i].be_path);
         if (xenif_xs_read_uint(m->xa, 0, path, &st) < 0 || st != 4)
             continue; /* not connected: nothing in flight */
         snprintf(fe, sizeof(fe), "/local/domain/%u/device/vbd/%lu", m->domid,
                  m->devs[i].devid);
         snprintf(path, sizeof(path), "%s/multi-queue-num-queues", fe);
-        if (xenif_xs_read_uint(m->xa, 0, path, &nq) < 0) {
-            if (ring_refs(m, fe, refs, &n) < 0)
-                return -1;
-            continue;
-        }
+        if (xenif_xs_read_uint(m->xa, 0, path, &nq) < 0 &&
+            ring_refs(m, fe, refs, &n) < 0)
+            return -1;
         for (unsigned long q = 0; q < nq && q < MAX_RINGS; q++) {
             snprintf(path, sizeof(path), "%s/queue-%lu", fe, q);
             if (ring_refs(m, path, refs, &n) < 0)
                 return -1;
         }
+        for (unsigned r = before; r < n; r++)
+            ring_dev[r] = i;
     }
     uint64_t start = now_ns(), limit = (uint64_t)m->o->timeout_s * 1000000000ull;
     for (;;) {
@@ -359,8 +375,8 @@ static int drain_rings(struct mig *m)
             if (pread(m->mem_a, idx, sizeof(idx), (off_t)frame * XENSIM_PROTO_PAGE) !=
                 (ssize_t)sizeof(idx))
                 continue;
-            if (idx[0] != idx[2]) { /* req_prod != rsp_prod */
-                busy++;
+            if (idx[0] != idx[2] && !backend_quiesced(m, &m->devs[ring_dev[i]])) {
+                busy++; /* req_prod != rsp_prod */
                 left += idx[0] - idx[2];
             }
         }
