@@ -371,27 +371,6 @@ out:
 
 /* ---- list ---------------------------------------------------------------------- */
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
-
-static void json_field(const char *key, const char *v, bool comma)
-{
-    printf("%s\"%s\": ", comma ? ", " : "", key);
-    json_str(v ? v : "");
-}
-
 static const char list_usage[] =
     "usage: netbusctl list [--json]\n"
     "  The exports of this host: name, state, size, mode, allowed peers,\n"

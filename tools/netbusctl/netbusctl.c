@@ -20,6 +20,11 @@ static void usage(FILE *out)
             "  unexport NAME [--force] [--timeout S]\n"
             "                stop publishing it (refused while in use)\n"
             "  list [--json] this host's exports and their sessions\n"
+            "  swap DOMAIN DEVICE TARGET [--timeout S]\n"
+            "                hot-swap a guest disk to another target (a path\n"
+            "                or netbus://HOST/EXPORT of the same size)\n"
+            "  status [--json] [--last N]\n"
+            "                the migration and hot-swap timeline\n"
             "  help          this text\n"
             "The hypervisor interface is chosen as for netbusd: $NETBUS_XENIF\n"
             "(xen, xensim, auto), /dev/xen, or $XENSIM_DIR for the simulator.\n");
@@ -75,6 +80,10 @@ int main(int argc, char **argv)
         return cmd_unexport(argc - 1, argv + 1);
     if (strcmp(argv[1], "list") == 0)
         return cmd_list(argc - 1, argv + 1);
+    if (strcmp(argv[1], "swap") == 0)
+        return cmd_swap(argc - 1, argv + 1);
+    if (strcmp(argv[1], "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;

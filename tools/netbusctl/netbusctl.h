@@ -6,5 +6,21 @@
 int cmd_export(int argc, char **argv);
 int cmd_unexport(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+/* swap.c: hot-swap a guest disk's target. */
+int cmd_swap(int argc, char **argv);
+/* status.c: the migration and hot-swap timeline. */
+int cmd_status(int argc, char **argv);
+struct xenif_xs;
+/* The newest record of kind for device: its pause (quiesce-start to
+ * first-request) and *switch_ms (quiesce-start to attached), in ms; -1
+ * for what was not recorded (yet). */
+double status_last_pause_ms(struct xenif_xs *xs, const char *device,
+                            const char *kind, double *switch_ms);
+
+/* json.c: JSON output on stdout. */
+#include <stdbool.h>
+void json_str(const char *s);
+/* `"key": "v"`, preceded by ", " when comma. */
+void json_field(const char *key, const char *v, bool comma);
 
 #endif

@@ -17,6 +17,7 @@
  * The CLI is a dom0 process: it talks to the host's xenstored through xenif. */
 #include "cli.h"
 #include "device.h"
+#include "vdev.h"
 #include "host.h"
 #include "xenif.h"
 #include "xensim_client.h"
@@ -114,80 +115,6 @@ static long find_domain(struct dev_ctx *c, const char *arg, const char *role)
     fprintf(stderr, "xensim %s: no %s domain with id or name '%s' (see `xensim "
             "list`)\n", c->cmd, role, arg);
     return -1;
-}
-
-/* ---- vdev names (libxl__device_disk_dev_number / libxl__devid_to_vdev) -- */
-
-static bool xvd_matches(const char *v, long *disk, long *part)
-{
-    if (strncmp(v, "xvd", 3) != 0)
-        return false;
-    const char *p = v + 3;
-    long d = -1;
-    while (*p >= 'a' && *p <= 'z') {
-        d = (d + 1) * 26 + (*p - 'a');
-        if (d > (1 << 20) - 1)
-            return false;
-        p++;
-    }
-    if (d < 0)
-        return false;
-    long pn = 0;
-    if (*p) {
-        unsigned long u;
-        if (*p == '0' || parse_num(p, 255, &u) < 0)
-            return false;
-        pn = (long)u;
-    }
-    *disk = d;
-    *part = pn;
-    return true;
-}
-
-static long vdev_to_devid(const char *vdev)
-{
-    long disk, part;
-    int used = -1;
-    if ((sscanf(vdev, "d%ldp%ld%n", &disk, &part, &used) >= 2 &&
-         used == (int)strlen(vdev) && disk >= 0 && disk < (1 << 20) &&
-         part >= 0 && part < 256) || xvd_matches(vdev, &disk, &part)) {
-        if (disk <= 15 && part <= 15)
-            return (202 << 8) | (disk << 4) | part;
-        return (1L << 28) | (disk << 8) | part;
-    }
-    unsigned long v;
-    if (parse_num(vdev, INT_MAX, &v) == 0)
-        return (long)v;
-    return -1;
-}
-
-static char *encode_disk(char *p, unsigned n)
-{
-    if (n >= 26)
-        p = encode_disk(p, n / 26 - 1);
-    *p = (char)('a' + n % 26);
-    return p + 1;
-}
-
-static void devid_to_vdev(unsigned long devid, char *out, size_t len)
-{
-    unsigned minor, nr_parts;
-    if (devid & (1ul << 28)) {
-        minor = (unsigned)(devid & ~(1ul << 28));
-        nr_parts = 256;
-    } else if ((devid >> 8) == 202) {
-        minor = devid & 0xff;
-        nr_parts = 16;
-    } else {
-        snprintf(out, len, "%lu", devid);
-        return;
-    }
-    char buf[40] = "xvd";
-    char *p = encode_disk(buf + 3, minor / nr_parts);
-    *p = 0;
-    if (minor % nr_parts)
-        snprintf(p, sizeof(buf) - (size_t)(p - buf), "%u", minor % nr_parts);
-    snprintf(out, len, "%s", buf);
 }
 
 /* ---- xenstore helpers ---------------------------------------------------- */
