@@ -113,9 +113,10 @@ static void print_text(const struct record *r)
                (double)(r->at[i] - t0) / 1000.0);
     }
     double p = pause_ms(r);
-    if (p >= 0)
-        printf("    device paused %.3f ms (%s to first-request)\n", p,
-               r->at[0] ? "quiesce-start" : "attached");
+    if (p >= 0 && r->at[0])
+        printf("    device paused %.3f ms (quiesce-start to first-request)\n", p);
+    else if (p >= 0)
+        printf("    first request served %.3f ms after attached\n", p);
 }
 
 static void print_json(const struct record *r, bool comma)
