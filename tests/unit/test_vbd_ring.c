@@ -5,7 +5,8 @@
  * written into the ring in each ABI).
  *
  * Suites: vbd_ring (I/O in each ABI, multi-page rings, multi-queue, many in
- * flight, requests already on the ring at connect, read-only disks, flush,
+ * flight, requests already on the ring at connect, quiesce and resume,
+ * read-only disks, flush,
  * discard, indirect) and vbd_hostile (every bad request gets an error
  * status and a log line; ring-index abuse disconnects that one device; the
  * daemon and guest B's disk carry on, B's data unchanged). */
@@ -38,7 +39,7 @@
 /* ---- the daemon child -------------------------------------------------- */
 
 enum cmd_op { CMD_OPEN_DISK = 1, CMD_OPEN_QUEUE, CMD_CLOSE_DISK, CMD_STATS,
-              CMD_QUIT };
+              CMD_QUIESCE, CMD_RESUME, CMD_QUIT };
 
 struct be_cmd {
     int op;
@@ -55,11 +56,13 @@ struct be_rsp {
     uint64_t requests, errors;
     unsigned inflight;
     uint64_t persistent_maps;
+    unsigned drained;      /* on_drained calls since the disk opened */
     char msg[256];
 };
 
 struct be_disk {
     bool used;
+    unsigned drained;
     struct vbd_disk d;
     char where[64];
     char failmsg[256];
@@ -78,6 +81,12 @@ static void be_fail(struct vbd_disk *d, const char *why)
     struct be_disk *b = d->opaque;
     snprintf(b->failmsg, sizeof(b->failmsg), "%s", why);
     log_error(d->where, "device failed: %s", why);
+}
+
+static void be_drained(struct vbd_disk *d)
+{
+    struct be_disk *b = d->opaque;
+    b->drained++;
 }
 
 static void be_close_disk(struct be_disk *b)
@@ -144,12 +153,19 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
     case CMD_CLOSE_DISK:
         be_close_disk(b);
         break;
+    case CMD_QUIESCE:
+        vbd_disk_quiesce(&b->d, be_drained);
+        break;
+    case CMD_RESUME:
+        vbd_disk_resume(&b->d);
+        break;
     case CMD_STATS:
         r.failed = b->d.failed;
         r.requests = b->d.requests;
         r.errors = b->d.errors;
         r.inflight = b->used ? b->d.target->ops->inflight(b->d.target) : 0;
         r.persistent_maps = b->d.persistent_maps;
+        r.drained = b->drained;
         snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
@@ -219,6 +235,13 @@ static struct be_rsp be_stats(unsigned disk)
     struct be_rsp r = { .rc = -1 };
     be_call(&c, &r);
     return r;
+}
+
+static int be_simple(enum cmd_op op, unsigned disk)
+{
+    struct be_cmd c = { .op = op, .disk = disk };
+    struct be_rsp r;
+    return be_call(&c, &r);
 }
 
 static int be_close(unsigned disk)
@@ -701,6 +724,64 @@ static void test_ring_not_empty_at_connect(void)
     fe_close(&f);
 }
 
+/* Quiesce (a guest suspending, a hot-swap): nothing more is taken from the
+ * ring, what is in flight is answered before on_drained; resume serves the
+ * requests that waited. */
+static void test_quiesce_resume(void)
+{
+    struct fe f;
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 2, 0), 0);
+    uint64_t id;
+    uint8_t op;
+    int16_t st;
+
+    /* Idle: drained at once; requests wait on the ring. */
+    CU_ASSERT_EQUAL(be_simple(CMD_QUIESCE, 2), 0);
+    CU_ASSERT_EQUAL(be_stats(2).drained, 1);
+    for (unsigned i = 0; i < 4; i++) {
+        struct blkif_raw_req r = fe_rw(BLKIF_REQ_READ, 100 + i, 8 * i,
+                                       &f.data_refs[i], 1);
+        fe_put(&f, &r);
+    }
+    fe_publish(&f);
+    CU_ASSERT_EQUAL(fe_get(&f, &id, &op, &st, 300), -1);
+    CU_ASSERT_EQUAL(be_stats(2).requests, 0);
+    CU_ASSERT_EQUAL(be_simple(CMD_RESUME, 2), 0);
+    unsigned ok = 0;
+    for (unsigned i = 0; i < 4; i++)
+        ok += fe_get(&f, &id, &op, &st, 5000) == 0 && st == BLKIF_ST_OKAY &&
+              id >= 100 && id < 104;
+    CU_ASSERT_EQUAL(ok, 4);
+
+    /* Busy: quiesce right after a burst. Every request taken is answered
+     * by the time on_drained runs; the rest wait for resume. */
+    for (unsigned i = 0; i < 32; i++) {
+        struct blkif_raw_req r = fe_rw(i % 2 ? BLKIF_REQ_READ : BLKIF_REQ_WRITE,
+                                       200 + i, 64 * i, &f.data_refs[i % NDATA], 1);
+        fe_put(&f, &r);
+    }
+    fe_publish(&f);
+    CU_ASSERT_EQUAL(be_simple(CMD_QUIESCE, 2), 0);
+    struct be_rsp r;
+    for (int i = 0; i < 500 && (r = be_stats(2)).drained < 2; i++)
+        usleep(10000);
+    CU_ASSERT_EQUAL(r.drained, 2);
+    CU_ASSERT_EQUAL(r.inflight, 0);
+    uint32_t answered = __atomic_load_n(fe_idx(&f, 2), __ATOMIC_ACQUIRE);
+    CU_ASSERT_EQUAL(answered - 4, r.requests - 4); /* taken = answered */
+    CU_ASSERT_EQUAL(be_simple(CMD_RESUME, 2), 0);
+    uint32_t seen = 0; /* completions come in any order */
+    for (unsigned i = 0; i < 32; i++)
+        if (fe_get(&f, &id, &op, &st, 5000) == 0 && st == BLKIF_ST_OKAY &&
+            id >= 200 && id < 232)
+            seen |= 1u << (id - 200);
+    CU_ASSERT_EQUAL(seen, 0xffffffffu);
+    CU_ASSERT_EQUAL(be_close(2), 0);
+    fe_close(&f);
+}
+
 /* Two queues on one disk, each its own ring and event channel. */
 static void test_multi_queue(void)
 {
@@ -1073,6 +1154,7 @@ static CU_TestInfo vbd_ring_tests[] = {
     { "a full ring, 20 rounds", test_ring_full },
     { "requests already on the ring at connect", test_ring_not_empty_at_connect },
     { "two queues on one disk", test_multi_queue },
+    { "quiesce and resume", test_quiesce_resume },
     { "indirect, flush, discard, read-only", test_ops },
     { "cost of mapping per request (persistent grants?)", test_measure_mapping },
     CU_TEST_INFO_NULL,
