@@ -28,14 +28,9 @@ struct ctx {
 
 static int ctx_open(struct ctx *c, const char *cmd, const char *name)
 {
-    struct xenif_config cfg;
-    xenif_config_from_env(&cfg);
-    char err[512] = "";
-    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!c->xs) {
-        fprintf(stderr, "netbusctl %s: %s\n", cmd, err);
+    c->xs = netbusctl_xs_open(cmd);
+    if (!c->xs)
         return -1;
-    }
     snprintf(c->root, sizeof(c->root), "/local/domain/%u/netbus",
              xenif_xs_own_domid(c->xs));
     if (name)

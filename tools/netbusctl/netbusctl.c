@@ -30,6 +30,17 @@ static void usage(FILE *out)
             "(xen, xensim, auto), /dev/xen, or $XENSIM_DIR for the simulator.\n");
 }
 
+struct xenif_xs *netbusctl_xs_open(const char *cmd)
+{
+    struct xenif_config cfg;
+    xenif_config_from_env(&cfg);
+    char err[512] = "";
+    struct xenif_xs *xs = xenif_xs_open(&cfg, err, sizeof(err));
+    if (!xs)
+        fprintf(stderr, "netbusctl %s: %s\n", cmd, err);
+    return xs;
+}
+
 static int cmd_info(void)
 {
     struct xenif_config cfg;
@@ -40,11 +51,9 @@ static int cmd_info(void)
         fprintf(stderr, "netbusctl: %s\n", err);
         return 1;
     }
-    struct xenif_xs *xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!xs) {
-        fprintf(stderr, "netbusctl: %s\n", err);
+    struct xenif_xs *xs = netbusctl_xs_open("info");
+    if (!xs)
         return 1;
-    }
     printf("hypervisor interface: %s\n", xenif_kind_name(kind));
     printf("domain: %u\n", xenif_xs_own_domid(xs));
     unsigned n = 0;

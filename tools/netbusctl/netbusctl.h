@@ -2,6 +2,14 @@
 #ifndef NETBUS_NETBUSCTL_H
 #define NETBUS_NETBUSCTL_H
 
+#include <stdbool.h>
+
+struct xenif_xs;
+
+/* netbusctl.c: the xenstore connection for command cmd, chosen from the
+ * environment as netbusd does; NULL after a message naming cmd. */
+struct xenif_xs *netbusctl_xs_open(const char *cmd);
+
 /* exports.c: export, unexport, list (argv[0] is the command name). */
 int cmd_export(int argc, char **argv);
 int cmd_unexport(int argc, char **argv);
@@ -10,7 +18,6 @@ int cmd_list(int argc, char **argv);
 int cmd_swap(int argc, char **argv);
 /* status.c: the migration and hot-swap timeline. */
 int cmd_status(int argc, char **argv);
-struct xenif_xs;
 /* The newest record of kind for device: its pause (quiesce-start to
  * first-request) and *switch_ms (quiesce-start to attached), in ms; -1
  * for what was not recorded (yet). */
@@ -18,7 +25,6 @@ double status_last_pause_ms(struct xenif_xs *xs, const char *device,
                             const char *kind, double *switch_ms);
 
 /* json.c: JSON output on stdout. */
-#include <stdbool.h>
 void json_str(const char *s);
 /* `"key": "v"`, preceded by ", " when comma. */
 void json_field(const char *key, const char *v, bool comma);

@@ -199,14 +199,9 @@ int cmd_status(int argc, char **argv)
             return 2;
         }
     }
-    struct xenif_config cfg;
-    xenif_config_from_env(&cfg);
-    char err[512] = "";
-    struct xenif_xs *xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!xs) {
-        fprintf(stderr, "netbusctl status: %s\n", err);
+    struct xenif_xs *xs = netbusctl_xs_open("status");
+    if (!xs)
         return 1;
-    }
     char base[64];
     base_of(xs, base, sizeof(base));
     unsigned n;

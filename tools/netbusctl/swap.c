@@ -123,14 +123,9 @@ int cmd_swap(int argc, char **argv)
                 "xvdb, ..., dDpP) or device number\n", args[1]);
         return 2;
     }
-    struct xenif_config cfg;
-    xenif_config_from_env(&cfg);
-    char err[512] = "";
-    struct xenif_xs *xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!xs) {
-        fprintf(stderr, "netbusctl swap: %s\n", err);
+    struct xenif_xs *xs = netbusctl_xs_open("swap");
+    if (!xs)
         return 1;
-    }
     int rc = 1;
     long domid = find_domid(xs, args[0]);
     if (domid < 0)
