@@ -31,6 +31,7 @@ struct vbd_dev {
     unsigned info;
     bool readonly, discard_enable;
     bool connected;
+    bool suspended;              /* the guest's domain is suspended */
     char *spec;                  /* what params named when opened */
     char uuid[40];               /* the guest's domain UUID, or "" */
     struct timeline_op *tl;      /* suspend or swap record in progress */
@@ -273,6 +274,7 @@ static int vbd_connect(struct xenbus_device *dev)
     v->connected = false;
     d->failed = false;
     d->quiesced = false;
+    v->suspended = false;
     uint64_t t_attach = timeline_now_us();
 
     enum blkif_abi abi;
@@ -370,25 +372,35 @@ static void suspend_drained(struct vbd_disk *d)
              (unsigned long long)d->requests);
 }
 
-static void vbd_suspend(struct xenbus_device *dev)
+static void start_suspend(struct vbd_dev *v)
 {
-    struct vbd_dev *v = xenbus_priv(dev);
-    if (!v || !v->connected || v->disk.quiesced)
-        return;
     uint64_t t = timeline_now_us();
     timeline_end(v->tl_first, "ok");
     v->tl_first = NULL;
     v->disk.on_first_response = NULL;
     v->tl = timeline_begin("suspend", v->disk.where, v->uuid,
-                           xenbus_frontend_id(dev), v->spec);
+                           xenbus_frontend_id(v->dev), v->spec);
     timeline_mark_at(v->tl, "quiesce-start", t);
     vbd_disk_quiesce(&v->disk, suspend_drained);
+}
+
+static void vbd_suspend(struct xenbus_device *dev)
+{
+    struct vbd_dev *v = xenbus_priv(dev);
+    if (!v || !v->connected || v->suspended)
+        return;
+    v->suspended = true;
+    if (!v->swap.spec) /* else the swap finishes first, then quiesces */
+        start_suspend(v);
 }
 
 static void vbd_resume(struct xenbus_device *dev)
 {
     struct vbd_dev *v = xenbus_priv(dev);
-    if (!v || !v->connected || !v->disk.quiesced || v->swap.spec)
+    if (!v || !v->suspended)
+        return;
+    v->suspended = false;
+    if (!v->connected || v->swap.spec)
         return;
     xenbus_printf(dev, "netbus-quiesced", "0");
     timeline_end(v->tl, "resumed");
@@ -436,7 +448,10 @@ static void swap_drained(struct vbd_disk *d)
     await_first_response(v, v->tl);
     v->tl = NULL;
     swap_answer(v, NULL);
-    vbd_disk_resume(d);
+    if (v->suspended)
+        start_suspend(v); /* the guest suspended meanwhile: stay quiesced */
+    else
+        vbd_disk_resume(d);
 }
 
 /* Compatible: same size and sector size, writable if the device is. */
@@ -511,7 +526,7 @@ static void vbd_swap(struct xenbus_device *dev)
     }
     v->swap.spec = spec;
     xenbus_printf(dev, "netbus-swap-state", "running");
-    if (v->disk.quiesced) {
+    if (v->suspended) {
         swap_answer(v, "the guest is suspended; swap after it resumes");
         return;
     }
@@ -548,6 +563,7 @@ static void vbd_disconnect(struct xenbus_device *dev)
         swap_answer(v, "the device disconnected during the swap");
     vbd_disk_close_queues(&v->disk);
     v->connected = false;
+    v->suspended = false;
     v->disk.quiesced = false;
     v->disk.on_first_response = NULL;
     timeline_end(v->tl_first, "ok");
