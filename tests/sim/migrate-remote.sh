@@ -129,6 +129,7 @@ verify() { # guest resume-mode extra...
 }
 verify re reissue
 verify ke keep --queues 2
+t_verify=$(date +%s)
 fe_connected() { # host guest
     [ "$(on "$1" xenstore-read "/local/domain/$(domid_of "$1" "$2")/device/vbd/51712/state" 2>/dev/null)" == 4 ]
 }
@@ -165,22 +166,31 @@ migrate_both() {
         fi
     done
 }
-# flap HOST DELAY DOWN: HOST's link down DELAY s from now, for DOWN s.
-flap() {
-    sleep "$2"
-    cl link "$1" down >/dev/null && echo "--   $1's link down"
-    sleep "$3"
-    cl link "$1" up >/dev/null && echo "--   $1's link up"
+# migrate_both_flapping HOST TO: HOST's link goes down, the guests start
+# moving to TO, the link comes back 1.5 s later. The migration cannot end
+# before (checked): the source must drain requests in flight to a, or the
+# destination must reach a for the disk.
+link_up_after() { sleep "$2"; cl link "$1" up >"$dir/up-$1.out" 2>&1 && echo ok >>"$dir/up-$1.out"; }
+migrate_both_flapping() {
+    local h=$1 to=$2 g ms
+    status_is "$h's link down" 0 cl link "$h" down
+    migrate_both "$to" link_up_after "$h" 1.5
+    check "$h's link up again" "ok" "$(tail -1 "$dir/up-$h.out")"
+    for g in re ke; do
+        ms=$(sed -n 's/^0 [a-c] [a-c] .*: \([0-9]*\)\.[0-9] ms (suspend.*/\1/p' "$dir/mig-$g")
+        check "migrating $g while $h's link was down took the outage" "yes" \
+            "$(yes_no [ "${ms:-0}" -ge 1000 ])"
+    done
 }
 
 for r in $(seq "$ROUNDS"); do
-    # round 2: b's link goes down while the guests move to b (their new
+    # round 2: b's link is down while the guests move to b (their new
     # LBEs connect to a through it); round 3: c's link goes down while
     # they leave c (the old LBEs have requests in flight to a).
-    if [ "$r" == 2 ]; then migrate_both b flap b 0.2 1.5; else migrate_both b; fi
+    if [ "$r" == 2 ]; then migrate_both_flapping b b; else migrate_both b; fi
     migrate_both a
     migrate_both c
-    if [ "$r" == 3 ]; then migrate_both a flap c 0.1 1.5; else migrate_both a; fi
+    if [ "$r" == 3 ]; then migrate_both_flapping c a; else migrate_both a; fi
 done
 
 # --- hot-swap on a: export -> the file itself -> export -------------------------
@@ -215,6 +225,7 @@ check "a refused it: re holds the export" "yes" \
 on c "$xensim" destroy "$gi" >/dev/null 2>&1 || true
 
 # --- the verifies ------------------------------------------------------------------
+echo "--   all that took $(($(date +%s) - t_verify)) s of the verifies' $SECS s"
 for g in re ke; do
     check "verify $g still ran after the last migration" "yes" "$(yes_no kill -0 "${vpid[$g]}")"
 done
@@ -258,7 +269,7 @@ done
 # first-request / swap records with a pause, for the two guests.
 timeline() { # host
     on "$1" "$netbusctl" status --json | perl -MJSON::PP -e '
-        my %u = map { $_ => 1 } @ARGV; my %n;
+        my %u = map { $_ => 1 } @ARGV[0, 1]; my %n;
         local $/; my $j = decode_json(<STDIN>);
         for my $r (@{$j->{timeline}}) {
             next unless $u{$r->{domain}};
@@ -267,9 +278,11 @@ timeline() { # host
             $n{"$r->{kind}-drained"}++ if $e->{drained};
             $n{"$r->{kind}-first"}++ if $e->{"first-request"};
             $n{"$r->{kind}-pause"}++ if defined $r->{pause_ms};
+            print STDERR "     $ARGV[2]: #$r->{seq} $r->{kind} of $r->{domain} (domid $r->{domid}) result \"$r->{result}\": no first-request; events ", join(",", sort keys %$e), "\n"
+                if $r->{kind} eq "connect" && !$e->{"first-request"};
         }
         print join(" ", map { "$_=" . ($n{$_} // 0) } qw(suspend suspend-drained connect connect-first swap swap-pause)), "\n";
-    ' "$re_uuid" "$ke_uuid"
+    ' "$re_uuid" "$ke_uuid" "$1"
 }
 for h in a b c; do
     tl=$(timeline "$h")
