@@ -22,6 +22,7 @@ struct evloop {
     /* Entries removed while dispatching are freed only after the batch,
      * because later events of the same batch may still point at them. */
     struct evloop_entry *graveyard;
+    struct evloop_deferred *deferred, **deferred_tail;
     volatile sig_atomic_t stop;
     int signal_fd; /* -1 unless evloop_stop_on_signals was called */
     const char *signal_who;
@@ -33,6 +34,7 @@ struct evloop *evloop_new(void)
     if (!loop)
         return NULL;
     loop->signal_fd = -1;
+    loop->deferred_tail = &loop->deferred;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
         free(loop);
@@ -117,12 +119,54 @@ void evloop_del(struct evloop *loop, int fd)
     }
 }
 
+void evloop_defer(struct evloop *loop, struct evloop_deferred *d)
+{
+    if (d->queued)
+        return;
+    d->queued = true;
+    d->next = NULL;
+    *loop->deferred_tail = d;
+    loop->deferred_tail = &d->next;
+}
+
+void evloop_defer_cancel(struct evloop *loop, struct evloop_deferred *d)
+{
+    if (!d->queued)
+        return;
+    for (struct evloop_deferred **pp = &loop->deferred; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            if (loop->deferred_tail == &d->next)
+                loop->deferred_tail = pp;
+            break;
+        }
+    d->queued = false;
+    d->next = NULL;
+}
+
+/* Runs the deferred work, including what it defers in turn. */
+static int run_deferred(struct evloop *loop)
+{
+    int ran = 0;
+    while (loop->deferred) {
+        struct evloop_deferred *d = loop->deferred;
+        loop->deferred = d->next;
+        if (!loop->deferred)
+            loop->deferred_tail = &loop->deferred;
+        d->next = NULL;
+        d->queued = false;
+        d->cb(d->opaque);
+        ran++;
+    }
+    return ran;
+}
+
 int evloop_run_once(struct evloop *loop, int timeout_ms)
 {
     struct epoll_event evs[64];
-    int n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
-    if (n < 0)
-        return errno == EINTR ? 0 : -1;
+    int n = epoll_wait(loop->epfd, evs, 64, loop->deferred ? 0 : timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return -1;
     int ran = 0;
     for (int i = 0; i < n; i++) {
         struct evloop_entry *e = evs[i].data.ptr;
@@ -131,6 +175,7 @@ int evloop_run_once(struct evloop *loop, int timeout_ms)
         e->cb(loop, e->fd, evs[i].events, e->opaque);
         ran++;
     }
+    ran += run_deferred(loop);
     free_list(loop->graveyard);
     loop->graveyard = NULL;
     return ran;

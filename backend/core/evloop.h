@@ -22,7 +22,22 @@ int evloop_mod(struct evloop *loop, int fd, uint32_t events);
 /* Safe to call from inside any callback, including the fd's own. */
 void evloop_del(struct evloop *loop, int fd);
 
-/* Wait up to timeout_ms (-1: forever) and dispatch what fired.
+/* Work to run once after the events being dispatched (batching: many
+ * completions in one wake-up, one write or one ring push for all of them).
+ * The owner embeds it and sets cb; deferring a queued one again is a
+ * no-op. */
+struct evloop_deferred {
+    void (*cb)(void *opaque);
+    void *opaque;
+    struct evloop_deferred *next;
+    bool queued;
+};
+void evloop_defer(struct evloop *loop, struct evloop_deferred *d);
+/* Takes d back (call before freeing what it points to). */
+void evloop_defer_cancel(struct evloop *loop, struct evloop_deferred *d);
+
+/* Wait up to timeout_ms (-1: forever) and dispatch what fired, then run
+ * what was deferred (without waiting when something was deferred before).
  * Returns the number of callbacks run, or -1 with errno. */
 int evloop_run_once(struct evloop *loop, int timeout_ms);
 
