@@ -20,7 +20,14 @@
 #define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK:" \
                      "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
 #define TLS_STAGE 16384  /* one TLS record */
-#define GATHER_IOV 64
+#define GATHER_IOV 1024 /* IOV_MAX: many frames, 1 MiB of pages, one writev */
+/* Read-ahead past the frame being read, plain connections once up. A
+ * client reads payloads straight into guest pages, so it reads ahead only
+ * the next header and the 8 bytes that start every body and are never data
+ * (a READ reply's status): no data byte is staged. A server copies what it
+ * read ahead into its own buffers: many small requests in one recv. */
+#define RA_CLIENT (NB_HDR_SIZE + NB_STATUS_BODY)
+#define RA_SERVER (64u << 10)
 #define SERVER_SLACK_MS 1000
 #define KA_MIN_MS 50
 #define KA_MAX_MS 600000
@@ -44,6 +51,7 @@ struct nb_conn {
     const struct nb_conn_cfg *cfg;
     const struct nb_conn_ops *ops;
     void *opaque;
+    void (*rx_end)(struct nb_conn *c);
     enum conn_state st;
     bool paused, dead, in_epoll;
     int busy;
@@ -66,9 +74,11 @@ struct nb_conn {
     uint8_t hdr[NB_HDR_SIZE];
     size_t hdr_have;
     struct nb_hdr h;
-    struct iovec rx_iov[NB_MAX_IOV];
+    struct iovec rx_iov[NB_MAX_IOV + 1]; /* + the read-ahead tail */
     unsigned rx_n, rx_i;
     bool rx_buffered;
+    uint8_t *ra;            /* read-ahead (NULL: exact reads) */
+    size_t ra_cap, ra_off, ra_len;
     uint8_t ctrl[NB_MAX_CTRL];
     uint8_t *big;
     /* send */
@@ -106,6 +116,11 @@ void nb_out_set(struct nb_out *o, const struct nb_hdr *h, const void *body,
 void *nb_conn_opaque(const struct nb_conn *c)
 {
     return c->opaque;
+}
+
+void nb_conn_on_rx_end(struct nb_conn *c, void (*cb)(struct nb_conn *c))
+{
+    c->rx_end = cb;
 }
 
 const char *nb_conn_peer(const struct nb_conn *c)
@@ -203,6 +218,7 @@ static void conn_free(struct nb_conn *c)
     explicit_bzero(c->key, sizeof(c->key));
     explicit_bzero(c->tls_key, sizeof(c->tls_key));
     free(c->big);
+    free(c->ra);
     free(c->stage);
     free(c->rbuf);
     free(c->where);
@@ -291,14 +307,18 @@ static unsigned out_iov(const struct nb_out *o, size_t from, struct iovec *v,
     return n;
 }
 
-/* One write: >0 bytes went, 0 would block, -1 closed. */
+/* One write: >0 bytes went, 0 would block (or the socket took less than
+ * offered: it is full, the next write would only fail), -1 closed. */
 static ssize_t send_some(struct nb_conn *c)
 {
     if (!c->tls_agreed || c->st != ST_UP) {
         struct iovec v[GATHER_IOV];
         unsigned n = 0;
+        size_t want = 0;
         for (struct nb_out *o = c->q_head; o && n < GATHER_IOV; o = o->next)
             n += out_iov(o, o->done, v + n, GATHER_IOV - n);
+        for (unsigned i = 0; i < n; i++)
+            want += v[i].iov_len;
         ssize_t w = writev(c->fd, v, (int)n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -307,7 +327,7 @@ static ssize_t send_some(struct nb_conn *c)
             return -1;
         }
         consume(c, (size_t)w);
-        return w;
+        return (size_t)w < want ? 0 : w;
     }
     if (!c->stage_pending) {
         /* Encrypted: copy up to one record from the queued frames. */
@@ -389,11 +409,17 @@ int nb_conn_cancel(struct nb_conn *c, struct nb_out *o)
 static void on_readable(struct nb_conn *c);
 static bool tls_buffered(struct nb_conn *c);
 
+/* Bytes received but not handed out yet (epoll does not see them). */
+static bool rx_pending(struct nb_conn *c)
+{
+    return c->ra_off < c->ra_len || tls_buffered(c);
+}
+
 void nb_conn_pause(struct nb_conn *c, bool paused)
 {
     c->paused = paused;
     update_events(c);
-    if (!paused && c->busy == 0 && c->st == ST_UP && tls_buffered(c)) {
+    if (!paused && c->busy == 0 && c->st == ST_UP && rx_pending(c)) {
         /* Decrypted or read-ahead bytes wait: no epoll event will come. */
         c->busy++;
         on_readable(c);
@@ -407,6 +433,15 @@ void nb_conn_pause(struct nb_conn *c, bool paused)
 
 static void go_up(struct nb_conn *c)
 {
+    if (!c->tls_agreed) {
+        /* The handshake was read exactly: nothing is read ahead yet. */
+        c->ra_cap = c->cfg->role == NB_ROLE_CLIENT ? RA_CLIENT : RA_SERVER;
+        c->ra = malloc(c->ra_cap);
+        if (!c->ra) {
+            nb_conn_close(c, "out of memory");
+            return;
+        }
+    }
     c->st = ST_UP;
     c->last_rx = mono_ms();
     timer_at(c->timer, c->last_rx + (c->cfg->role == NB_ROLE_CLIENT
@@ -819,7 +854,7 @@ static int start_body(struct nb_conn *c)
     c->rx_i = 0;
     if (n) {
         size_t total = 0;
-        for (unsigned i = 0; i < n; i++) {
+        for (unsigned i = 0; i < n && i < NB_MAX_IOV; i++) {
             c->rx_iov[i] = iov[i];
             total += iov[i].iov_len;
         }
@@ -849,40 +884,114 @@ static int start_body(struct nb_conn *c)
     return 0;
 }
 
-static void on_readable(struct nb_conn *c)
+/* Copies read-ahead bytes to v (n bytes at most); returns how many. */
+static size_t ra_take(struct nb_conn *c, void *v, size_t n)
 {
+    size_t k = c->ra_len - c->ra_off;
+    if (k > n)
+        k = n;
+    memcpy(v, c->ra + c->ra_off, k);
+    c->ra_off += k;
+    return k;
+}
+
+/* Moves the body iovecs on by k bytes (past empty ones too). */
+static void rx_advance(struct nb_conn *c, size_t k)
+{
+    while (c->rx_i < c->rx_n) {
+        struct iovec *v = &c->rx_iov[c->rx_i];
+        size_t take = k < v->iov_len ? k : v->iov_len;
+        v->iov_base = (uint8_t *)v->iov_base + take;
+        v->iov_len -= take;
+        k -= take;
+        if (v->iov_len)
+            break;
+        c->rx_i++;
+    }
+}
+
+/* Reads go to the socket as they are (not through TLS). */
+static bool plain_rx(const struct nb_conn *c)
+{
+    return !(c->tls_agreed && c->st == ST_UP);
+}
+
+/* Reads frames until the socket is empty. A plain read that returns less
+ * than asked emptied the socket: no second read just to see EAGAIN (epoll
+ * is level-triggered, new bytes wake us again). Each read also takes the
+ * read-ahead room past the frame (RA_CLIENT, RA_SERVER). */
+static void read_frames(struct nb_conn *c)
+{
+    bool drained = false;
     while (!c->dead && !c->paused && c->st != ST_TLS &&
            c->st != ST_TLS_PENDING && c->st != ST_REFUSING) {
         if (!c->rx_body) {
-            struct iovec v = { c->hdr + c->hdr_have, NB_HDR_SIZE - c->hdr_have };
-            ssize_t r = recv_some(c, &v, 1);
-            if (r <= 0)
-                return;
-            c->hdr_have += (size_t)r;
-            if (c->hdr_have < NB_HDR_SIZE)
-                continue;
+            if (c->ra)
+                c->hdr_have += ra_take(c, c->hdr + c->hdr_have,
+                                       NB_HDR_SIZE - c->hdr_have);
+            if (c->hdr_have < NB_HDR_SIZE) {
+                if (drained)
+                    return;
+                struct iovec v[2] = {
+                    { c->hdr + c->hdr_have, NB_HDR_SIZE - c->hdr_have },
+                };
+                size_t want = v[0].iov_len;
+                unsigned n = 1;
+                if (c->ra) {
+                    v[n++] = (struct iovec){ c->ra, c->ra_cap - NB_HDR_SIZE };
+                    want += c->ra_cap - NB_HDR_SIZE;
+                }
+                ssize_t r = recv_some(c, v, n);
+                if (r <= 0)
+                    return;
+                size_t k = (size_t)r;
+                drained = plain_rx(c) && k < want;
+                size_t h = k < v[0].iov_len ? k : v[0].iov_len;
+                c->hdr_have += h;
+                c->ra_off = 0;
+                c->ra_len = k - h;
+                if (c->hdr_have < NB_HDR_SIZE)
+                    continue;
+            }
             c->hdr_have = 0;
             if (start_body(c) < 0)
                 return;
         }
         while (c->rx_i < c->rx_n) {
-            ssize_t r = recv_some(c, c->rx_iov + c->rx_i, c->rx_n - c->rx_i);
+            if (c->ra && c->ra_off < c->ra_len) {
+                struct iovec *v = &c->rx_iov[c->rx_i];
+                rx_advance(c, ra_take(c, v->iov_base, v->iov_len));
+                continue;
+            }
+            if (drained)
+                return;
+            unsigned n = c->rx_n - c->rx_i;
+            size_t want = 0;
+            for (unsigned i = c->rx_i; i < c->rx_n; i++)
+                want += c->rx_iov[i].iov_len;
+            if (c->ra) {
+                c->rx_iov[c->rx_n] = (struct iovec){ c->ra, c->ra_cap };
+                n++;
+            }
+            ssize_t r = recv_some(c, c->rx_iov + c->rx_i, n);
             if (r <= 0)
                 return;
             size_t k = (size_t)r;
-            while (k && c->rx_i < c->rx_n) {
-                struct iovec *v = &c->rx_iov[c->rx_i];
-                size_t take = k < v->iov_len ? k : v->iov_len;
-                v->iov_base = (uint8_t *)v->iov_base + take;
-                v->iov_len -= take;
-                k -= take;
-                if (v->iov_len == 0)
-                    c->rx_i++;
-            }
+            drained = plain_rx(c) && k < want + (c->ra ? c->ra_cap : 0);
+            c->ra_off = 0;
+            c->ra_len = k > want ? k - want : 0;
+            rx_advance(c, k - c->ra_len);
         }
         c->rx_body = false;
         deliver(c);
     }
+}
+
+static void on_readable(struct nb_conn *c)
+{
+    read_frames(c);
+    if (!c->dead && c->st == ST_UP && c->rx_end)
+        c->rx_end(c);
 }
 
 /* ---- the event loop side ---------------------------------------------------- */

@@ -82,6 +82,9 @@ struct nb_conn *nb_conn_new(struct evloop *loop, int fd,
                             const struct nb_conn_ops *ops, void *opaque,
                             const char *where);
 void *nb_conn_opaque(const struct nb_conn *c);
+/* cb runs once the frames that arrived together were all delivered (the
+ * socket is empty): what they started can go on as one batch. */
+void nb_conn_on_rx_end(struct nb_conn *c, void (*cb)(struct nb_conn *c));
 /* The authenticated peer name ("" before). */
 const char *nb_conn_peer(const struct nb_conn *c);
 bool nb_conn_is_up(const struct nb_conn *c);

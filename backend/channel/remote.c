@@ -2,6 +2,7 @@
 #include "remote.h"
 
 #include "backend/vbd/target.h"
+#include "evloop.h"
 #include "log.h"
 #include "timer.h"
 
@@ -47,6 +48,11 @@ struct rt {
     unsigned count;
     struct rt_io *free_ios;
     struct timer *timer;
+    uint64_t armed;             /* when the timer fires (0: not armed) */
+    /* Replies that arrived together are pushed to the guest's ring once,
+     * after the event loop's batch. */
+    struct evloop *loop;
+    struct evloop_deferred reap;
     unsigned io_timeout_ms;
     uint64_t open_deadline;
     void (*ready)(void *opaque, const char *err);
@@ -91,6 +97,11 @@ static void reaped(struct rt *t)
         t->pub.reaped(t->pub.opaque);
 }
 
+static void reaped_later(void *opaque)
+{
+    reaped(opaque);
+}
+
 /* Fails every request not in flight (or all, with cancel). */
 static unsigned fail_all(struct rt *t, bool cancel, int err)
 {
@@ -110,6 +121,9 @@ static unsigned fail_all(struct rt *t, bool cancel, int err)
     return n;
 }
 
+/* Requests come in deadline order, so a timer armed for an earlier one
+ * is left alone: firing early costs one look (on_timer arms it again),
+ * moving it costs a timerfd call per request. */
 static void arm(struct rt *t)
 {
     uint64_t when = 0;
@@ -117,10 +131,10 @@ static void arm(struct rt *t)
         when = t->open_deadline;
     if (t->head && (!when || t->head->deadline < when))
         when = t->head->deadline;
-    if (when)
+    if (when && (!t->armed || when < t->armed)) {
         timer_at(t->timer, when);
-    else
-        timer_cancel(t->timer);
+        t->armed = when;
+    }
 }
 
 static void first_open_failed(struct rt *t, const char *why)
@@ -140,6 +154,7 @@ static void on_timer(void *opaque)
 {
     struct rt *t = opaque;
     uint64_t now = mono_ms();
+    t->armed = 0;
     if (!t->opened_once && t->st != RT_FAILED && now >= t->open_deadline) {
         char why[400];
         snprintf(why, sizeof(why), "export not opened within %u ms: %s",
@@ -211,7 +226,7 @@ static int io_reply(struct nb_call *call, const struct nb_hdr *h,
         return 0;
     }
     complete(t, io, nb_status_errno(st));
-    reaped(t);
+    evloop_defer(t->loop, &t->reap);
     return 0;
 }
 
@@ -405,6 +420,7 @@ static unsigned rt_inflight(const struct vbd_target *pub)
 static void rt_close(struct vbd_target *pub)
 {
     struct rt *t = RT(pub);
+    evloop_defer_cancel(t->loop, &t->reap);
     fail_all(t, true, -EIO);
     if (t->st == RT_OPENING)
         nb_peer_cancel(t->peer, &t->open_call);
@@ -492,6 +508,9 @@ struct vbd_target *nb_remote_open(const struct nb_remote_params *p)
     t->user.up = rt_up;
     t->user.down = rt_down;
     t->user.event = rt_event;
+    t->loop = p->pool->loop;
+    t->reap.cb = reaped_later;
+    t->reap.opaque = t;
     t->open_deadline = mono_ms() + p->io_timeout_ms;
     arm(t);
     t->peer = nb_peer_attach(p->pool, p->host, p->port, &t->user);

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include "backend/vbd/target.h"
+#include "bufpool.h"
 #include "evloop.h"
 #include "export.h"
 #include "log.h"
@@ -43,6 +44,7 @@ struct srv_io {
     uint8_t type;
     uint8_t body[NB_IO_BODY];
     void *buf;
+    size_t buflen;
     struct iovec rx[2], data;
 };
 
@@ -54,6 +56,11 @@ struct srv_conn {
     bool paused;
     struct srv_io *rx_io;
     struct srv_sess *sessions;
+    /* Batching: the target is kicked once for the requests that arrived
+     * together (rx_end), the replies of completions that came together
+     * go out in one write (after the event loop's batch). */
+    struct vbd_target *kick;
+    struct evloop_deferred flush;
     struct srv_conn *next, *prev;
 };
 
@@ -302,7 +309,7 @@ static void io_unlink(struct srv_io *io)
 
 static void io_free(struct srv_io *io)
 {
-    free(io->buf);
+    nb_buf_put(io->buf, io->buflen);
     free(io);
 }
 
@@ -316,10 +323,11 @@ static struct srv_io *io_new(size_t len)
     struct srv_io *io = calloc(1, sizeof(*io));
     if (!io)
         return NULL;
-    if (len && posix_memalign(&io->buf, 4096, len) != 0) {
+    if (len && !(io->buf = nb_buf_get(len))) {
         free(io);
         return NULL;
     }
+    io->buflen = len;
     io->data.iov_base = io->buf;
     io->data.iov_len = len;
     return io;
@@ -343,7 +351,7 @@ static void io_done(struct vbd_target_io *tio, int err)
                    data ? &io->data : NULL, data ? 1 : 0);
         io->out.release = io_release;
         nb_conn_send(sc->c, &io->out);
-        nb_conn_flush(sc->c);
+        evloop_defer(sc->srv->loop, &sc->flush);
     }
     nb_session_io_end(s);
 }
@@ -427,7 +435,23 @@ static void do_io(struct srv_conn *sc, const struct nb_hdr *h,
         io_done(&io->tio, rc);
         return;
     }
-    t->ops->kick(t);
+    if (sc->kick && sc->kick != t)
+        sc->kick->ops->kick(sc->kick);
+    sc->kick = t;
+}
+
+static void kick_now(struct srv_conn *sc)
+{
+    struct vbd_target *t = sc->kick;
+    sc->kick = NULL;
+    if (t)
+        t->ops->kick(t);
+}
+
+static void flush_now(void *opaque)
+{
+    struct srv_conn *sc = opaque;
+    nb_conn_flush(sc->c);
 }
 
 /* ---- connection callbacks ----------------------------------------------------- */
@@ -483,8 +507,12 @@ static int srv_frame(struct nb_conn *c, const struct nb_hdr *h,
     default:
         return -1;
     }
-    nb_conn_flush(c);
-    return 0;
+    return 0; /* replies go out when the frames that came together are done */
+}
+
+static void srv_rx_end(struct nb_conn *c)
+{
+    kick_now(nb_conn_opaque(c));
 }
 
 static void srv_up(struct nb_conn *c)
@@ -497,6 +525,8 @@ static void srv_down(struct nb_conn *c, const char *why)
     struct srv_conn *sc = nb_conn_opaque(c);
     struct nb_server *srv = sc->srv;
     log_info(nb_conn_where(c), "connection closed: %s", why);
+    kick_now(sc); /* what it submitted still runs to completion */
+    evloop_defer_cancel(srv->loop, &sc->flush);
     for (struct srv_io *io = sc->ios, *next; io; io = next) {
         next = io->next;
         io->sc = NULL;
@@ -560,11 +590,14 @@ static void on_accept(struct evloop *loop, int fd, uint32_t events,
             return;
         }
         sc->srv = srv;
+        sc->flush.cb = flush_now;
+        sc->flush.opaque = sc;
         sc->c = nb_conn_new(loop, cfd, srv->cfg, &srv_ops, sc, where);
         if (!sc->c) {
             free(sc);
             continue;
         }
+        nb_conn_on_rx_end(sc->c, srv_rx_end);
         sc->next = srv->conns;
         if (srv->conns)
             srv->conns->prev = sc;
@@ -690,4 +723,5 @@ void nb_server_free(struct nb_server *srv)
     evloop_del(srv->loop, srv->lfd);
     close(srv->lfd);
     free(srv);
+    nb_buf_trim();
 }
