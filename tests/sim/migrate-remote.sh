@@ -222,6 +222,10 @@ status_is "c: another guest cannot attach re's export writable" 1 \
     on c "$xensim" block-attach intruder "${url[re]}" xvda --timeout 10
 check "a refused it: re holds the export" "yes" \
     "$(yes_no grep -q "refused a session for guest $(uuid_of c intruder): guest $re_uuid holds" "$dir/a/netbusd.log")"
+# What c's LBE was told. Not a check yet: a answers a refused OPEN with
+# EIO rather than BUSY (backend/channel/server.c), so c says "Input/output
+# error" where the in-process path says "in use by another guest".
+echo "     c's netbusd: $(grep -h -o 'cannot open the disk: .*' "$dir/c/netbusd.log" | tail -1)"
 on c "$xensim" destroy "$gi" >/dev/null 2>&1 || true
 
 # --- the verifies ------------------------------------------------------------------
