@@ -9,7 +9,12 @@
  * Zero copy: the owner says where each payload goes (sink: iovecs, e.g.
  * mapped guest pages, read with readv) and queues frames whose data is
  * written from its own memory (writev). With TLS the bytes necessarily pass
- * through the TLS library's buffers. */
+ * through the TLS library's buffers.
+ *
+ * Few system calls: queued frames leave in one writev; a read also takes
+ * what follows the frame (a server up to 64 KiB of requests, a client only
+ * the next header and status, so no data byte is staged); a short read
+ * means the socket is empty (no read for EAGAIN). */
 #ifndef NETBUS_CHANNEL_CONN_H
 #define NETBUS_CHANNEL_CONN_H
 
