@@ -159,6 +159,8 @@ migrate_both() {
         migs[$g]=$((migs[$g] + 1))
         if [ "$rc" == 0 ]; then
             host[$g]=$to
+            # guest, source, destination, domid there, domid here
+            sed -n "s/^domain \([0-9]*\) -> domain \([0-9]*\) of .*/$g $from $to_ \1 \2/p" <<<"$t" >>"$dir/migrations"
             pass=$((pass + 1)); echo "ok   migrate $g $from -> $to_: ${t#*: }"
             case $t in *" 1 process(es)"*) moved[$g]=$((moved[$g] + 1)) ;; esac
         else
@@ -269,34 +271,49 @@ for g in re ke; do
     check "a handed $g's sessions over" "yes" \
         "$(yes_no grep -q "of guest $(eval echo "\$${g}_uuid") (from [a-z]*) is handed over" "$dir/a/netbusd.log")"
 done
-# timeline: per host, suspend records with drained / connect records with
-# first-request / swap records with a pause, for the two guests.
-timeline() { # host
-    on "$1" "$netbusctl" status --json | perl -MJSON::PP -e '
-        my %u = map { $_ => 1 } @ARGV[0, 1]; my %n;
-        local $/; my $j = decode_json(<STDIN>);
-        for my $r (@{$j->{timeline}}) {
-            next unless $u{$r->{domain}};
-            my $e = $r->{events};
-            $n{"$r->{kind}"}++;
-            $n{"$r->{kind}-drained"}++ if $e->{drained};
-            $n{"$r->{kind}-first"}++ if $e->{"first-request"};
-            $n{"$r->{kind}-pause"}++ if defined $r->{pause_ms};
-            print STDERR "     $ARGV[2]: #$r->{seq} $r->{kind} of $r->{domain} (domid $r->{domid}) result \"$r->{result}\": no first-request; events ", join(",", sort keys %$e), "\n"
-                if $r->{kind} eq "connect" && !$e->{"first-request"};
+# timeline: every migration has its suspend record on the source (the old
+# domid), which got to drained, and its connect record on the destination
+# (the new domid), which got to first-request; a has the two swap records,
+# each with its pause.
+for h in a b c; do on "$h" "$netbusctl" status --json >"$dir/status-$h.json"; done
+timeline() { # host: what is missing there, one line each; then the counts
+    perl -MJSON::PP -e '
+        my ($h, $file, $migs, %uuid) = @ARGV;
+        open my $f, "<", $file or die "$file: $!"; local $/; my $j = decode_json(<$f>);
+        my @r = grep { $uuid{$_->{domain}} } @{$j->{timeline}};
+        my $rec = sub { my ($kind, $g, $id) = @_;
+            (grep { $_->{kind} eq $kind && $uuid{$_->{domain}} eq $g && $_->{domid} == $id } @r)[-1] };
+        my %n = (suspend => 0, connect => 0);
+        open my $m, "<", $migs or die "$migs: $!"; local $/ = "\n";
+        while (<$m>) {
+            my ($g, $from, $to, $old, $new) = split;
+            if ($from eq $h) {
+                my $r = $rec->("suspend", $g, $old);
+                if (!$r) { print "no suspend record for $g leaving $from -> $to (domid $old)\n" }
+                elsif (!$r->{events}{drained}) { print "suspend record #$r->{seq} of $g (domid $old) without drained\n" }
+                else { $n{suspend}++ }
+            }
+            if ($to eq $h) {
+                my $r = $rec->("connect", $g, $new);
+                if (!$r) { print "no connect record for $g arriving $from -> $to (domid $new)\n" }
+                elsif (!$r->{events}{"first-request"}) { print "connect record #$r->{seq} of $g (domid $new) without first-request: result \"$r->{result}\", events ", join(",", sort keys %{$r->{events}}), "\n" }
+                else { $n{connect}++ }
+            }
         }
-        print join(" ", map { "$_=" . ($n{$_} // 0) } qw(suspend suspend-drained connect connect-first swap swap-pause)), "\n";
-    ' "$re_uuid" "$ke_uuid" "$1"
+        my @sw = grep { $_->{kind} eq "swap" } @r;
+        print "counts suspend=$n{suspend} connect=$n{connect} swap=", scalar(@sw), " swap-pause=", scalar(grep { defined $_->{pause_ms} } @sw), "\n";
+    ' "$1" "$dir/status-$1.json" "$dir/migrations" "$re_uuid" re "$ke_uuid" ke
 }
 for h in a b c; do
     tl=$(timeline "$h")
-    echo "     $h timeline: $tl"
-    get() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$tl"; }
-    check "$h: suspend records, each drained" "yes" \
-        "$(yes_no [ "$(get suspend)" -gt 0 ] && [ "$(get suspend)" == "$(get suspend-drained)" ])"
-    check "$h: connect records with a first request served" "yes" \
-        "$(yes_no [ "$(get connect-first)" -gt 0 ])"
-    [ "$h" != a ] || check "a: the two swaps, each with its pause" "2 2" "$(get swap) $(get swap-pause)"
+    grep -v '^counts' <<<"$tl" | sed "s/^/     $h: /" || true
+    out=$(awk -v h="$h" '$2==h' "$dir/migrations" | wc -l) in=$(awk -v h="$h" '$3==h' "$dir/migrations" | wc -l)
+    check "$h: a drained suspend record for each of the $out migrations from $h" "$out" \
+        "$(sed -n 's/^counts suspend=\([0-9]*\).*/\1/p' <<<"$tl")"
+    check "$h: a connect record with a first request for each of the $in migrations to $h" "$in" \
+        "$(sed -n 's/^counts .*connect=\([0-9]*\).*/\1/p' <<<"$tl")"
+    [ "$h" != a ] || check "a: the two swaps, each with its pause" "swap=2 swap-pause=2" \
+        "$(grep -o 'swap=.*' <<<"$tl")"
 done
 on a "$netbusctl" status --last 2 | sed 's/^/     /'
 
