@@ -6,6 +6,11 @@ RX=/etc/netbus-rx
 RUN=/run/rx
 IMG=/var/lib/netbus-rx
 mkdir -p "$RUN"
+# settings from the host (run-scenario.sh writes them)
+RX_MIGRATIONS=3
+RX_NETBUSD_LOG_LEVEL=debug
+RX_GUEST_EXTRA=
+[ -f "$RX/env" ] && . "$RX/env"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "MARK $*"; }
@@ -35,7 +40,7 @@ guest_cfg() {
         echo "type = \"$type\""
         echo "kernel = \"$IMG/vmlinuz\""
         echo "ramdisk = \"$IMG/guest.cpio\""
-        echo "extra = \"console=hvc0 quiet\""
+        echo "extra = \"console=hvc0 quiet${RX_GUEST_EXTRA:+ $RX_GUEST_EXTRA}\""
         echo "memory = 256"
         echo "vcpus = 1"
         echo "on_crash = \"preserve\""
@@ -91,6 +96,11 @@ gx() {
     [ -n "$GX_OUT" ] && printf '%s\n' "$GX_OUT" | sed "s/^/  [$name] /"
     return "${rc:-125}"
 }
+
+# dom0_crashes: dom0's kernel messages about user programs that crashed
+# (segfaults, traps); under software emulation xl and the xenstore tools
+# have been seen dying after live migrations
+dom0_crashes() { dmesg | grep -aE 'segfault at|traps: |general protection|invalid opcode' || true; }
 
 # xl_logged ARGS...: run xl, its output indented into the log as it comes
 # (also kept in $RUN/xl.out)

@@ -9,7 +9,7 @@ D=/var/lib/netbus-rx/disks
 NBLOG=/var/log/netbusd.log
 
 netbusd_start() {
-    setsid netbusd --xenif xen --pidfile /run/netbusd.pid --log-level info \
+    setsid netbusd --xenif xen --pidfile /run/netbusd.pid --log-level "$RX_NETBUSD_LOG_LEVEL" \
         </dev/null >>"$NBLOG" 2>&1 &
     wait_for 20 test -s /run/netbusd.pid || { tail -20 "$NBLOG"; why "netbusd wrote no pid file"; return 1; }
     sleep 1
