@@ -192,10 +192,28 @@ void nb_session_io_start(struct nb_session *s)
     s->inflight++;
 }
 
+bool nb_session_must_wait(const struct nb_session *s)
+{
+    for (const struct nb_session *o = s->ex->sessions; o; o = o->next)
+        if (o->superseded && o->superseded_by == s->id && o->inflight)
+            return true;
+    return false;
+}
+
 void nb_session_io_end(struct nb_session *s)
 {
-    if (--s->inflight == 0 && s->drained)
-        s->drained(s);
+    if (--s->inflight)
+        return;
+    struct nb_session *next = NULL;
+    if (s->superseded)
+        for (next = s->ex->sessions; next; next = next->next)
+            if (next->id == s->superseded_by)
+                break;
+    if (s->drained)
+        s->drained(s); /* may free s */
+    /* The session that took this one over may have waited for it. */
+    if (next && next->drained && !next->inflight && !nb_session_must_wait(next))
+        next->drained(next);
 }
 
 /* ---- exports -------------------------------------------------------------- */

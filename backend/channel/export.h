@@ -88,6 +88,9 @@ struct nb_session *nb_session_find(struct nb_exports *reg, uint32_t id);
 /* Removes it (and its xenstore node). inflight must be 0. */
 void nb_session_free(struct nb_session *s);
 /* Target I/O accounting for s (drained is called when it falls to 0). */
+/* Whether a session s took over (same guest) still has I/O at the device:
+ * s must not start any before it completed (its `drained` is called then). */
+bool nb_session_must_wait(const struct nb_session *s);
 void nb_session_io_start(struct nb_session *s);
 void nb_session_io_end(struct nb_session *s);
 

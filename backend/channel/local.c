@@ -54,6 +54,10 @@ static int lt_submit(struct vbd_target *t, struct vbd_target_io *orig)
         return -ENODEV;
     if (lt->s->superseded)
         return -ESTALE; /* the guest moved on: its new LBE has the export */
+    /* The guest's session from its old host still has I/O at the device:
+     * none of ours may overtake it. */
+    if (nb_session_must_wait(lt->s))
+        lt->et->ops->drain(lt->et);
     struct lt_io *io = lt->free_ios;
     if (io)
         lt->free_ios = io->next_free;

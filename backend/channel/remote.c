@@ -250,6 +250,11 @@ static const char *open_error(struct rt *t, int32_t st)
         snprintf(t->why, sizeof(t->why), "export '%s' is read-only: attach "
                  "it with mode r", t->export_name);
         break;
+    case NB_ST_BUSY:
+        snprintf(t->why, sizeof(t->why), "export '%s' is in use by another "
+                 "guest (or this guest's disk was taken over from another "
+                 "host)", t->export_name);
+        break;
     default:
         snprintf(t->why, sizeof(t->why), "opening export '%s' failed: %s",
                  t->export_name, strerror(-nb_status_errno(st)));

@@ -228,6 +228,10 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
         ? nb_session_find(sc->srv->reg, m.resume_session) : NULL;
     if (s && s->ex == ex && s->kill == sess_kill && !strcmp(s->peer, peer)) {
         struct srv_sess *ss = s->user;
+        if (s->superseded) { /* its guest moved on: no way back in */
+            reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_BUSY);
+            return;
+        }
         if (ss->sc != sc) {
             struct srv_conn *old = ss->sc;
             sess_unlink(ss); /* so that closing old leaves it alone */
@@ -255,8 +259,9 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
     struct srv_sess *ss = calloc(1, sizeof(*ss));
     s = ss ? nb_session_new(ex, peer, m.owner, ro) : NULL;
     if (!s) {
+        int busy = errno == EBUSY;
         free(ss);
-        reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_EIO);
+        reply_status(sc, NB_OPEN, 0, h->tag, busy ? NB_ST_BUSY : NB_ST_EIO);
         return;
     }
     ss->s = s;
@@ -266,6 +271,12 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
     s->user = ss;
     s->kill = sess_kill;
     s->drained = sess_drained;
+    if (nb_session_must_wait(s)) {
+        ss->waiting = true; /* the guest's old session finishes first */
+        ss->wait_type = NB_OPEN;
+        ss->wait_tag = h->tag;
+        return;
+    }
     reply_opened(sc, s, h->tag);
 }
 
@@ -361,6 +372,8 @@ static int32_t check_io(const struct nb_session *s, uint8_t type,
 {
     const struct vbd_target_info *ti = &nb_export_target(s->ex)->info;
     uint64_t ss = ti->sector_size;
+    if (s->superseded)
+        return NB_ST_BUSY; /* the guest's disk moved to another session */
     if (type == NB_FLUSH) {
         if (m->offset || m->len)
             return NB_ST_INVAL;
