@@ -1,11 +1,14 @@
 # migrate: a PVH guest (PV guests cannot live-migrate on Debian's Xen) whose
 # disk is a netbus:// URL naming an export of this host, live-migrated to
 # localhost RX_MIGRATIONS times in a row (NETBUS_REALXEN_MIGRATIONS, default
-# 3) while a writer runs in it. After each migration: the backend of the new
+# 3) while a writer runs in it, next to a memory check (rx memcheck-*).
+# After each migration: no program in dom0 crashed, the backend of the new
 # domain is Connected, the one of the old domain is gone, the writer made
-# progress and no pass of it failed. At the end the digest is checked in the
-# guest and in dom0. Uses disk.sh's helpers; starts netbusd if the disk
-# scenario did not run before it in this boot.
+# progress, and no pass of the writer or of the memory check failed. At the
+# end the digest is checked in the guest and in dom0. A failed migration
+# shows netbusd's (debug) log of it, the guest's blkfront messages, dom0's
+# crashed programs and xl's logs. Uses disk.sh's helpers; starts netbusd if
+# the disk scenario did not run before it in this boot.
 . "$(dirname "${BASH_SOURCE[0]}")/disk.sh"
 
 check_netbusd_running() {
