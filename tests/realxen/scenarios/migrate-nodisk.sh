@@ -5,13 +5,12 @@
 . "$(dirname "${BASH_SOURCE[0]}")/migrate.sh"
 
 check_pvh_migrate_nodisk() {
-    local cfg n d0 d1 t0 i c0 c
+    local cfg d0 d1 t0 i c0 c
     c0=$(dom0_crashes | wc -l)
     cfg=$(guest_cfg rx-pvh pvh)
     xl_logged create "$cfg" || { why "xl create (PVH, no disk) failed"; return 1; }
     guest_up rx-pvh 120 || return 1
     gx rx-pvh 30 'rx memcheck-start' || { why "memcheck did not start"; return 1; }
-    n=0
     for i in $(seq 1 "$RX_MIGRATIONS"); do
         d0=$(domid_of rx-pvh) || { why "no domain rx-pvh before migration $i"; return 1; }
         mark "migration $i of $RX_MIGRATIONS (domain $d0, no disk)"
