@@ -12,8 +12,8 @@
  * through the TLS library's buffers.
  *
  * Few system calls: queued frames leave in one writev; a read also takes
- * what follows the frame (a server up to 64 KiB of requests, a client only
- * the next header and status, so no data byte is staged); a short read
+ * what follows the frame (a server up to 64 KiB of requests, a client two
+ * headers and statuses, so at most 32 data bytes are staged); a short read
  * means the socket is empty (no read for EAGAIN). */
 #ifndef NETBUS_CHANNEL_CONN_H
 #define NETBUS_CHANNEL_CONN_H
