@@ -1281,6 +1281,11 @@ void xenbus_device_error(struct xenbus_device *dev, const char *fmt, ...)
         log_warn(dev->be_path, "xenbus: eventfd: %s", strerror(errno));
 }
 
+bool xenbus_sees_suspend(const struct xenbus_device *dev)
+{
+    return dev->bus->dom != NULL;
+}
+
 void xenbus_frontend_uuid(struct xenbus_device *dev, char *buf, size_t len)
 {
     char path[48];

@@ -113,6 +113,10 @@ char *xenbus_read_frontend(struct xenbus_device *dev, const char *key);
 int xenbus_read_frontend_uint(struct xenbus_device *dev, const char *key,
                               unsigned long *out);
 
+/* Whether the bus sees its devices' domains suspend (and so calls the
+ * class's suspend): false where the domain's run state cannot be read. */
+bool xenbus_sees_suspend(const struct xenbus_device *dev);
+
 /* The UUID of the frontend's domain (from /local/domain/FE/vm), into buf
  * (37 bytes); "" when it cannot be read (a driver domain may not). */
 void xenbus_frontend_uuid(struct xenbus_device *dev, char *buf, size_t len);

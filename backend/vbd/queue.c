@@ -36,6 +36,10 @@ struct vbd_io {
     struct iovec iov[BLKIF_MAX_INDIRECT_SEGS];
 };
 
+/* Persistent grants kept per ring slot: Linux blkfront keeps up to its
+ * indirect segments per request (32 by default) + 1 indirect page. */
+#define PGNT_PER_SLOT 33
+
 /* Persistent grants of one queue: gref -> page mapped read-write, open
  * addressing, never removed before the queue closes (the frontend reuses a
  * fixed pool; Linux blkfront keeps up to a ring's worth of segments). */
@@ -57,6 +61,7 @@ struct vbd_queue {
     xenif_port port;
     int fd;
     bool fd_added, stopped, dead;
+    bool processing, reprocess; /* queue_process running, and called again */
     unsigned inflight;
     struct vbd_io *ios, *free_ios;
     uint64_t bad;
@@ -406,7 +411,8 @@ static void handle(struct vbd_queue *q, const uint8_t *copy)
         bad_request(q, io, st, why ? why : "rejected");
 }
 
-static void queue_process(struct vbd_queue *q)
+/* Takes the requests on the ring (see queue_process). */
+static void consume(struct vbd_queue *q)
 {
     struct vbd_disk *d = q->disk;
     while (!q->stopped && !q->dead && !d->quiesced) {
@@ -440,7 +446,25 @@ static void queue_process(struct vbd_queue *q)
         if (load_idx(q, IDX_REQ_PROD) == q->req_cons)
             break;
     }
-    d->target->ops->kick(d->target);
+}
+
+static void queue_process(struct vbd_queue *q)
+{
+    struct vbd_disk *d = q->disk;
+    /* A target may complete I/O from inside submit or kick (io_uring when
+     * its queues are full), and completions come back here: never walk the
+     * ring twice at once, go round again instead. */
+    if (q->processing) {
+        q->reprocess = true;
+        return;
+    }
+    q->processing = true;
+    do {
+        q->reprocess = false;
+        consume(q);
+        d->target->ops->kick(d->target);
+    } while (q->reprocess);
+    q->processing = false;
     push(q);
 }
 
@@ -596,7 +620,7 @@ struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
         goto fail;
     }
     if (disk->persistent) {
-        q->pg_max = q->size * BLKIF_DIRECT_SEGS;
+        q->pg_max = q->size * PGNT_PER_SLOT;
         if (q->pg_max > 4096)
             q->pg_max = 4096;
         q->pg = calloc(2 * (size_t)q->pg_max, sizeof(*q->pg));

@@ -337,6 +337,9 @@ static int vbd_connect(struct xenbus_device *dev)
     const struct vbd_target_info *ti = &d->target->info;
     int rc = xenbus_printf(dev, "sectors", "%llu",
                            (unsigned long long)d->lim.sectors);
+    /* Present: a toolstack suspending the guest may wait for it to be 1. */
+    if (xenbus_sees_suspend(dev))
+        rc |= xenbus_printf(dev, "netbus-quiesced", "0");
     rc |= xenbus_printf(dev, "info", "%u", v->info);
     rc |= xenbus_printf(dev, "sector-size", "%u", ti->sector_size);
     rc |= xenbus_printf(dev, "physical-sector-size", "%u",

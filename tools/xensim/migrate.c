@@ -322,15 +322,18 @@ static int ring_refs(struct mig *m, const char *dir, uint32_t *refs, unsigned *n
     return 0;
 }
 
-/* Whether the backend of a connected vbd reported itself quiesced (netbusd
- * does when it sees the domain suspended: nothing in flight, nothing more
- * taken from the rings; requests left there are for the destination). */
-static bool backend_quiesced(struct mig *m, const struct mdev *d)
+/* The quiesce state a connected vbd's backend reports: 1 quiesced (netbusd,
+ * once it saw the domain suspended: nothing in flight, nothing more taken
+ * from the rings; requests left there are for the destination), 0 not yet,
+ * -1 a backend that does not quiesce (no netbus-quiesced node). */
+static int backend_quiesced(struct mig *m, const struct mdev *d)
 {
     char path[600];
     unsigned long v;
     snprintf(path, sizeof(path), "%s/netbus-quiesced", d->be_path);
-    return xenif_xs_read_uint(m->xa, 0, path, &v) == 0 && v == 1;
+    if (xenif_xs_read_uint(m->xa, 0, path, &v) < 0)
+        return -1;
+    return v == 1;
 }
 
 /* Step 2, second half: each connected vbd quiesced by its backend, or (a
@@ -375,16 +378,21 @@ static int drain_rings(struct mig *m)
             if (pread(m->mem_a, idx, sizeof(idx), (off_t)frame * XENSIM_PROTO_PAGE) !=
                 (ssize_t)sizeof(idx))
                 continue;
-            if (idx[0] != idx[2] && !backend_quiesced(m, &m->devs[ring_dev[i]])) {
-                busy++; /* req_prod != rsp_prod */
+            /* A backend that quiesces is waited for even when its rings
+             * look idle: until it saw the suspend it may still take a
+             * request. Otherwise req_prod == rsp_prod is the sign. */
+            int q = backend_quiesced(m, &m->devs[ring_dev[i]]);
+            if (q == 0 || (q < 0 && idx[0] != idx[2])) {
+                busy++;
                 left += idx[0] - idx[2];
             }
         }
         if (!busy)
             return 0;
         if (now_ns() - start > limit)
-            return fail(m, "the source's backends left %u request(s) on %u ring(s) "
-                        "unanswered for %us", left, busy, m->o->timeout_s);
+            return fail(m, "the source's backends did not quiesce %u ring(s) "
+                        "(%u request(s) unanswered) in %us", busy, left,
+                        m->o->timeout_s);
         usleep(1000);
     }
 }
