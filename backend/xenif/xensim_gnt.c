@@ -79,6 +79,18 @@ struct sim_gnt {
 
 /* ---- domains ----------------------------------------------------------- */
 
+/* Forgets every attached domain's grant table and memory. */
+static void drop_doms(struct sim_gnt *g)
+{
+    while (g->doms) {
+        struct gnt_dom *d = g->doms;
+        g->doms = d->next;
+        munmap(d->tab, sizeof(*d->tab));
+        close(d->mem_fd);
+        free(d);
+    }
+}
+
 static struct gnt_dom *find_dom(struct sim_gnt *g, xenif_domid domid)
 {
     for (struct gnt_dom *d = g->doms; d; d = d->next)
@@ -257,13 +269,7 @@ static void sim_gnt_close(void *h)
         munmap(s->addr, (size_t)s->count * PAGE);
         free(s);
     }
-    while (g->doms) {
-        struct gnt_dom *d = g->doms;
-        g->doms = d->next;
-        munmap(d->tab, sizeof(*d->tab));
-        close(d->mem_fd);
-        free(d);
-    }
+    drop_doms(g);
     free(g->frames.ids);
     free(g->refs.ids);
     close(g->sock);
@@ -683,13 +689,7 @@ int xensim_gnt_move(void *h, const char *dir, unsigned domid, char *err,
                 return -1; /* half moved: the caller must give up */
             }
         }
-    while (g->doms) {
-        struct gnt_dom *d = g->doms;
-        g->doms = d->next;
-        munmap(d->tab, sizeof(*d->tab));
-        close(d->mem_fd);
-        free(d);
-    }
+    drop_doms(g);
     g->doms = nd;
     close(g->sock);
     g->sock = sock;
