@@ -185,16 +185,10 @@ status_is "b: a last verify from the model" 0 guest_b blk verify --vdev xvda \
 on b "$xensim" block-detach guest-b xvda --timeout 10 >/dev/null 2>&1 || true
 for h in a b c; do
     pid_var=nb_$h
-    kill -TERM "${!pid_var}" 2>/dev/null || true
-    nrc=0; timeout 20 tail --pid="${!pid_var}" -f /dev/null || nrc=timeout
-    wait "${!pid_var}" 2>/dev/null || nrc=$?
-    check "netbusd on $h exits 0 on SIGTERM" 0 "$nrc"
+    netbusd_stops "netbusd on $h" "${!pid_var}" 20
 done
 for h in a b c; do
-    if grep -q 'AddressSanitizer\|runtime error' "$dir/$h/netbusd.log" "$dir/$h/host.log" 2>/dev/null; then
-        fail=$((fail + 1)); echo "FAIL sanitizer reports on $h"
-        grep -h -A5 'AddressSanitizer\|runtime error' "$dir/$h/netbusd.log" "$dir/$h/host.log" | head -20
-    fi
+    no_sanitizer_reports "on $h" "$dir/$h/netbusd.log" "$dir/$h/host.log"
 done
 if [ "$fail" -ne 0 ]; then
     for h in a b; do echo "--- netbusd on $h (last 30 lines)"; tail -30 "$dir/$h/netbusd.log"; done

@@ -100,13 +100,7 @@ done
 migrate ke "$A" "$B"   # end on B: the old domain on A must be gone
 
 for g in re ke; do
-    rc=0; wait "${vpid[$g]}" || rc=$?
-    if [ "$rc" == 0 ] && grep -q 'result=ok' "$dir/$g.out"; then
-        pass=$((pass + 1)); echo "ok   verify $g across the migrations: $(grep -o 'writes=[0-9]*\|reads=[0-9]*\|mismatches=[0-9]*' "$dir/$g.out" | tr '\n' ' ')"
-    else
-        fail=$((fail + 1)); echo "FAIL verify $g (exit $rc)"; sed 's/^/     /' "$dir/$g.out" "$dir/$g.err" | tail -20
-    fi
-    grep -h 'suspended' "$dir/$g.err" | sed 's/^/     /' || true
+    verify_done "verify $g across the migrations" "${vpid[$g]}" "$dir/$g.out" "$dir/$g.err"
 done
 n() { grep -o "$1: [0-9]*" "$dir/$2.err" | grep -o '[0-9]*$' || echo 0; }
 check "verify ran across most migrations" "yes" \

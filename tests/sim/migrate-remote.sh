@@ -235,13 +235,7 @@ for g in re ke; do
     check "verify $g still ran after the last migration" "yes" "$(yes_no kill -0 "${vpid[$g]}")"
 done
 for g in re ke; do
-    rc=0; wait "${vpid[$g]}" || rc=$?
-    if [ "$rc" == 0 ] && grep -q 'result=ok' "$dir/$g.out" && grep -q 'mismatches=0' "$dir/$g.out"; then
-        pass=$((pass + 1)); echo "ok   verify $g across the migrations: $(grep -o 'writes=[0-9]*\|reads=[0-9]*\|mismatches=[0-9]*' "$dir/$g.out" | tr '\n' ' ')"
-    else
-        fail=$((fail + 1)); echo "FAIL verify $g (exit $rc)"; sed 's/^/     /' "$dir/$g.out" "$dir/$g.err" | tail -20
-    fi
-    grep -h 'suspended' "$dir/$g.err" | sed 's/^/     /' || true
+    verify_done "verify $g across the migrations" "${vpid[$g]}" "$dir/$g.out" "$dir/$g.err"
 done
 n() { grep -o "$1: [0-9]*" "$dir/$2.err" | grep -o '[0-9]*$' || echo 0; }
 check "re migrated at least 20 times under verify" "yes" "$(yes_no [ "${moved[re]}" -ge 20 ])"
@@ -321,21 +315,12 @@ for g in re ke; do
     on "${host[$g]}" "$xensim" destroy "$g" >/dev/null 2>&1 || true
 done
 for h in a b c; do
-    kill -TERM "${nb[$h]}" 2>/dev/null || true
-    nrc=0; timeout 30 tail --pid="${nb[$h]}" -f /dev/null || nrc=timeout
-    wait "${nb[$h]}" 2>/dev/null || nrc=$?
-    check "netbusd on $h exits 0 on SIGTERM" 0 "$nrc"
+    netbusd_stops "netbusd on $h" "${nb[$h]}" 30
 done
 for h in a b c; do
-    if grep -q 'AddressSanitizer\|LeakSanitizer\|runtime error' "$dir/$h/netbusd.log" "$dir/$h/host.log" 2>/dev/null; then
-        fail=$((fail + 1)); echo "FAIL sanitizer reports on $h"
-        grep -h -A8 'AddressSanitizer\|LeakSanitizer\|runtime error' "$dir/$h/netbusd.log" "$dir/$h/host.log" | head -30
-    fi
+    no_sanitizer_reports "on $h" "$dir/$h/netbusd.log" "$dir/$h/host.log"
 done
-if grep -q 'AddressSanitizer\|LeakSanitizer\|runtime error' "$dir"/*.err 2>/dev/null; then
-    fail=$((fail + 1)); echo "FAIL sanitizer reports in the guests"
-    grep -h -A8 'AddressSanitizer\|LeakSanitizer\|runtime error' "$dir"/*.err | head -30
-fi
+no_sanitizer_reports "in the guests" "$dir"/*.err
 if [ "$fail" -ne 0 ]; then
     for h in a b c; do echo "--- netbusd on $h (last 25 lines)"; tail -25 "$dir/$h/netbusd.log"; done
 fi
