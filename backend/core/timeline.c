@@ -10,12 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_EVENTS 8
-
 struct timeline_op {
     unsigned long seq;
-    unsigned nevents;
-    const char *events[MAX_EVENTS]; /* static strings */
 };
 
 static struct {
@@ -94,21 +90,11 @@ void timeline_mark_at(struct timeline_op *op, const char *event, uint64_t us)
     snprintf(key, sizeof(key), "events/%s", event);
     snprintf(v, sizeof(v), "%" PRIu64, us);
     put(op->seq, key, v);
-    if (op->nevents < MAX_EVENTS)
-        op->events[op->nevents++] = event;
 }
 
 void timeline_mark(struct timeline_op *op, const char *event)
 {
     timeline_mark_at(op, event, timeline_now_us());
-}
-
-bool timeline_has(const struct timeline_op *op, const char *event)
-{
-    for (unsigned i = 0; op && i < op->nevents; i++)
-        if (strcmp(op->events[i], event) == 0)
-            return true;
-    return false;
 }
 
 void timeline_end(struct timeline_op *op, const char *result)

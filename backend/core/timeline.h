@@ -29,7 +29,6 @@
 
 #include "xenif.h"
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #define TIMELINE_KEEP 200
@@ -52,8 +51,6 @@ struct timeline_op *timeline_begin(const char *kind, const char *device,
 /* Records event at time `us` (timeline_now_us() taken when it happened). */
 void timeline_mark_at(struct timeline_op *op, const char *event, uint64_t us);
 void timeline_mark(struct timeline_op *op, const char *event);
-/* Whether event was recorded in op. */
-bool timeline_has(const struct timeline_op *op, const char *event);
 /* Writes the result and forgets the handle (the record stays). */
 void timeline_end(struct timeline_op *op, const char *result);
 

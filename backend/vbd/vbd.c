@@ -22,7 +22,6 @@
 struct vbd_swap {
     char *spec;                  /* path or netbus:// URL */
     struct vbd_target *target;   /* the new one, until it is in place */
-    bool opening;
 };
 
 struct vbd_dev {
@@ -481,7 +480,6 @@ static void swap_target_ready(void *opaque, const char *err)
     struct vbd_swap *sw = &v->swap;
     struct vbd_disk *d = &v->disk;
     char why[256];
-    sw->opening = false;
     if (err) {
         snprintf(why, sizeof(why), "cannot open %s: %s", sw->spec, err);
         swap_answer(v, why);
@@ -548,7 +546,6 @@ static void vbd_swap(struct xenbus_device *dev)
         return;
     }
     v->swap.target->reaped = no_reaped;
-    v->swap.opening = pending;
     log_info(v->disk.where, "swap to %s requested", spec);
     if (!pending)
         swap_target_ready(v, NULL);
