@@ -4,6 +4,7 @@
 #include "device.h"
 #include "host.h"
 #include "migrate.h"
+#include "usb.h"
 #include "xsd.h"
 
 #include <getopt.h>
@@ -34,6 +35,11 @@ int main(int argc, char **argv)
         { "block-attach", xensim_cmd_block_attach },
         { "block-detach", xensim_cmd_block_detach },
         { "block-list", xensim_cmd_block_list },
+        { "usbctrl-attach", xensim_cmd_usbctrl_attach },
+        { "usbctrl-detach", xensim_cmd_usbctrl_detach },
+        { "usbdev-attach", xensim_cmd_usbdev_attach },
+        { "usbdev-detach", xensim_cmd_usbdev_detach },
+        { "usb-list", xensim_cmd_usb_list },
         { "cluster", xensim_cmd_cluster },
         { "migrate", xensim_cmd_migrate },
     };

@@ -1,0 +1,976 @@
+/* Toolstack USB commands, as libxl 4.17 does them for PV USB
+ * (tools/libs/light/libxl_usb.c, libxl_device.c):
+ *
+ *   usbctrl-attach: one transaction writes the backend directory
+ *     /local/domain/BE/backend/KIND/DOMID/DEVID (KIND vusb for type pv,
+ *     qusb for type qusb; frontend, frontend-id, online=1, state=1, type,
+ *     usb-ver, num-ports, port = "" and port/1..N = ""), the frontend
+ *     directory /local/domain/DOMID/device/vusb/DEVID (backend, backend-id,
+ *     state=1; the frontend kind is vusb for both types) and libxl's copy
+ *     /libxl/DOMID/device/vusb/DEVID (frontend, backend and the backend
+ *     keys again), with libxl__device_generic_add's permissions; then
+ *     waits for the backend's InitWait (libxl__wait_device_connection);
+ *   usbdev-attach: writes the device's bus id into port/N of a free port
+ *     (libxl__device_usbdev_add_xenstore); with no controller given it
+ *     takes the first free port of the domain's controllers, or adds a
+ *     controller with libxl's defaults when none is free
+ *     (libxl__device_usbdev_setdefault). For netbus, a port may also hold a
+ *     device URL netbus://HOST[:PORT]/EXPORT;
+ *   usbdev-detach: port/N = "" (libxl__device_usbdev_remove_xenstore);
+ *   usbctrl-detach: empties its ports, then online=0 and state=Closing,
+ *     waits for Closed, removes the three directories;
+ *   usb-list: the controllers and their ports.
+ *
+ * Unlike libxl (which refuses PV USB with a non-dom0 backend and then
+ * writes the port under dom0's backend directory), the backend domain may
+ * be any domain: ports are written where the controller's backend is. */
+#include "usb.h"
+#include "cli.h"
+#include "xenif.h"
+#include "xensim_client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ST_INITIALISING 1
+#define ST_INITWAIT 2
+#define ST_CONNECTED 4
+#define ST_CLOSING 5
+#define ST_CLOSED 6
+
+#define DEFAULT_PORTS 8    /* libxl__device_usbctrl_setdefault */
+#define DEFAULT_VERSION 2
+
+/* ---- paths and small xenstore helpers ------------------------------------ */
+
+struct usb_paths {
+    char be[160], fe[128], libxl[128];
+};
+
+static void ctrl_paths(struct usb_paths *p, unsigned be, const char *kind,
+                       unsigned domid, unsigned devid)
+{
+    snprintf(p->be, sizeof(p->be), "/local/domain/%u/backend/%s/%u/%u", be, kind,
+             domid, devid);
+    snprintf(p->fe, sizeof(p->fe), "/local/domain/%u/device/vusb/%u", domid, devid);
+    snprintf(p->libxl, sizeof(p->libxl), "/libxl/%u/device/vusb/%u", domid, devid);
+}
+
+static int put(struct xenif_xs *xs, xenif_txn t, const char *dir, const char *key,
+               const char *val)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_write(xs, t, path, val, strlen(val));
+}
+
+static char *get(struct xenif_xs *xs, xenif_txn t, const char *dir, const char *key)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_read(xs, t, path, NULL);
+}
+
+static long get_num(struct xenif_xs *xs, const char *dir, const char *key)
+{
+    char path[256];
+    unsigned long v;
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    return xenif_xs_read_uint(xs, 0, path, &v) == 0 && v <= LONG_MAX ? (long)v : -1;
+}
+
+static bool exists(struct xenif_xs *xs, xenif_txn t, const char *path)
+{
+    char *v = xenif_xs_read(xs, t, path, NULL);
+    free(v);
+    return v != NULL;
+}
+
+static const char *state_name(long s)
+{
+    static const char *names[] = { "Unknown", "Initialising", "InitWait",
+                                   "Initialised", "Connected", "Closing",
+                                   "Closed", "Reconfiguring", "Reconfigured" };
+    return s < 0 ? "gone" : s < 9 ? names[s] : "invalid";
+}
+
+static int parse_num(const char *s, unsigned long max, unsigned long *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Bus ids as Linux names USB devices in sysfs: BUS-PORT[.PORT...], each a
+ * number. */
+static bool bus_id_ok(const char *s)
+{
+    const char *p = s;
+    if (!isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p++ != '-')
+        return false;
+    for (;;) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (*p == 0)
+            return p - s < 64;
+        if (*p++ != '.')
+            return false;
+    }
+}
+
+bool usb_device_name_ok(const char *s)
+{
+    if (strncmp(s, "netbus://", 9) != 0)
+        return bus_id_ok(s);
+    size_t n = strlen(s);
+    const char *host = s + 9, *slash = strchr(host, '/');
+    if (n >= USB_DEVICE_MAX || !slash || slash == host || !slash[1])
+        return false;
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
+/* ---- write / read / remove a controller ---------------------------------- */
+
+static const char *libxl_type(const char *kind)
+{
+    return strcmp(kind, "qusb") == 0 ? "qusb" : "pv";
+}
+
+int usb_ctrl_write(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
+                   char *err, size_t errlen)
+{
+    struct usb_paths p;
+    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    char be_num[16], dom_num[16], ver[8], ports[8];
+    snprintf(be_num, sizeof(be_num), "%u", c->be);
+    snprintf(dom_num, sizeof(dom_num), "%u", domid);
+    snprintf(ver, sizeof(ver), "%u", c->version);
+    snprintf(ports, sizeof(ports), "%u", c->ports);
+    /* The backend keys in libxl's order; libxl's copy gets them too. */
+    char keys[6 + USB_MAX_PORTS][12];
+    const char *vals[6 + USB_MAX_PORTS];
+    unsigned nkv = 0;
+    static const char *const fixed[] = { "frontend-id", "online", "state", "type",
+                                         "usb-ver", "num-ports", "port" };
+    const char *fixed_vals[] = { dom_num, "1", "1", libxl_type(c->type), ver, ports,
+                                 "" };
+    for (unsigned i = 0; i < 7; i++, nkv++) {
+        snprintf(keys[nkv], sizeof(keys[nkv]), "%s", fixed[i]);
+        vals[nkv] = fixed_vals[i];
+    }
+    for (unsigned i = 0; i < c->ports; i++, nkv++) {
+        snprintf(keys[nkv], sizeof(keys[nkv]), "port/%u", i + 1);
+        vals[nkv] = c->port[i];
+    }
+    struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)c->be, XENIF_XS_PERM_READ } };
+    struct xenif_xs_perm be_perms[2] = { { (xenif_domid)c->be, XENIF_XS_PERM_NONE },
+                                         { (xenif_domid)domid, XENIF_XS_PERM_READ } };
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(xs);
+        if (!t) {
+            snprintf(err, errlen, "xenstore transaction: %s", strerror(errno));
+            return -1;
+        }
+        char path[300];
+        snprintf(path, sizeof(path), "%s/backend", p.fe);
+        if (exists(xs, t, path) || exists(xs, t, p.libxl)) {
+            xenif_xs_transaction_end(xs, t, true);
+            snprintf(err, errlen, "domain %u already has USB controller %u", domid,
+                     c->devid);
+            errno = EEXIST;
+            return -1;
+        }
+        int e = 0;
+        e |= put(xs, t, p.libxl, "frontend", p.fe) < 0;
+        e |= put(xs, t, p.libxl, "backend", p.be) < 0;
+        /* frontend directory */
+        xenif_xs_rm(xs, t, p.fe);
+        e |= xenif_xs_mkdir(xs, t, p.fe) < 0;
+        e |= xenif_xs_set_perms(xs, t, p.fe, fe_perms, 2) < 0;
+        const char *fents[][2] = { { "backend", p.be }, { "backend-id", be_num },
+                                   { "state", "1" } };
+        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
+            e |= xenif_xs_write(xs, t, path, fents[i][1], strlen(fents[i][1])) < 0;
+            e |= xenif_xs_set_perms(xs, t, path, fe_perms, 2) < 0;
+        }
+        /* backend directory */
+        xenif_xs_rm(xs, t, p.be);
+        e |= xenif_xs_mkdir(xs, t, p.be) < 0;
+        e |= xenif_xs_set_perms(xs, t, p.be, be_perms, 2) < 0;
+        e |= put(xs, t, p.be, "frontend", p.fe) < 0;
+        for (unsigned i = 0; i < nkv; i++) {
+            e |= put(xs, t, p.be, keys[i], vals[i]) < 0;
+            e |= put(xs, t, p.libxl, keys[i], vals[i]) < 0;
+        }
+        if (e) {
+            int saved = errno;
+            xenif_xs_transaction_end(xs, t, true);
+            snprintf(err, errlen, "writing the controller's nodes: %s",
+                     strerror(saved));
+            errno = saved;
+            return -1;
+        }
+        if (xenif_xs_transaction_end(xs, t, false) == 0)
+            return 0;
+        if (errno != EAGAIN) {
+            snprintf(err, errlen, "committing: %s", strerror(errno));
+            return -1;
+        }
+    }
+    snprintf(err, errlen, "the transaction kept conflicting");
+    errno = EAGAIN;
+    return -1;
+}
+
+int usb_ctrl_read(struct xenif_xs *xs, unsigned domid, unsigned devid,
+                  struct usb_ctrl *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->devid = devid;
+    struct usb_paths p;
+    ctrl_paths(&p, 0, "vusb", domid, devid);
+    char *bp = get(xs, 0, p.libxl, "backend");
+    if (!bp) {
+        errno = ENOENT;
+        return -1;
+    }
+    unsigned be, d, id;
+    int n = -1;
+    if (strlen(bp) >= sizeof(p.be) ||
+        sscanf(bp, "/local/domain/%u/backend/%7[a-z]/%u/%u%n", &be, c->type, &d, &id,
+               &n) != 4 || n != (int)strlen(bp) || d != domid || id != devid ||
+        (strcmp(c->type, "vusb") != 0 && strcmp(c->type, "qusb") != 0)) {
+        free(bp);
+        errno = EINVAL;
+        return -1;
+    }
+    free(bp);
+    c->be = be;
+    ctrl_paths(&p, be, c->type, domid, devid);
+    long ver = get_num(xs, p.be, "usb-ver"), ports = get_num(xs, p.be, "num-ports");
+    c->version = ver > 0 ? (unsigned)ver : 0;
+    c->ports = ports > 0 && ports <= USB_MAX_PORTS ? (unsigned)ports : 0;
+    for (unsigned i = 0; i < c->ports; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "port/%u", i + 1);
+        char *v = get(xs, 0, p.be, key);
+        snprintf(c->port[i], sizeof(c->port[i]), "%s", v ? v : "");
+        free(v);
+    }
+    return 0;
+}
+
+/* The domain's controller devids, ascending (caller frees); -1 on error. */
+static int ctrl_list(struct xenif_xs *xs, unsigned domid, unsigned **ids)
+{
+    char base[64];
+    snprintf(base, sizeof(base), "/libxl/%u/device/vusb", domid);
+    unsigned n = 0;
+    char **names = xenif_xs_directory(xs, 0, base, &n);
+    *ids = calloc(n + 1, sizeof(**ids));
+    if (!*ids) {
+        free(names);
+        return -1;
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; names && i < n; i++) {
+        unsigned long v;
+        if (parse_num(names[i], UINT_MAX, &v) < 0)
+            continue;
+        unsigned j = k++;
+        for (; j > 0 && (*ids)[j - 1] > v; j--)
+            (*ids)[j] = (*ids)[j - 1];
+        (*ids)[j] = (unsigned)v;
+    }
+    free(names);
+    return (int)k;
+}
+
+/* Waits until dir/state satisfies ok(state) (-1: gone); *met says whether
+ * it did within the timeout. Returns the last state seen. */
+static long wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
+                       unsigned timeout_s, bool *met)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    xenif_xs_watch(xs, path, "st");
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long s;
+    *met = false;
+    for (;;) {
+        char *ev, *tok;
+        while (xenif_xs_next_event(xs, &ev, &tok) == 1)
+            free(ev);
+        s = get_num(xs, dir, "state");
+        if (ok(s)) {
+            *met = true;
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec + (now.tv_nsec - t0.tv_nsec) / 1e9 >= timeout_s)
+            break;
+        struct pollfd pf = { .fd = xenif_xs_fd(xs), .events = POLLIN };
+        poll(&pf, 1, 100);
+    }
+    xenif_xs_unwatch(xs, path, "st");
+    return s;
+}
+
+static bool st_ready(long s) { return s >= ST_INITWAIT && s <= ST_CONNECTED; }
+static bool st_ready_or_failed(long s) { return st_ready(s) || s >= ST_CLOSING || s < 0; }
+static bool st_closed(long s) { return s == ST_CLOSED || s < 0; }
+
+/* Removes dir's ancestors while empty and longer than stop. */
+static void rm_empty_parents(struct xenif_xs *xs, xenif_txn t, const char *dir,
+                             size_t stop)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s", dir);
+    for (;;) {
+        char *slash = strrchr(p, '/');
+        if (!slash || (size_t)(slash - p) <= stop)
+            return;
+        *slash = 0;
+        unsigned n = 1;
+        char **kids = xenif_xs_directory(xs, t, p, &n);
+        free(kids);
+        if (!kids || n != 0)
+            return;
+        xenif_xs_rm(xs, t, p);
+    }
+}
+
+/* libxl__device_destroy: the three directories in one transaction. */
+static int ctrl_remove_nodes(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c)
+{
+    struct usb_paths p;
+    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(xs);
+        if (!t)
+            return -1;
+        xenif_xs_rm(xs, t, p.fe);
+        xenif_xs_rm(xs, t, p.be);
+        xenif_xs_rm(xs, t, p.libxl);
+        char stop[64];
+        rm_empty_parents(xs, t, p.be, (size_t)snprintf(stop, sizeof(stop),
+                                                       "/local/domain/%u/backend", c->be));
+        rm_empty_parents(xs, t, p.fe, (size_t)snprintf(stop, sizeof(stop),
+                                                       "/local/domain/%u/device", domid));
+        rm_empty_parents(xs, t, p.libxl, strlen("/libxl"));
+        if (xenif_xs_transaction_end(xs, t, false) == 0)
+            return 0;
+        if (errno != EAGAIN)
+            return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+/* The backend's error node (xenbus_dev_fatal), caller frees. */
+static char *backend_error(struct xenif_xs *xs, unsigned be, const char *be_dir)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "/local/domain/%u/error%s/error", be, be_dir);
+    return xenif_xs_read(xs, 0, path, NULL);
+}
+
+/* ---- command context ------------------------------------------------------ */
+
+struct ctx {
+    const char *cmd;
+    int sock;
+    struct xenif_xs *xs;
+};
+
+static int ctx_open(struct ctx *c, const char *cmd, const char *dir)
+{
+    c->cmd = cmd;
+    c->xs = NULL;
+    c->sock = xensim_cli_connect(cmd, dir);
+    if (c->sock < 0)
+        return -1;
+    char real[PATH_MAX], err[512];
+    if (!realpath(dir, real)) {
+        fprintf(stderr, "xensim %s: %s: %s\n", cmd, dir, strerror(errno));
+        close(c->sock);
+        return -1;
+    }
+    struct xenif_config cfg = { .kind = XENIF_XENSIM, .xensim_dir = real,
+                                .xensim_domid = 0 };
+    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
+    if (!c->xs) {
+        fprintf(stderr, "xensim %s: xenstore: %s\n", cmd, err);
+        close(c->sock);
+        return -1;
+    }
+    return 0;
+}
+
+static void ctx_close(struct ctx *c)
+{
+    if (c->xs)
+        xenif_xs_close(c->xs);
+    if (c->sock >= 0)
+        close(c->sock);
+}
+
+/* Waits for a new controller's backend; on failure says why and removes
+ * the controller again, as libxl does. */
+static int wait_ready(struct ctx *x, unsigned domid, const struct usb_ctrl *c,
+                      unsigned timeout)
+{
+    struct usb_paths p;
+    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    bool met;
+    long s = wait_state(x->xs, p.be, st_ready_or_failed, timeout, &met);
+    if (met && st_ready(s))
+        return 0;
+    char *why = backend_error(x->xs, c->be, p.be);
+    if (met)
+        fprintf(stderr, "xensim %s: the backend refused USB controller %u: %s "
+                "(state %s)\n", x->cmd, c->devid, why ? why : "no reason given",
+                state_name(s));
+    else
+        fprintf(stderr, "xensim %s: no backend took USB controller %u within %us "
+                "(backend state %s; is netbusd running for domain %u and serving "
+                "%s?)\n", x->cmd, c->devid, timeout, state_name(s), c->be, c->type);
+    free(why);
+    if (ctrl_remove_nodes(x->xs, domid, c) < 0)
+        fprintf(stderr, "xensim %s: removing the controller again: %s\n", x->cmd,
+                strerror(errno));
+    return -1;
+}
+
+/* Adds a controller with devid = the highest in use + 1 when devid < 0
+ * (libxl__device_usbctrl_update_devid). Fills c. */
+static int add_ctrl(struct ctx *x, unsigned domid, long devid, struct usb_ctrl *c,
+                    bool wait, unsigned timeout)
+{
+    if (devid < 0) {
+        unsigned *ids;
+        int n = ctrl_list(x->xs, domid, &ids);
+        if (n < 0) {
+            fprintf(stderr, "xensim %s: out of memory\n", x->cmd);
+            return -1;
+        }
+        devid = n > 0 ? (long)ids[n - 1] + 1 : 0;
+        free(ids);
+    }
+    c->devid = (unsigned)devid;
+    char err[300];
+    if (usb_ctrl_write(x->xs, domid, c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "xensim %s: %s%s\n", x->cmd, err,
+                errno == EEXIST ? "; detach it first" : "");
+        return -1;
+    }
+    return wait ? wait_ready(x, domid, c, timeout) : 0;
+}
+
+/* Where device is assigned already (any domain, any controller): 1 with
+ * *dom, *ctrl, *port set, else 0. */
+static int find_assigned(struct xenif_xs *xs, const char *device, unsigned *dom,
+                         unsigned *ctrl, unsigned *port)
+{
+    unsigned n = 0;
+    char **doms = xenif_xs_directory(xs, 0, "/libxl", &n);
+    int found = 0;
+    for (unsigned i = 0; doms && i < n && !found; i++) {
+        unsigned long d;
+        if (parse_num(doms[i], XENSIM_DOMID_MAX, &d) < 0)
+            continue;
+        unsigned *ids;
+        int nc = ctrl_list(xs, (unsigned)d, &ids);
+        for (int j = 0; j < nc && !found; j++) {
+            struct usb_ctrl c;
+            if (usb_ctrl_read(xs, (unsigned)d, ids[j], &c) < 0)
+                continue;
+            for (unsigned k = 0; k < c.ports; k++)
+                if (strcmp(c.port[k], device) == 0) {
+                    *dom = (unsigned)d;
+                    *ctrl = ids[j];
+                    *port = k + 1;
+                    found = 1;
+                    break;
+                }
+        }
+        if (nc >= 0)
+            free(ids);
+    }
+    free(doms);
+    return found;
+}
+
+static int set_port(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
+                    unsigned port, const char *value)
+{
+    struct usb_paths p;
+    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    char key[16];
+    snprintf(key, sizeof(key), "port/%u", port);
+    return put(xs, 0, p.be, key, value);
+}
+
+/* ---- usbctrl-attach ------------------------------------------------------- */
+
+static const char ctrl_attach_usage[] =
+    "usage: xensim usbctrl-attach [--dir DIR] DOMAIN [--devid N] [--type pv|qusb]\n"
+    "                             [--version 1|2] [--ports N] [--backend DOMAIN]\n"
+    "                             [--no-wait] [--timeout SEC]\n"
+    "  gives DOMAIN a PV USB controller as libxl does (type pv: backend vusb,\n"
+    "  qusb: backend qusb; version 2 and 8 ports by default; devid: the next\n"
+    "  free one), prints its devid and waits (default 10 s) for the backend\n"
+    "  to reach InitWait unless --no-wait\n";
+
+static int get_timeout(const char *cmd, const char *arg, unsigned long *out)
+{
+    if (parse_num(arg, 3600, out) == 0 && *out > 0)
+        return 0;
+    fprintf(stderr, "xensim %s: --timeout %s: want 1..3600 seconds\n", cmd, arg);
+    return -1;
+}
+
+int xensim_cmd_usbctrl_attach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "devid", required_argument, NULL, 'i' },
+        { "type", required_argument, NULL, 't' },
+        { "version", required_argument, NULL, 'V' },
+        { "ports", required_argument, NULL, 'p' },
+        { "backend", required_argument, NULL, 'b' },
+        { "no-wait", no_argument, NULL, 'W' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "usbctrl-attach", *dir = getenv("XENSIM_DIR"), *backend = "0";
+    struct usb_ctrl c;
+    memset(&c, 0, sizeof(c));
+    strcpy(c.type, "vusb");
+    c.version = DEFAULT_VERSION;
+    c.ports = DEFAULT_PORTS;
+    long devid = -1;
+    bool wait = true;
+    unsigned long timeout = 10, v;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'b': backend = optarg; break;
+        case 'W': wait = false; break;
+        case 'i':
+            if (parse_num(optarg, INT_MAX, &v) < 0) {
+                fprintf(stderr, "xensim %s: --devid %s: want a number\n", cmd, optarg);
+                return 2;
+            }
+            devid = (long)v;
+            break;
+        case 't':
+            if (strcmp(optarg, "pv") == 0 || strcmp(optarg, "vusb") == 0)
+                strcpy(c.type, "vusb");
+            else if (strcmp(optarg, "qusb") == 0)
+                strcpy(c.type, "qusb");
+            else {
+                fprintf(stderr, "xensim %s: --type %s: expected pv or qusb\n", cmd,
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'V':
+            if (parse_num(optarg, 2, &v) < 0 || v < 1) {
+                fprintf(stderr, "xensim %s: --version %s: USB version for "
+                        "paravirtualized devices must be 1 or 2\n", cmd, optarg);
+                return 2;
+            }
+            c.version = (unsigned)v;
+            break;
+        case 'p':
+            if (parse_num(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
+                fprintf(stderr, "xensim %s: --ports %s: want 1..%u\n", cmd, optarg,
+                        USB_MAX_PORTS);
+                return 2;
+            }
+            c.ports = (unsigned)v;
+            break;
+        case 'T':
+            if (get_timeout(cmd, optarg, &timeout) < 0)
+                return 2;
+            break;
+        case 'h': fputs(ctrl_attach_usage, stdout); return 0;
+        default: fputs(ctrl_attach_usage, stderr); return 2;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "xensim %s: expected DOMAIN\n%s", cmd, ctrl_attach_usage);
+        return 2;
+    }
+    struct ctx x;
+    if (ctx_open(&x, cmd, dir) < 0)
+        return 1;
+    int rc = 1;
+    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
+    long be = domid < 0 ? -1 : xensim_cli_domain(cmd, x.sock, backend, true);
+    if (domid >= 0 && be >= 0) {
+        c.be = (unsigned)be;
+        if (add_ctrl(&x, (unsigned)domid, devid, &c, wait, (unsigned)timeout) == 0) {
+            printf("%u\n", c.devid);
+            rc = 0;
+        }
+    }
+    ctx_close(&x);
+    return rc;
+}
+
+/* ---- usbdev-attach -------------------------------------------------------- */
+
+static const char dev_attach_usage[] =
+    "usage: xensim usbdev-attach [--dir DIR] DOMAIN DEVICE [--controller N]\n"
+    "                            [--port P] [--no-wait] [--timeout SEC]\n"
+    "  puts DEVICE on a port of one of DOMAIN's USB controllers (the first\n"
+    "  free port; a new controller with the defaults if none is free and no\n"
+    "  controller was named) and prints CONTROLLER PORT. DEVICE: a host bus\n"
+    "  id (1-2, 3-1.5), which the backend claims, or a device URL\n"
+    "  netbus://HOST[:PORT]/EXPORT\n";
+
+int xensim_cmd_usbdev_attach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "controller", required_argument, NULL, 'c' },
+        { "port", required_argument, NULL, 'p' },
+        { "no-wait", no_argument, NULL, 'W' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "usbdev-attach", *dir = getenv("XENSIM_DIR");
+    long ctrl = -1;
+    unsigned port = 0;
+    bool wait = true;
+    unsigned long timeout = 10, v;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'W': wait = false; break;
+        case 'c':
+            if (parse_num(optarg, INT_MAX, &v) < 0) {
+                fprintf(stderr, "xensim %s: --controller %s: want a devid\n", cmd,
+                        optarg);
+                return 2;
+            }
+            ctrl = (long)v;
+            break;
+        case 'p':
+            if (parse_num(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
+                fprintf(stderr, "xensim %s: --port %s: want 1..%u\n", cmd, optarg,
+                        USB_MAX_PORTS);
+                return 2;
+            }
+            port = (unsigned)v;
+            break;
+        case 'T':
+            if (get_timeout(cmd, optarg, &timeout) < 0)
+                return 2;
+            break;
+        case 'h': fputs(dev_attach_usage, stdout); return 0;
+        default: fputs(dev_attach_usage, stderr); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "xensim %s: expected DOMAIN DEVICE\n%s", cmd, dev_attach_usage);
+        return 2;
+    }
+    const char *device = argv[optind + 1];
+    if (!usb_device_name_ok(device)) {
+        fprintf(stderr, "xensim %s: '%s' is neither a bus id (1-2, 3-1.5) nor a "
+                "device URL netbus://HOST[:PORT]/EXPORT\n", cmd, device);
+        return 2;
+    }
+    if (port && ctrl < 0) {
+        fprintf(stderr, "xensim %s: USB controller must be specified if you "
+                "specify port\n", cmd);
+        return 2;
+    }
+    struct ctx x;
+    if (ctx_open(&x, cmd, dir) < 0)
+        return 1;
+    int rc = 1;
+    struct usb_ctrl c;
+    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
+    if (domid < 0)
+        goto out;
+    unsigned ad = 0, ac = 0, ap = 0;
+    if (find_assigned(x.xs, device, &ad, &ac, &ap)) {
+        fprintf(stderr, "xensim %s: %s is already attached to domain %u "
+                "(controller %u, port %u)\n", cmd, device, ad, ac, ap);
+        goto out;
+    }
+    if (ctrl >= 0) {
+        if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)ctrl, &c) < 0) {
+            fprintf(stderr, "xensim %s: domain %ld has no USB controller %ld (see "
+                    "`xensim usb-list %ld`)\n", cmd, domid, ctrl, domid);
+            goto out;
+        }
+        if (port > c.ports) {
+            fprintf(stderr, "xensim %s: controller %ld has %u port(s)\n", cmd, ctrl,
+                    c.ports);
+            goto out;
+        }
+        if (port && c.port[port - 1][0]) {
+            fprintf(stderr, "xensim %s: port %u of controller %ld holds %s already\n",
+                    cmd, port, ctrl, c.port[port - 1]);
+            goto out;
+        }
+        for (unsigned i = 0; !port && i < c.ports; i++)
+            if (!c.port[i][0])
+                port = i + 1;
+        if (!port) {
+            fprintf(stderr, "xensim %s: no free port on controller %ld\n", cmd, ctrl);
+            goto out;
+        }
+    } else {
+        unsigned *ids;
+        int n = ctrl_list(x.xs, (unsigned)domid, &ids);
+        for (int i = 0; i < n && !port; i++) {
+            if (usb_ctrl_read(x.xs, (unsigned)domid, ids[i], &c) < 0)
+                continue;
+            for (unsigned k = 0; k < c.ports && !port; k++)
+                if (!c.port[k][0])
+                    port = k + 1;
+        }
+        if (n >= 0)
+            free(ids);
+        if (!port) {
+            memset(&c, 0, sizeof(c));
+            strcpy(c.type, "vusb");
+            c.version = DEFAULT_VERSION;
+            c.ports = DEFAULT_PORTS;
+            if (add_ctrl(&x, (unsigned)domid, -1, &c, wait, (unsigned)timeout) < 0)
+                goto out;
+            port = 1;
+        }
+    }
+    if (set_port(x.xs, (unsigned)domid, &c, port, device) < 0) {
+        fprintf(stderr, "xensim %s: writing port/%u: %s\n", cmd, port, strerror(errno));
+        goto out;
+    }
+    printf("%u %u\n", c.devid, port);
+    rc = 0;
+out:
+    ctx_close(&x);
+    return rc;
+}
+
+/* ---- usbdev-detach -------------------------------------------------------- */
+
+int xensim_cmd_usbdev_detach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "usbdev-detach", *dir = getenv("XENSIM_DIR");
+    const char *usage = "usage: xensim usbdev-detach [--dir DIR] DOMAIN CONTROLLER "
+                        "PORT\n  empties the port (the backend lets the device go)\n";
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        if (o != 'd') {
+            fputs(usage, stderr);
+            return 2;
+        }
+        dir = optarg;
+    }
+    unsigned long ctrl, port;
+    if (argc - optind != 3 || parse_num(argv[optind + 1], INT_MAX, &ctrl) < 0 ||
+        parse_num(argv[optind + 2], USB_MAX_PORTS, &port) < 0 || port == 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    struct ctx x;
+    if (ctx_open(&x, cmd, dir) < 0)
+        return 1;
+    int rc = 1;
+    struct usb_ctrl c;
+    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
+    if (domid < 0)
+        goto out;
+    if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)ctrl, &c) < 0) {
+        fprintf(stderr, "xensim %s: domain %ld has no USB controller %lu\n", cmd,
+                domid, ctrl);
+        goto out;
+    }
+    if (port > c.ports || !c.port[port - 1][0]) {
+        fprintf(stderr, "xensim %s: no device on port %lu of controller %lu\n", cmd,
+                port, ctrl);
+        goto out;
+    }
+    if (set_port(x.xs, (unsigned)domid, &c, (unsigned)port, "") < 0) {
+        fprintf(stderr, "xensim %s: writing port/%lu: %s\n", cmd, port, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    ctx_close(&x);
+    return rc;
+}
+
+/* ---- usbctrl-detach ------------------------------------------------------- */
+
+int xensim_cmd_usbctrl_detach(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "timeout", required_argument, NULL, 'T' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "usbctrl-detach", *dir = getenv("XENSIM_DIR");
+    const char *usage = "usage: xensim usbctrl-detach [--dir DIR] DOMAIN DEVID "
+                        "[--timeout SEC]\n  empties its ports, asks the backend to "
+                        "close, waits for Closed (default 10 s;\n  then removes "
+                        "anyway, as libxl does), removes the nodes\n";
+    unsigned long timeout = 10, devid;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        if (o == 'd')
+            dir = optarg;
+        else if (o == 'T' && get_timeout(cmd, optarg, &timeout) == 0)
+            continue;
+        else {
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (argc - optind != 2 || parse_num(argv[optind + 1], INT_MAX, &devid) < 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    struct ctx x;
+    if (ctx_open(&x, cmd, dir) < 0)
+        return 1;
+    int rc = 1;
+    struct usb_ctrl c;
+    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
+    if (domid < 0)
+        goto out;
+    if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)devid, &c) < 0) {
+        fprintf(stderr, "xensim %s: domain %ld has no USB controller %lu (see "
+                "`xensim usb-list %ld`)\n", cmd, domid, devid, domid);
+        goto out;
+    }
+    /* Its devices first (libxl__initiate_device_usbctrl_remove). */
+    for (unsigned i = 0; i < c.ports; i++)
+        if (c.port[i][0] && set_port(x.xs, (unsigned)domid, &c, i + 1, "") < 0)
+            fprintf(stderr, "xensim %s: emptying port %u: %s\n", cmd, i + 1,
+                    strerror(errno));
+    /* libxl__initiate_device_generic_remove */
+    struct usb_paths p;
+    ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(x.xs);
+        if (!t)
+            break;
+        char path[300];
+        snprintf(path, sizeof(path), "%s/state", p.be);
+        if (exists(x.xs, t, path)) {
+            put(x.xs, t, p.be, "online", "0");
+            put(x.xs, t, p.be, "state", "5");
+        }
+        if (xenif_xs_transaction_end(x.xs, t, false) == 0 || errno != EAGAIN)
+            break;
+    }
+    bool met;
+    long s = wait_state(x.xs, p.be, st_closed, (unsigned)timeout, &met);
+    if (!met)
+        fprintf(stderr, "xensim %s: the backend of USB controller %u did not close "
+                "within %lus (state %s, frontend %s); removing it anyway\n", cmd,
+                c.devid, timeout, state_name(s), state_name(get_num(x.xs, p.fe, "state")));
+    if (ctrl_remove_nodes(x.xs, (unsigned)domid, &c) < 0) {
+        fprintf(stderr, "xensim %s: removing the nodes: %s\n", cmd, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    ctx_close(&x);
+    return rc;
+}
+
+/* ---- usb-list ------------------------------------------------------------- */
+
+int xensim_cmd_usb_list(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "usb-list", *dir = getenv("XENSIM_DIR");
+    int o;
+    while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        if (o != 'd') {
+            fprintf(stderr, "usage: xensim usb-list [--dir DIR] DOMAIN\n");
+            return 2;
+        }
+        dir = optarg;
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "usage: xensim usb-list [--dir DIR] DOMAIN\n");
+        return 2;
+    }
+    struct ctx x;
+    if (ctx_open(&x, cmd, dir) < 0)
+        return 1;
+    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
+    if (domid < 0) {
+        ctx_close(&x);
+        return 1;
+    }
+    unsigned *ids;
+    int n = ctrl_list(x.xs, (unsigned)domid, &ids);
+    printf("%-6s %-5s %-3s %-12s %-12s %-7s %s\n", "Devid", "Type", "BE", "FE-state",
+           "BE-state", "usb-ver", "ports");
+    for (int i = 0; i < n; i++) {
+        struct usb_ctrl c;
+        if (usb_ctrl_read(x.xs, (unsigned)domid, ids[i], &c) < 0) {
+            printf("%-6u (unreadable: %s)\n", ids[i], strerror(errno));
+            continue;
+        }
+        struct usb_paths p;
+        ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
+        printf("%-6u %-5s %-3u %-12s %-12s %-7u %u\n", c.devid, libxl_type(c.type),
+               c.be, state_name(get_num(x.xs, p.fe, "state")),
+               state_name(get_num(x.xs, p.be, "state")), c.version, c.ports);
+        for (unsigned k = 0; k < c.ports; k++)
+            printf("  Port %u: %s\n", k + 1, c.port[k]);
+    }
+    if (n >= 0)
+        free(ids);
+    ctx_close(&x);
+    return n < 0 ? 1 : 0;
+}
