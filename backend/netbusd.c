@@ -12,6 +12,7 @@
 #include "backend/channel/channel.h"
 #include "backend/channel/server.h"
 #include "backend/vbd/vbd.h"
+#include "backend/vusb/vusb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,13 +30,15 @@
 
 #define NETBUSD_VERSION "0.2"
 #define DEFAULT_CONFIG "/etc/netbus/netbusd.conf"
-#define DEFAULT_TYPES "vbd,qdisk"
+#define DEFAULT_TYPES "vbd,qdisk,vusb"
 #define MAX_TYPES 8
 
 /* The device classes built into this netbusd, by backend type. */
 static const struct xenbus_class *const builtin_classes[] = {
     &vbd_class,
     &qdisk_class,
+    &vusb_class,
+    &qusb_class,
 };
 #define NUM_CLASSES (sizeof(builtin_classes) / sizeof(builtin_classes[0]))
 

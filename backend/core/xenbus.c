@@ -852,13 +852,17 @@ static void class_event(struct xenbus *bus, struct bus_class *bc,
     if (!parse_uint(fe_s, 0x7fef, &fe) || !parse_uint(dev_s, UINT32_MAX, &devid))
         return;
     device_check(bus, bc, (unsigned)fe, (unsigned)devid);
+    if (!end || (!bc->cls->swap && !bc->cls->backend_changed))
+        return;
+    struct xenbus_device *dev = device_find(bus, bc, (unsigned)fe,
+                                            (unsigned)devid);
+    if (!dev || !dev->init_ok || dev->failed)
+        return;
     /* netbusctl asked for a hot-swap of this device. */
-    if (end && strcmp(end + 1, XENBUS_SWAP_KEY) == 0 && bc->cls->swap) {
-        struct xenbus_device *dev = device_find(bus, bc, (unsigned)fe,
-                                                (unsigned)devid);
-        if (dev && dev->init_ok && !dev->failed)
-            bc->cls->swap(dev);
-    }
+    if (strcmp(end + 1, XENBUS_SWAP_KEY) == 0 && bc->cls->swap)
+        bc->cls->swap(dev);
+    else if (bc->cls->backend_changed)
+        bc->cls->backend_changed(dev, end + 1);
 }
 
 /* Quiesces the connected devices of suspended domains and resumes those

@@ -67,6 +67,10 @@ struct xenbus_class {
     /* Optional. Backend key XENBUS_SWAP_KEY was written (netbusctl swap):
      * read it and answer in the keys the class documents. */
     void (*swap)(struct xenbus_device *dev);
+    /* Optional. A key below the backend directory changed (the toolstack
+     * writes usbif's port/N while the device runs); key is relative to the
+     * directory. Called for the bus's own writes too: compare, then act. */
+    void (*backend_changed)(struct xenbus_device *dev, const char *key);
     /* The device goes away: release the target and the private state. */
     void (*free)(struct xenbus_device *dev);
 };

@@ -1,0 +1,300 @@
+/* vusb: the usbif device class on the xenbus state machine (see vusb.h). */
+#include "vusb.h"
+
+#include "hc.h"
+#include "log.h"
+#include "target.h"
+#include "timeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xen/io/usbif.h>
+
+struct vusb_port {
+    struct vusb_dev *v;
+    unsigned num;
+    char *name;                  /* what port/N names, "" for none */
+    struct vusb_target *target;
+};
+
+struct vusb_dev {
+    struct xenbus_device *dev;
+    unsigned nports, usb_ver;
+    struct vusb_port ports[USBIF_MAX_PORTNR + 1];
+    struct vusb_hc *hc;
+    bool suspended;
+    char uuid[40];
+    struct timeline_op *tl;      /* suspend record in progress */
+};
+
+/* ---- ports ------------------------------------------------------------------ */
+
+static void on_target_changed(void *opaque)
+{
+    struct vusb_port *p = opaque;
+    if (p->v->hc)
+        vusb_hc_port_changed(p->v->hc, p->num);
+}
+
+static void close_port(struct vusb_port *p)
+{
+    if (p->v->hc)
+        vusb_hc_set_port(p->v->hc, p->num, NULL);
+    if (p->target) {
+        p->target->ops->close(p->target);
+        p->target = NULL;
+    }
+    free(p->name);
+    p->name = NULL;
+}
+
+/* Opens what port/N names now. A device that cannot be claimed leaves the
+ * port empty and says why in the log and in netbus-port-error/N; the other
+ * ports carry on. */
+static void open_port(struct vusb_port *p, const char *name)
+{
+    struct xenbus_device *dev = p->v->dev;
+    char key[40], where[300];
+    snprintf(key, sizeof(key), "netbus-port-error/%u", p->num);
+    snprintf(where, sizeof(where), "%s/port/%u", xenbus_backend_path(dev), p->num);
+    p->name = strdup(name);
+    if (!p->name || !*name) {
+        xenbus_printf(dev, key, "%s", "");
+        return;
+    }
+    char err[300] = "";
+    if (strncmp(name, "netbus://", 9) == 0)
+        snprintf(err, sizeof(err), "netbus:// USB devices are not served yet "
+                 "(name a device of this host: BUS-PORT or VENDOR:PRODUCT)");
+    else
+        p->target = vusb_target_libusb_open(name, xenbus_loop(dev), where, err,
+                                            sizeof(err));
+    if (!p->target) {
+        log_error(where, "%s", err);
+        xenbus_printf(dev, key, "%s", err);
+        return;
+    }
+    xenbus_printf(dev, key, "%s", "");
+    p->target->changed = on_target_changed;
+    p->target->opaque = p;
+    if (p->v->hc)
+        vusb_hc_set_port(p->v->hc, p->num, p->target);
+}
+
+/* Makes port N serve what port/N names, if that changed. */
+static void sync_port(struct vusb_dev *v, unsigned n)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "port/%u", n);
+    char *name = xenbus_read(v->dev, key);
+    const char *now = name ? name : "";
+    struct vusb_port *p = &v->ports[n];
+    if (!p->name || strcmp(p->name, now) != 0) {
+        if (p->name)
+            log_info(xenbus_backend_path(v->dev), "port %u: '%s' -> '%s'", n,
+                     p->name, now);
+        close_port(p);
+        open_port(p, now);
+    }
+    free(name);
+}
+
+/* ---- xenbus class --------------------------------------------------------- */
+
+static int vusb_init(struct xenbus_device *dev)
+{
+    unsigned long nports, ver = 2;
+    if (xenbus_read_uint(dev, "num-ports", &nports) < 0 || nports == 0 ||
+        nports > USBIF_MAX_PORTNR) {
+        xenbus_device_error(dev, "num-ports must be 1 to %d (the toolstack "
+                            "writes it from usbctrl's ports=)", USBIF_MAX_PORTNR);
+        return -1;
+    }
+    char *s = xenbus_read(dev, "usb-ver");
+    if (s && (xenbus_read_uint(dev, "usb-ver", &ver) < 0 || ver < 1 || ver > 2)) {
+        free(s);
+        xenbus_device_error(dev, "usb-ver must be 1 or 2 (usbctrl's version=)");
+        return -1;
+    }
+    free(s);
+    struct vusb_dev *v = calloc(1, sizeof(*v));
+    if (!v) {
+        xenbus_device_error(dev, "out of memory");
+        return -1;
+    }
+    v->dev = dev;
+    v->nports = (unsigned)nports;
+    v->usb_ver = (unsigned)ver;
+    xenbus_frontend_uuid(dev, v->uuid, sizeof(v->uuid));
+    xenbus_set_priv(dev, v);
+    for (unsigned i = 1; i <= v->nports; i++) {
+        v->ports[i].v = v;
+        v->ports[i].num = i;
+        sync_port(v, i);
+    }
+    log_info(xenbus_backend_path(dev), "USB %s controller, %u port(s)",
+             v->usb_ver == 1 ? "1.1" : "2.0", v->nports);
+    return 0;
+}
+
+static void hc_failed(void *opaque, const char *why)
+{
+    struct vusb_dev *v = opaque;
+    xenbus_device_error(v->dev, "%s", why);
+}
+
+static int fe_uint(struct xenbus_device *dev, const char *key,
+                   unsigned long *out)
+{
+    if (xenbus_read_frontend_uint(dev, key, out) == 0 && *out <= UINT32_MAX)
+        return 0;
+    xenbus_device_error(dev, "frontend %s missing or not a number", key);
+    return -1;
+}
+
+static int vusb_connect(struct xenbus_device *dev)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    vusb_hc_close(v->hc); /* a frontend starting over */
+    v->hc = NULL;
+    v->suspended = false;
+    uint64_t t_attach = timeline_now_us();
+    unsigned long urb_ref, conn_ref, evtchn;
+    if (fe_uint(dev, "urb-ring-ref", &urb_ref) < 0 ||
+        fe_uint(dev, "conn-ring-ref", &conn_ref) < 0 ||
+        fe_uint(dev, "event-channel", &evtchn) < 0)
+        return -1;
+    struct vusb_target *targets[USBIF_MAX_PORTNR + 1] = { NULL };
+    for (unsigned i = 1; i <= v->nports; i++)
+        targets[i] = v->ports[i].target;
+    struct vusb_hc_params p = {
+        .where = xenbus_backend_path(dev),
+        .loop = xenbus_loop(dev),
+        .cfg = xenbus_xenif_config(dev),
+        .domid = xenbus_frontend_id(dev),
+        .urb_ref = (xenif_gref)urb_ref,
+        .conn_ref = (xenif_gref)conn_ref,
+        .remote_port = (xenif_port)evtchn,
+        .nports = v->nports,
+        .targets = targets,
+        .fail = hc_failed,
+        .opaque = v,
+    };
+    char err[300];
+    v->hc = vusb_hc_open(&p, err, sizeof(err));
+    if (!v->hc) {
+        xenbus_device_error(dev, "%s", err);
+        return -1;
+    }
+    if (xenbus_sees_suspend(dev))
+        xenbus_printf(dev, "netbus-quiesced", "0");
+    struct timeline_op *op = timeline_begin("connect", p.where, v->uuid,
+                                            p.domid, "usb");
+    timeline_mark_at(op, "attached", t_attach);
+    timeline_end(op, "ok");
+    log_info(p.where, "connected");
+    return 0;
+}
+
+static void suspend_drained(void *opaque)
+{
+    struct vusb_dev *v = opaque;
+    timeline_mark(v->tl, "drained");
+    xenbus_printf(v->dev, "netbus-quiesced", "1");
+    log_info(xenbus_backend_path(v->dev), "quiesced: no URB in flight");
+}
+
+static void vusb_suspend(struct xenbus_device *dev)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    if (!v || !v->hc || v->suspended)
+        return;
+    v->suspended = true;
+    v->tl = timeline_begin("suspend", xenbus_backend_path(dev), v->uuid,
+                           xenbus_frontend_id(dev), "usb");
+    timeline_mark(v->tl, "quiesce-start");
+    vusb_hc_quiesce(v->hc, suspend_drained);
+}
+
+static void vusb_resume(struct xenbus_device *dev)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    if (!v || !v->suspended)
+        return;
+    v->suspended = false;
+    if (!v->hc)
+        return;
+    xenbus_printf(dev, "netbus-quiesced", "0");
+    timeline_end(v->tl, "resumed");
+    v->tl = NULL;
+    vusb_hc_resume(v->hc);
+}
+
+static void vusb_backend_changed(struct xenbus_device *dev, const char *key)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    unsigned long n;
+    char *end;
+    if (!v || strncmp(key, "port/", 5) != 0)
+        return;
+    n = strtoul(key + 5, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= v->nports)
+        sync_port(v, (unsigned)n);
+}
+
+static void vusb_disconnect(struct xenbus_device *dev)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    if (!v || !v->hc)
+        return;
+    struct vusb_hc_stats st;
+    vusb_hc_stats(v->hc, &st);
+    vusb_hc_close(v->hc);
+    v->hc = NULL;
+    v->suspended = false;
+    if (v->tl) {
+        timeline_mark(v->tl, "detached");
+        timeline_end(v->tl, "ok");
+        v->tl = NULL;
+    }
+    log_info(xenbus_backend_path(dev), "disconnected (%llu URBs, %llu errors, "
+             "%llu unlinks)", (unsigned long long)st.urbs,
+             (unsigned long long)st.errors, (unsigned long long)st.unlinks);
+}
+
+static void vusb_free(struct xenbus_device *dev)
+{
+    struct vusb_dev *v = xenbus_priv(dev);
+    if (!v)
+        return;
+    vusb_disconnect(dev);
+    for (unsigned i = 1; i <= v->nports; i++)
+        close_port(&v->ports[i]);
+    timeline_end(v->tl, "ok");
+    xenbus_set_priv(dev, NULL);
+    free(v);
+}
+
+const struct xenbus_class vusb_class = {
+    .type = "vusb",
+    .init = vusb_init,
+    .connect = vusb_connect,
+    .disconnect = vusb_disconnect,
+    .suspend = vusb_suspend,
+    .resume = vusb_resume,
+    .backend_changed = vusb_backend_changed,
+    .free = vusb_free,
+};
+
+const struct xenbus_class qusb_class = {
+    .type = "qusb",
+    .init = vusb_init,
+    .connect = vusb_connect,
+    .disconnect = vusb_disconnect,
+    .suspend = vusb_suspend,
+    .resume = vusb_resume,
+    .backend_changed = vusb_backend_changed,
+    .free = vusb_free,
+};
