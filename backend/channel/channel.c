@@ -202,3 +202,19 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
         snprintf(err, errlen, "out of memory");
     return t;
 }
+
+struct vusb_target *channel_open_usb_url(const char *url, const char *owner,
+                                         const char *where,
+                                         void (*failed)(void *opaque,
+                                                        const char *why),
+                                         void *opaque, char *err,
+                                         size_t errlen)
+{
+    (void)owner;
+    (void)where;
+    (void)failed;
+    (void)opaque;
+    snprintf(err, errlen, "%s: USB exports are not served over the netbus "
+             "channel yet", url);
+    return NULL;
+}

@@ -13,6 +13,7 @@
 
 struct evloop;
 struct vbd_target;
+struct vusb_target;
 
 enum nb_encrypt { NB_ENCRYPT_NO, NB_ENCRYPT_YES, NB_ENCRYPT_REQUIRED };
 
@@ -58,5 +59,19 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
                                                   const char *err),
                                     void *opaque, bool *pending, char *err,
                                     size_t errlen);
+
+/* Opens a USB target (backend/vusb/target.h) for a netbus:// URL naming a
+ * usb export. It returns at once: the target reports VUSB_SPEED_NONE until
+ * the export answered (and while the export's device is unplugged or the
+ * connection is down), and calls its `changed` whenever its speed changes.
+ * A failure for good after this call (export refused, gone) is told once
+ * through failed(opaque, why). owner as for channel_open_url. NULL with
+ * err for a bad URL or when the channel is not running. */
+struct vusb_target *channel_open_usb_url(const char *url, const char *owner,
+                                         const char *where,
+                                         void (*failed)(void *opaque,
+                                                        const char *why),
+                                         void *opaque, char *err,
+                                         size_t errlen);
 
 #endif

@@ -1,6 +1,7 @@
 /* vusb: the usbif device class on the xenbus state machine (see vusb.h). */
 #include "vusb.h"
 
+#include "backend/channel/channel.h"
 #include "hc.h"
 #include "log.h"
 #include "target.h"
@@ -50,6 +51,16 @@ static void close_port(struct vusb_port *p)
     p->name = NULL;
 }
 
+/* A netbus:// port whose export refused us or went away for good. */
+static void port_failed(void *opaque, const char *why)
+{
+    struct vusb_port *p = opaque;
+    char key[40];
+    snprintf(key, sizeof(key), "netbus-port-error/%u", p->num);
+    log_error(xenbus_backend_path(p->v->dev), "port %u: %s", p->num, why);
+    xenbus_printf(p->v->dev, key, "%s", why);
+}
+
 /* Opens what port/N names now. A device that cannot be claimed leaves the
  * port empty and says why in the log and in netbus-port-error/N; the other
  * ports carry on. */
@@ -66,8 +77,9 @@ static void open_port(struct vusb_port *p, const char *name)
     }
     char err[300] = "";
     if (strncmp(name, "netbus://", 9) == 0)
-        snprintf(err, sizeof(err), "netbus:// USB devices are not served yet "
-                 "(name a device of this host: BUS-PORT or VENDOR:PRODUCT)");
+        p->target = channel_open_usb_url(name, p->v->uuid[0] ? p->v->uuid : NULL,
+                                         where, port_failed, p, err,
+                                         sizeof(err));
     else
         p->target = vusb_target_libusb_open(name, xenbus_loop(dev), where, err,
                                             sizeof(err));
