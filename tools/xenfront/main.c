@@ -6,6 +6,9 @@
  *   xenfront blk read   --vdev V ...      read sectors to stdout
  *   xenfront blk verify --vdev V ...      patterns, read-back, every byte
  *   xenfront blk load   --vdev V ...      load generator for the benchmark
+ *   xenfront usb list   [--devid N]       ports, then each device's descriptors
+ *   xenfront usb verify --port P ...      bulk loopback stream, every byte
+ *   xenfront usb hid    --port P ...      interrupt reports in sequence
  */
 #include "xenfront.h"
 
@@ -375,6 +378,15 @@ static void usage(FILE *f)
           "           a verify run saved with --model-out\n"
           "\n"
           "`xenfront blk COMMAND --help` lists a command's options.\n"
+          "\n"
+          "usage: xenfront usb COMMAND [--devid N] [OPTIONS]\n"
+          "\n"
+          "A userspace usbif (PV USB) frontend, what Linux's xen-hcd does:\n"
+          "  list     ports and speeds, then each connected device's descriptors\n"
+          "  verify   bulk OUT/IN loopback stream through the nb-bulk device,\n"
+          "           every byte checked, then the device's transfer counters\n"
+          "  hid      interrupt reports of the nb-hid device, in sequence\n"
+          "`xenfront usb COMMAND --help` lists a command's options.\n"
           "Exit status: 0 ok, 1 failed (message on stderr), 2 bad usage.\n", f);
 }
 
@@ -384,9 +396,13 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "usb") == 0) {
+        optind = 1;
+        return xf_usb_main(argc - 2, argv + 2);
+    }
     if (argc < 3 || strcmp(argv[1], "blk") != 0) {
         if (argc >= 2 && strcmp(argv[1], "blk") != 0)
-            fprintf(stderr, "xenfront: unknown device class '%s' (only blk)\n\n",
+            fprintf(stderr, "xenfront: unknown device class '%s' (blk or usb)\n\n",
                     argv[1]);
         usage(stderr);
         return 2;

@@ -43,5 +43,7 @@ struct blkfront *xf_open(const struct bf_opts *o, const char *cmd);
 int xf_blk_verify(int argc, char **argv);
 int xf_blk_load(int argc, char **argv);
 int xf_blk_check_file(int argc, char **argv);
+/* `xenfront usb ...` (usbcmd.c); argv[0] = the subcommand. */
+int xf_usb_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,962 @@
+/* `xenfront usb list|verify|hid`: what a host controller driver and a
+ * class driver do with the netbus test devices (the spec every side
+ * shares: nb-bulk, a bulk loopback FIFO with transfer counters; nb-hid, an
+ * interrupt endpoint delivering numbered reports).
+ *
+ * Enumeration, as Linux's hub driver does it: wait for the port's connect
+ * on the conn ring, GET_DESCRIPTOR(device, 64) at address 0, SET_ADDRESS,
+ * GET_DESCRIPTOR(device) at the new address, the configuration descriptor
+ * (9 bytes, then wTotalLength), the string descriptors, SET_CONFIGURATION.
+ *
+ * verify streams bulk OUT and IN transfers of assorted sizes through the
+ * nb-bulk FIFO with Q in flight. The OUT data is a seeded byte stream (each
+ * byte a function of the seed and its offset in the stream), so every IN
+ * byte is checked against the offset it must come from: the device
+ * completes transfers of one endpoint in order, and so do the responses.
+ * Flow control keeps both directions live without unlinks: OUT bytes not
+ * yet read back stay within the FIFO (--window, at most 1 MiB), and the IN
+ * lengths in flight never exceed the bytes written and not yet read, so
+ * every OUT fits and every IN gets data. At the end GET_COUNTERS must show
+ * exactly the transfers and bytes that completed: none lost, none run
+ * twice. */
+#include "usbfront.h"
+#include "xenfront.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NB_VENDOR 0x1209
+#define NB_BULK_PRODUCT 0x4e42
+#define NB_HID_PRODUCT 0x4e48
+#define NB_GET_COUNTERS 0x01
+#define NB_RESET 0x02
+#define NB_FIFO_MAX (1u << 20)
+#define HID_REPORT_LEN 8
+#define MAX_REPORTS 10
+
+/* ---- options --------------------------------------------------------------- */
+
+struct usb_args {
+    struct uf_opts o;
+    unsigned port;
+    bool have_port;
+    uint64_t seconds, count, seed, window;
+    unsigned queue;
+    bool have_seconds, have_count;
+    int settle_ms;
+};
+
+#define USB_LONGOPTS                                                          \
+    { "devid", required_argument, NULL, 2000 },                               \
+    { "port", required_argument, NULL, 2001 },                                \
+    { "timeout", required_argument, NULL, 2002 },                             \
+    { "drain-ms", required_argument, NULL, 2003 },                            \
+    { "no-follow", no_argument, NULL, 2004 },                                 \
+    { "seconds", required_argument, NULL, 2005 },                             \
+    { "count", required_argument, NULL, 2006 },                               \
+    { "queue", required_argument, NULL, 2007 },                               \
+    { "seed", required_argument, NULL, 2008 },                                \
+    { "window", required_argument, NULL, 2009 },                              \
+    { "settle-ms", required_argument, NULL, 2010 },                           \
+    { "verbose", no_argument, NULL, 'v' },                                    \
+    { "help", no_argument, NULL, 'h' }
+
+static void usb_usage(FILE *f, const char *cmd)
+{
+    if (strcmp(cmd, "list") == 0)
+        fputs("usage: xenfront usb list [--devid N] [--settle-ms MS] [options]\n"
+              "  connects to controller vusb/N (default 0), waits MS (default 1000)\n"
+              "  for the ports to be reported, prints each port's speed, then\n"
+              "  enumerates every connected device and prints its descriptors\n", f);
+    else if (strcmp(cmd, "verify") == 0)
+        fputs("usage: xenfront usb verify --port P [--devid N] [--seconds S | "
+              "--count C]\n"
+              "                           [--queue Q] [--seed X] [--window BYTES] "
+              "[options]\n"
+              "  enumerates the nb-bulk device on port P, resets it, streams bulk\n"
+              "  OUT/IN loopback transfers of assorted sizes (Q in flight, default\n"
+              "  8) for S seconds (default 10) or C OUT transfers, checks every\n"
+              "  byte, then checks the device's transfer counters\n", f);
+    else
+        fputs("usage: xenfront usb hid --port P --count C [--devid N] [--queue Q] "
+              "[options]\n"
+              "  enumerates the nb-hid device on port P, reads C interrupt reports\n"
+              "  (Q in flight, default 1) and checks consecutive sequence numbers\n", f);
+    fputs("options:\n"
+          "  --timeout SEC      handshake, port waits and each URB (default 20)\n"
+          "  --drain-ms MS      at a suspend, wait this long for URBs in flight\n"
+          "                     before unlinking them (default 5000)\n"
+          "  --no-follow        do not take part in suspend/migration\n"
+          "  -v, --verbose      log the handshake and port events to stderr\n", f);
+}
+
+/* 1 took it, 0 not ours, -1 bad value, 2 help. */
+static int usb_option(struct usb_args *a, int opt, const char *arg, const char *cmd)
+{
+    uint64_t v;
+    switch (opt) {
+    case 2000:
+        if (xf_parse_uint(arg, 0x7fffffff, &v) < 0)
+            goto bad;
+        a->o.devid = (unsigned)v;
+        return 1;
+    case 2001:
+        if (xf_parse_uint(arg, USBIF_MAX_PORTNR, &v) < 0 || v == 0)
+            goto bad;
+        a->port = (unsigned)v;
+        a->have_port = true;
+        return 1;
+    case 2002:
+        if (xf_parse_uint(arg, 3600, &v) < 0 || v == 0)
+            goto bad;
+        a->o.timeout_ms = (int)v * 1000;
+        return 1;
+    case 2003:
+        if (xf_parse_uint(arg, 600000, &v) < 0)
+            goto bad;
+        a->o.drain_ms = (int)v;
+        return 1;
+    case 2004:
+        a->o.follow_suspend = false;
+        return 1;
+    case 2005:
+        if (xf_parse_uint(arg, 86400, &v) < 0 || v == 0)
+            goto bad;
+        a->seconds = v;
+        a->have_seconds = true;
+        return 1;
+    case 2006:
+        if (xf_parse_uint(arg, UINT32_MAX, &v) < 0 || v == 0)
+            goto bad;
+        a->count = v;
+        a->have_count = true;
+        return 1;
+    case 2007:
+        if (xf_parse_uint(arg, 15, &v) < 0 || v == 0)
+            goto bad;
+        a->queue = (unsigned)v;
+        return 1;
+    case 2008:
+        if (xf_parse_uint(arg, UINT64_MAX, &v) < 0)
+            goto bad;
+        a->seed = v;
+        return 1;
+    case 2009:
+        if (xf_parse_size(arg, &v) < 0 || v < UF_MAX_LEN || v > NB_FIFO_MAX)
+            goto bad;
+        a->window = v;
+        return 1;
+    case 2010:
+        if (xf_parse_uint(arg, 600000, &v) < 0)
+            goto bad;
+        a->settle_ms = (int)v;
+        return 1;
+    case 'v':
+        a->o.verbose = true;
+        return 1;
+    case 'h':
+        return 2;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "xenfront usb %s: bad value '%s' (see --help)\n", cmd, arg);
+    return -1;
+}
+
+/* Parses argv; 0 ok, else the exit status. */
+static int parse_args(struct usb_args *a, int argc, char **argv, const char *cmd)
+{
+    static const struct option opts[] = { USB_LONGOPTS, { NULL, 0, NULL, 0 } };
+    memset(a, 0, sizeof(*a));
+    uf_opts_default(&a->o);
+    a->queue = 0;
+    a->seconds = 10;
+    a->window = NB_FIFO_MAX;
+    a->settle_ms = 1000;
+    a->seed = (uint64_t)time(NULL) ^ ((uint64_t)uf_now_ns() << 20);
+    int c;
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        int r = usb_option(a, c, optarg, cmd);
+        if (r < 0)
+            return 2;
+        if (r == 2) {
+            usb_usage(stdout, cmd);
+            return -1;
+        }
+        if (r == 0) {
+            usb_usage(stderr, cmd);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "xenfront usb %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static struct usbfront *open_ctrl(const struct usb_args *a, const char *cmd)
+{
+    char err[600];
+    struct usbfront *uf = uf_open(&a->o, err, sizeof(err));
+    if (!uf)
+        fprintf(stderr, "xenfront usb %s: vusb/%u: %s\n", cmd, a->o.devid, err);
+    return uf;
+}
+
+/* ---- control transfers and enumeration ------------------------------------ */
+
+struct usbdev {
+    unsigned port, addr, speed;
+    struct uf_device_desc dd;
+    struct uf_config_desc cd;
+    char manufacturer[128], product[128], serial[128];
+};
+
+/* One control transfer; its status, *actual set. Prints what failed. */
+static int control(struct usbfront *uf, unsigned port, unsigned addr,
+                   uint8_t bm_request_type, uint8_t b_request, uint16_t w_value,
+                   uint16_t w_index, void *buf, uint16_t len, uint32_t *actual,
+                   const char *what)
+{
+    struct uf_urb u;
+    memset(&u, 0, sizeof(u));
+    bool in = bm_request_type & 0x80;
+    u.pipe = uf_pipe(port, addr, 0, in, UF_CTRL);
+    uf_setup(u.setup, bm_request_type, b_request, w_value, w_index, len);
+    u.buf = buf;
+    u.len = len;
+    int st = uf_run(uf, &u);
+    if (actual)
+        *actual = u.actual;
+    if (st != 0 && st != UF_STATUS_FAILED)
+        fprintf(stderr, "xenfront usb: port %u address %u: %s: %s (status %d)\n", port,
+                addr, what, uf_status_name(st), st);
+    return st;
+}
+
+static int get_string(struct usbfront *uf, struct usbdev *d, uint8_t index,
+                      uint16_t lang, char *out, size_t outlen)
+{
+    out[0] = 0;
+    if (!index)
+        return 0;
+    uint8_t buf[255];
+    uint32_t n;
+    if (control(uf, d->port, d->addr, 0x80, 6, (uint16_t)(0x0300 | index), lang, buf,
+                sizeof(buf), &n, "GET_DESCRIPTOR(string)") != 0)
+        return -1;
+    if (uf_parse_string_desc(buf, n, out, outlen) < 0) {
+        fprintf(stderr, "xenfront usb: port %u: string descriptor %u is malformed\n",
+                d->port, index);
+        return -1;
+    }
+    return 0;
+}
+
+/* The hub driver's part: address 0, SET_ADDRESS, descriptors, then
+ * SET_CONFIGURATION(1) if configure. 0 or -1 (message printed). */
+static int enumerate(struct usbfront *uf, unsigned port, int timeout_ms,
+                     bool configure, struct usbdev *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->port = port;
+    if (uf_wait_port(uf, port, true, timeout_ms) < 0) {
+        if (!*uf_error(uf))
+            fprintf(stderr, "xenfront usb: port %u: no device connected within %d ms "
+                    "(is a device attached with `xensim usbdev-attach`?)\n", port,
+                    timeout_ms);
+        return -1;
+    }
+    d->speed = uf_port_speed(uf, port);
+    uint8_t buf[1024];
+    uint32_t n;
+    if (control(uf, port, 0, 0x80, 6, 0x0100, 0, buf, 64, &n,
+                "GET_DESCRIPTOR(device) at address 0") != 0)
+        return -1;
+    if (n < 8 || buf[1] != 1) {
+        fprintf(stderr, "xenfront usb: port %u: the device descriptor at address 0 "
+                "is %u bytes of type %u\n", port, n, n > 1 ? buf[1] : 0);
+        return -1;
+    }
+    d->addr = port; /* one device per port: its number is free */
+    if (control(uf, port, 0, 0x00, 5, (uint16_t)d->addr, 0, NULL, 0, NULL,
+                "SET_ADDRESS") != 0)
+        return -1;
+    if (control(uf, port, d->addr, 0x80, 6, 0x0100, 0, buf, 18, &n,
+                "GET_DESCRIPTOR(device)") != 0)
+        return -1;
+    if (uf_parse_device_desc(buf, n, &d->dd) < 0) {
+        fprintf(stderr, "xenfront usb: port %u: malformed device descriptor (%u "
+                "bytes)\n", port, n);
+        return -1;
+    }
+    if (control(uf, port, d->addr, 0x80, 6, 0x0200, 0, buf, 9, &n,
+                "GET_DESCRIPTOR(configuration, 9 bytes)") != 0)
+        return -1;
+    uint16_t total = n >= 4 ? (uint16_t)(buf[2] | buf[3] << 8) : 0;
+    if (total < 9 || total > sizeof(buf)) {
+        fprintf(stderr, "xenfront usb: port %u: configuration wTotalLength %u\n", port,
+                total);
+        return -1;
+    }
+    if (control(uf, port, d->addr, 0x80, 6, 0x0200, 0, buf, total, &n,
+                "GET_DESCRIPTOR(configuration)") != 0)
+        return -1;
+    char why[200];
+    if (uf_parse_config_desc(buf, n, &d->cd, why, sizeof(why)) < 0) {
+        fprintf(stderr, "xenfront usb: port %u: configuration descriptor: %s\n", port,
+                why);
+        return -1;
+    }
+    uint8_t langs[8];
+    uint16_t lang = 0x0409;
+    if (d->dd.i_manufacturer || d->dd.i_product || d->dd.i_serial) {
+        if (control(uf, port, d->addr, 0x80, 6, 0x0300, 0, langs, sizeof(langs), &n,
+                    "GET_DESCRIPTOR(string 0)") != 0)
+            return -1;
+        if (n >= 4 && langs[1] == 3)
+            lang = (uint16_t)(langs[2] | langs[3] << 8);
+    }
+    if (get_string(uf, d, d->dd.i_manufacturer, lang, d->manufacturer,
+                   sizeof(d->manufacturer)) < 0 ||
+        get_string(uf, d, d->dd.i_product, lang, d->product, sizeof(d->product)) < 0 ||
+        get_string(uf, d, d->dd.i_serial, lang, d->serial, sizeof(d->serial)) < 0)
+        return -1;
+    if (configure && control(uf, port, d->addr, 0x00, 9, d->cd.value, 0, NULL, 0, NULL,
+                             "SET_CONFIGURATION") != 0)
+        return -1;
+    return 0;
+}
+
+static void print_device(const struct usbdev *d)
+{
+    printf("port=%u addr=%u speed=%s vid=%04x pid=%04x bcdusb=%04x class=%02x "
+           "maxpacket0=%u configs=%u manufacturer=\"%s\" product=\"%s\" "
+           "serial=\"%s\"\n", d->port, d->addr, uf_speed_name(d->speed),
+           d->dd.id_vendor, d->dd.id_product, d->dd.bcd_usb, d->dd.dev_class,
+           d->dd.max_packet0, d->dd.num_configurations, d->manufacturer, d->product,
+           d->serial);
+    static const char *types[] = { "control", "isoc", "bulk", "interrupt" };
+    printf("port=%u config=%u interfaces=%u if0-class=%02x/%02x/%02x hid=%d "
+           "endpoints=", d->port, d->cd.value, d->cd.num_interfaces, d->cd.if_class,
+           d->cd.if_subclass, d->cd.if_protocol, d->cd.has_hid);
+    for (unsigned i = 0; i < d->cd.nr_endpoints; i++) {
+        const struct uf_endpoint *e = &d->cd.ep[i];
+        printf("%s0x%02x:%s:%u", i ? "," : "", e->address, types[e->attributes & 3],
+               e->max_packet);
+        if ((e->attributes & 3) == 3)
+            printf(":%ums", e->interval);
+    }
+    printf("\n");
+}
+
+/* The endpoint of d with this address and transfer type, or NULL. */
+static const struct uf_endpoint *find_ep(const struct usbdev *d, uint8_t address,
+                                         unsigned type)
+{
+    for (unsigned i = 0; i < d->cd.nr_endpoints; i++)
+        if (d->cd.ep[i].address == address && (d->cd.ep[i].attributes & 3) == type)
+            return &d->cd.ep[i];
+    return NULL;
+}
+
+/* ---- list ------------------------------------------------------------------ */
+
+static int usb_list(int argc, char **argv)
+{
+    struct usb_args a;
+    int r = parse_args(&a, argc, argv, "list");
+    if (r)
+        return r < 0 ? 0 : r;
+    struct usbfront *uf = open_ctrl(&a, "list");
+    if (!uf)
+        return 1;
+    int rc = 0;
+    uint64_t end = uf_now_ns() + (uint64_t)a.settle_ms * 1000000ull;
+    while (uf_now_ns() < end)
+        if (uf_poll(uf, 50) < 0) {
+            rc = 1;
+            goto out;
+        }
+    printf("controller=vusb/%u ports=%u usb-ver=%u\n", a.o.devid, uf_num_ports(uf),
+           uf_usb_ver(uf));
+    for (unsigned p = 1; p <= uf_num_ports(uf); p++)
+        printf("port=%u speed=%s\n", p, uf_speed_name(uf_port_speed(uf, p)));
+    for (unsigned p = 1; p <= uf_num_ports(uf); p++) {
+        if (uf_port_speed(uf, p) == USBIF_SPEED_NONE)
+            continue;
+        struct usbdev d;
+        if (enumerate(uf, p, a.o.timeout_ms, false, &d) < 0) {
+            rc = 1;
+            continue;
+        }
+        print_device(&d);
+    }
+out:
+    if (uf_close(uf) < 0)
+        rc = 1;
+    return rc;
+}
+
+/* ---- verify ------------------------------------------------------------------ */
+
+static uint64_t splitmix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Byte `off` of the stream seeded with seed. */
+static uint8_t stream_byte(uint64_t seed, uint64_t off)
+{
+    return (uint8_t)(splitmix(seed ^ (off >> 3) * 0x2545f4914f6cdd1dull) >> ((off & 7) * 8));
+}
+
+static void stream_fill(uint8_t *buf, uint64_t seed, uint64_t off, uint32_t len)
+{
+    for (uint32_t i = 0; i < len;) {
+        uint64_t o = off + i;
+        uint64_t w = splitmix(seed ^ (o >> 3) * 0x2545f4914f6cdd1dull);
+        for (unsigned b = (unsigned)(o & 7); b < 8 && i < len; b++, i++)
+            buf[i] = (uint8_t)(w >> (b * 8));
+    }
+}
+
+struct xfer;
+
+struct vctx {
+    struct usbfront *uf;
+    struct usbdev dev;
+    uint64_t seed, rng, window;
+    /* stream positions */
+    uint64_t out_sub;          /* bytes submitted OUT (stream offset of next) */
+    uint64_t in_consumed;      /* bytes completed IN (offset next IN reads) */
+    uint64_t in_pending_len;   /* IN lengths in flight */
+    /* order checks: sequence numbers per direction */
+    uint64_t out_next_seq, out_done_seq, in_next_seq, in_done_seq;
+    /* results */
+    uint64_t outs, out_bytes, ins, in_bytes, short_ins, offset_xfers, max_segs_xfers;
+    uint64_t mismatches, errors;
+    unsigned in_flight, reported;
+    struct xfer *free;
+};
+
+struct xfer {
+    struct uf_urb u;
+    struct vctx *v;
+    bool in;
+    uint64_t seq;
+    uint64_t stream_off;       /* OUT: where its bytes go in the stream */
+    uint8_t *buf;
+    struct xfer *next;
+};
+
+static void vreport(struct vctx *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void vreport(struct vctx *v, const char *fmt, ...)
+{
+    if (v->reported++ >= MAX_REPORTS) {
+        if (v->reported == MAX_REPORTS + 1)
+            fprintf(stderr, "xenfront usb verify: (further problems not shown)\n");
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("xenfront usb verify: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static uint64_t rnd(struct vctx *v)
+{
+    v->rng = splitmix(v->rng);
+    return v->rng;
+}
+
+static void xfer_done(struct uf_urb *u)
+{
+    struct xfer *x = (struct xfer *)u;
+    struct vctx *v = x->v;
+    v->in_flight--;
+    if (x->in) {
+        v->in_pending_len -= x->u.len;
+        if (x->seq != v->in_done_seq) {
+            vreport(v, "bulk IN #%llu completed before #%llu (one endpoint's "
+                    "transfers must complete in order)", (unsigned long long)x->seq,
+                    (unsigned long long)v->in_done_seq);
+            v->errors++;
+        }
+        v->in_done_seq = x->seq + 1;
+        if (u->status != 0 || u->actual == 0) {
+            vreport(v, "bulk IN #%llu of %u bytes: %s (status %d), %u bytes",
+                    (unsigned long long)x->seq, u->len, uf_status_name(u->status),
+                    u->status, u->actual);
+            v->errors++;
+            v->in_consumed += u->actual; /* keep the stream aligned if we can */
+        } else {
+            for (uint32_t i = 0; i < u->actual; i++) {
+                uint8_t want = stream_byte(v->seed, v->in_consumed + i);
+                if (x->buf[i] != want) {
+                    vreport(v, "bulk IN #%llu: byte %u (stream offset %llu) is %#04x, "
+                            "expected %#04x (%u of %u bytes returned)",
+                            (unsigned long long)x->seq, i,
+                            (unsigned long long)(v->in_consumed + i), x->buf[i], want,
+                            u->actual, u->len);
+                    v->mismatches++;
+                    break;
+                }
+            }
+            v->ins++;
+            v->in_bytes += u->actual;
+            v->short_ins += u->actual < u->len;
+            v->in_consumed += u->actual;
+        }
+    } else {
+        if (x->seq != v->out_done_seq) {
+            vreport(v, "bulk OUT #%llu completed before #%llu",
+                    (unsigned long long)x->seq, (unsigned long long)v->out_done_seq);
+            v->errors++;
+        }
+        v->out_done_seq = x->seq + 1;
+        if (u->status != 0 || u->actual != u->len) {
+            vreport(v, "bulk OUT #%llu of %u bytes: %s (status %d), %u bytes sent",
+                    (unsigned long long)x->seq, u->len, uf_status_name(u->status),
+                    u->status, u->actual);
+            v->errors++;
+        } else {
+            v->outs++;
+            v->out_bytes += u->actual;
+        }
+    }
+    x->next = v->free;
+    v->free = x;
+}
+
+/* A length and a first-page offset that fit 16 segments. */
+static void pick_size(struct vctx *v, uint32_t *len, unsigned *off)
+{
+    uint64_t r = rnd(v);
+    *off = r % 4 == 0 ? 0 : (unsigned)((r >> 8) % XENIF_PAGE_SIZE);
+    uint32_t max = UF_MAX_SEGS * XENIF_PAGE_SIZE - *off;
+    if (max > UF_MAX_LEN)
+        max = UF_MAX_LEN;
+    switch ((r >> 24) % 10) {
+    case 0: case 1: case 2: case 3:
+        *len = 1 + (uint32_t)((r >> 32) % 512);
+        break;
+    case 4: case 5: case 6:
+        *len = 513 + (uint32_t)((r >> 32) % 8192);
+        break;
+    case 7:
+        *len = max; /* all 16 segments */
+        break;
+    default:
+        *len = 8193 + (uint32_t)((r >> 32) % (max - 8193 + 1));
+    }
+}
+
+/* Submits one transfer if flow control allows one. 1 submitted, 0 not now,
+ * -1 failed. */
+static int submit_next(struct vctx *v, bool outs_allowed)
+{
+    if (!v->free)
+        return 0;
+    uint32_t len;
+    unsigned off;
+    pick_size(v, &len, &off);
+    uint64_t avail_in = v->out_sub - v->in_consumed - v->in_pending_len;
+    bool can_out = outs_allowed && v->out_sub + len - v->in_consumed <= v->window;
+    bool can_in = avail_in > 0;
+    if (!can_out && !can_in)
+        return 0;
+    bool in = can_in && (!can_out || rnd(v) % 2);
+    struct xfer *x = v->free;
+    memset(&x->u, 0, sizeof(x->u));
+    x->in = in;
+    if (in && len > avail_in)
+        len = (uint32_t)avail_in;
+    x->u.pipe = uf_pipe(v->dev.port, v->dev.addr, 1, in, UF_BULK);
+    x->u.buf = x->buf;
+    x->u.len = len;
+    x->u.page_off = off;
+    x->u.done = xfer_done;
+    x->v = v;
+    if (!in) {
+        x->stream_off = v->out_sub;
+        stream_fill(x->buf, v->seed, v->out_sub, len);
+    }
+    if (uf_submit(v->uf, &x->u) < 0) {
+        if (errno == EAGAIN)
+            return 0;
+        return -1;
+    }
+    v->free = x->next;
+    v->in_flight++;
+    if (in) {
+        x->seq = v->in_next_seq++;
+        v->in_pending_len += len;
+    } else {
+        x->seq = v->out_next_seq++;
+        v->out_sub += len;
+    }
+    v->offset_xfers += off != 0;
+    v->max_segs_xfers += uf_pages_for(off, len) == UF_MAX_SEGS;
+    return 1;
+}
+
+/* GET_COUNTERS: OUT transfers, OUT bytes, IN transfers, IN bytes. */
+static int get_counters(struct usbfront *uf, const struct usbdev *d, uint64_t c[4])
+{
+    uint8_t buf[32];
+    uint32_t n;
+    if (control(uf, d->port, d->addr, 0xc0, NB_GET_COUNTERS, 0, 0, buf, sizeof(buf),
+                &n, "GET_COUNTERS") != 0)
+        return -1;
+    if (n != sizeof(buf)) {
+        fprintf(stderr, "xenfront usb verify: GET_COUNTERS returned %u bytes, not 32\n",
+                n);
+        return -1;
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        c[i] = 0;
+        for (unsigned b = 0; b < 8; b++)
+            c[i] |= (uint64_t)buf[i * 8 + b] << (b * 8);
+    }
+    return 0;
+}
+
+/* A bulk IN on the empty FIFO stays pending; unlinked, it is answered with
+ * an error and no data, and the device counts no IN. */
+static int unlink_check(struct vctx *v)
+{
+    static uint8_t buf[512];
+    struct uf_urb u;
+    memset(&u, 0, sizeof(u));
+    u.pipe = uf_pipe(v->dev.port, v->dev.addr, 1, true, UF_BULK);
+    u.buf = buf;
+    u.len = sizeof(buf);
+    bool done = false;
+    if (uf_submit(v->uf, &u) < 0 || uf_kick(v->uf) < 0) {
+        fprintf(stderr, "xenfront usb verify: cannot submit the bulk IN to unlink: %s\n",
+                *uf_error(v->uf) ? uf_error(v->uf) : strerror(errno));
+        return -1;
+    }
+    uint64_t t0 = uf_now_ns();
+    while (uf_now_ns() - t0 < 100000000ull) {
+        int n = uf_poll(v->uf, 20);
+        if (n < 0)
+            return -1;
+        if (n > 0) {
+            fprintf(stderr, "xenfront usb verify: a bulk IN on the empty FIFO "
+                    "completed (%s, %u bytes); it must wait for data\n",
+                    uf_status_name(u.status), u.actual);
+            return -1;
+        }
+    }
+    if (uf_unlink(v->uf, &u) < 0) {
+        fprintf(stderr, "xenfront usb verify: unlink: %s\n", strerror(errno));
+        return -1;
+    }
+    uint64_t end = uf_now_ns() + 5000000000ull;
+    while (!done && uf_now_ns() < end) {
+        int n = uf_poll(v->uf, 100);
+        if (n < 0)
+            return -1;
+        done = n > 0;
+    }
+    if (!done) {
+        fprintf(stderr, "xenfront usb verify: an unlinked bulk IN got no answer "
+                "within 5 s\n");
+        return -1;
+    }
+    if (u.status == 0 || u.actual != 0) {
+        fprintf(stderr, "xenfront usb verify: the unlinked bulk IN was answered %s "
+                "with %u bytes; expected an error and no data\n",
+                uf_status_name(u.status), u.actual);
+        return -1;
+    }
+    return 0;
+}
+
+static int usb_verify(int argc, char **argv)
+{
+    struct usb_args a;
+    int r = parse_args(&a, argc, argv, "verify");
+    if (r)
+        return r < 0 ? 0 : r;
+    if (!a.have_port) {
+        fprintf(stderr, "xenfront usb verify: --port is required\n");
+        usb_usage(stderr, "verify");
+        return 2;
+    }
+    if (a.have_seconds && a.have_count) {
+        fprintf(stderr, "xenfront usb verify: --seconds and --count exclude each other\n");
+        return 2;
+    }
+    struct vctx v;
+    memset(&v, 0, sizeof(v));
+    v.seed = v.rng = a.seed;
+    v.window = a.window;
+    unsigned q = a.queue ? a.queue : 8;
+    struct xfer *xs = calloc(q, sizeof(*xs));
+    for (unsigned i = 0; xs && i < q; i++) {
+        xs[i].buf = malloc(UF_MAX_LEN);
+        if (!xs[i].buf) {
+            fprintf(stderr, "xenfront usb verify: out of memory\n");
+            return 1;
+        }
+        xs[i].next = v.free;
+        v.free = &xs[i];
+    }
+    if (!xs) {
+        fprintf(stderr, "xenfront usb verify: out of memory\n");
+        return 1;
+    }
+    int rc = 1;
+    v.uf = open_ctrl(&a, "verify");
+    if (!v.uf)
+        goto out_free;
+    if (enumerate(v.uf, a.port, a.o.timeout_ms, true, &v.dev) < 0)
+        goto out;
+    if (v.dev.dd.id_vendor != NB_VENDOR || v.dev.dd.id_product != NB_BULK_PRODUCT ||
+        !find_ep(&v.dev, 0x01, 2) || !find_ep(&v.dev, 0x81, 2)) {
+        fprintf(stderr, "xenfront usb verify: port %u has %04x:%04x, not the nb-bulk "
+                "device %04x:%04x with bulk endpoints 0x01 and 0x81\n", a.port,
+                v.dev.dd.id_vendor, v.dev.dd.id_product, NB_VENDOR, NB_BULK_PRODUCT);
+        goto out;
+    }
+    uint64_t c[4];
+    if (control(v.uf, a.port, v.dev.addr, 0x40, NB_RESET, 0, 0, NULL, 0, NULL,
+                "vendor RESET") != 0 || get_counters(v.uf, &v.dev, c) < 0)
+        goto out;
+    if (c[0] || c[1] || c[2] || c[3]) {
+        fprintf(stderr, "xenfront usb verify: counters after RESET are %llu/%llu/%llu/"
+                "%llu, not zero\n", (unsigned long long)c[0], (unsigned long long)c[1],
+                (unsigned long long)c[2], (unsigned long long)c[3]);
+        goto out;
+    }
+    if (unlink_check(&v) < 0)
+        goto out;
+
+    uint64_t t0 = uf_now_ns(), deadline = t0 + a.seconds * 1000000000ull;
+    bool outs_allowed = true;
+    for (;;) {
+        if (outs_allowed && (a.have_count ? v.out_next_seq >= a.count
+                                          : uf_now_ns() >= deadline))
+            outs_allowed = false;
+        if (v.errors || v.mismatches)
+            outs_allowed = false;
+        int s;
+        while ((s = submit_next(&v, outs_allowed && !(a.have_count &&
+                                                      v.out_next_seq >= a.count))) > 0)
+            ;
+        if (s < 0) {
+            fprintf(stderr, "xenfront usb verify: submit: %s\n",
+                    *uf_error(v.uf) ? uf_error(v.uf) : strerror(errno));
+            goto out;
+        }
+        if (!outs_allowed && v.in_flight == 0 &&
+            (v.in_consumed == v.out_sub || v.errors || v.mismatches))
+            break;
+        if (uf_poll(v.uf, 200) < 0)
+            goto out;
+    }
+    double secs = (uf_now_ns() - t0) / 1e9;
+    if (v.errors || v.mismatches) {
+        fprintf(stderr, "xenfront usb verify: stopped: %llu error(s), %llu "
+                "mismatch(es)\n", (unsigned long long)v.errors,
+                (unsigned long long)v.mismatches);
+    } else if (get_counters(v.uf, &v.dev, c) == 0) {
+        if (c[0] != v.outs || c[1] != v.out_bytes || c[2] != v.ins || c[3] != v.in_bytes) {
+            fprintf(stderr, "xenfront usb verify: the device counted %llu OUT (%llu "
+                    "bytes) and %llu IN (%llu bytes); completed here: %llu OUT (%llu "
+                    "bytes), %llu IN (%llu bytes)\n", (unsigned long long)c[0],
+                    (unsigned long long)c[1], (unsigned long long)c[2],
+                    (unsigned long long)c[3], (unsigned long long)v.outs,
+                    (unsigned long long)v.out_bytes, (unsigned long long)v.ins,
+                    (unsigned long long)v.in_bytes);
+            v.errors++;
+        } else {
+            rc = 0;
+        }
+    }
+    const struct uf_stats *st = uf_stats(v.uf);
+    printf("result=%s seed=%llu outs=%llu out_bytes=%llu ins=%llu in_bytes=%llu "
+           "short_ins=%llu offset_xfers=%llu full_16seg_xfers=%llu unlinks=%llu "
+           "mismatches=%llu errors=%llu seconds=%.1f MBps=%.1f suspends=%llu "
+           "migrations=%llu drain_unlinked=%llu\n", rc == 0 ? "ok" : "FAILED",
+           (unsigned long long)v.seed, (unsigned long long)v.outs,
+           (unsigned long long)v.out_bytes, (unsigned long long)v.ins,
+           (unsigned long long)v.in_bytes, (unsigned long long)v.short_ins,
+           (unsigned long long)v.offset_xfers, (unsigned long long)v.max_segs_xfers,
+           (unsigned long long)st->unlinks, (unsigned long long)v.mismatches,
+           (unsigned long long)v.errors, secs,
+           secs > 0 ? (v.out_bytes + v.in_bytes) / secs / 1e6 : 0.0,
+           (unsigned long long)st->suspends, (unsigned long long)st->migrations,
+           (unsigned long long)st->drain_unlinked);
+    if (uf_port_disconnects(v.uf, a.port)) {
+        fprintf(stderr, "xenfront usb verify: port %u was reported disconnected %llu "
+                "time(s) during the run\n", a.port,
+                (unsigned long long)uf_port_disconnects(v.uf, a.port));
+        rc = 1;
+    }
+out:
+    if (uf_close(v.uf) < 0)
+        rc = 1;
+out_free:
+    for (unsigned i = 0; i < q; i++)
+        free(xs[i].buf);
+    free(xs);
+    return rc;
+}
+
+/* ---- hid ------------------------------------------------------------------- */
+
+struct report {
+    struct uf_urb u;
+    uint8_t buf[HID_REPORT_LEN];
+    bool done;
+};
+
+static void report_done(struct uf_urb *u)
+{
+    ((struct report *)u)->done = true;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static int usb_hid(int argc, char **argv)
+{
+    struct usb_args a;
+    int r = parse_args(&a, argc, argv, "hid");
+    if (r)
+        return r < 0 ? 0 : r;
+    if (!a.have_port || !a.have_count) {
+        fprintf(stderr, "xenfront usb hid: --port and --count are required\n");
+        usb_usage(stderr, "hid");
+        return 2;
+    }
+    unsigned q = a.queue ? a.queue : 1;
+    struct usbfront *uf = open_ctrl(&a, "hid");
+    if (!uf)
+        return 1;
+    int rc = 1;
+    struct usbdev d;
+    struct report rep[15];
+    uint64_t got = 0, submitted = 0, bad = 0;
+    uint32_t first = 0, last = 0;
+    if (enumerate(uf, a.port, a.o.timeout_ms, true, &d) < 0)
+        goto out;
+    const struct uf_endpoint *ep = find_ep(&d, 0x81, 3);
+    if (d.dd.id_vendor != NB_VENDOR || d.dd.id_product != NB_HID_PRODUCT || !ep ||
+        !d.cd.has_hid || d.cd.if_class != 3) {
+        fprintf(stderr, "xenfront usb hid: port %u has %04x:%04x, not the nb-hid "
+                "device %04x:%04x (HID interface, interrupt endpoint 0x81)\n", a.port,
+                d.dd.id_vendor, d.dd.id_product, NB_VENDOR, NB_HID_PRODUCT);
+        goto out;
+    }
+    uint64_t t0 = uf_now_ns();
+    unsigned next_check = 0; /* reports complete in submission order */
+    unsigned in_flight = 0;
+    while (got < a.count && !bad) {
+        /* Free slots follow the oldest in flight, in ring order. */
+        while (in_flight < q && submitted < a.count) {
+            struct report *p = &rep[(next_check + in_flight) % q];
+            memset(&p->u, 0, sizeof(p->u));
+            p->u.pipe = uf_pipe(a.port, d.addr, 1, true, UF_INTR);
+            p->u.interval = ep->interval;
+            p->u.buf = p->buf;
+            p->u.len = HID_REPORT_LEN;
+            p->u.done = report_done;
+            p->done = false;
+            if (uf_submit(uf, &p->u) < 0) {
+                if (errno == EAGAIN)
+                    break;
+                goto out;
+            }
+            in_flight++;
+            submitted++;
+        }
+        if (uf_poll(uf, 200) < 0)
+            goto out;
+        while (in_flight && rep[next_check].done) {
+            struct report *p = &rep[next_check];
+            next_check = (next_check + 1) % q;
+            in_flight--;
+            got++;
+            uint32_t seq = p->u.actual >= 4 ? le32(p->buf) : 0;
+            static const uint8_t tail[4] = { 0xa5, 0x5a, 0xa5, 0x5a };
+            if (p->u.status != 0 || p->u.actual != HID_REPORT_LEN ||
+                memcmp(p->buf + 4, tail, 4) != 0) {
+                fprintf(stderr, "xenfront usb hid: report %llu: %s (status %d), %u "
+                        "bytes, tail %02x %02x %02x %02x\n", (unsigned long long)got,
+                        uf_status_name(p->u.status), p->u.status, p->u.actual,
+                        p->buf[4], p->buf[5], p->buf[6], p->buf[7]);
+                bad++;
+            } else if (got > 1 && seq != last + 1) {
+                fprintf(stderr, "xenfront usb hid: report %llu has sequence number "
+                        "%u after %u\n", (unsigned long long)got, seq, last);
+                bad++;
+            }
+            if (got == 1)
+                first = seq;
+            last = seq;
+        }
+    }
+    double secs = (uf_now_ns() - t0) / 1e9;
+    if (!bad) {
+        uint8_t buf[HID_REPORT_LEN];
+        uint32_t n;
+        if (control(uf, a.port, d.addr, 0xa1, 0x01, 0x0100, 0, buf, sizeof(buf), &n,
+                    "GET_REPORT") != 0)
+            goto out;
+        if (n != HID_REPORT_LEN || le32(buf) != last) {
+            fprintf(stderr, "xenfront usb hid: GET_REPORT returned %u bytes with "
+                    "sequence number %u; the last report read had %u\n", n,
+                    n >= 4 ? le32(buf) : 0, last);
+            goto out;
+        }
+        rc = 0;
+    }
+    printf("result=%s reports=%llu first=%u last=%u seconds=%.2f ms_per_report=%.2f\n",
+           rc == 0 ? "ok" : "FAILED", (unsigned long long)got, first, last, secs,
+           got ? secs * 1000 / (double)got : 0.0);
+out:
+    if (uf_close(uf) < 0)
+        rc = 1;
+    return rc;
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+int xf_usb_main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        { "list", usb_list },
+        { "verify", usb_verify },
+        { "hid", usb_hid },
+    };
+    if (argc >= 1)
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+            if (strcmp(argv[0], cmds[i].name) == 0)
+                return cmds[i].fn(argc, argv);
+    fprintf(stderr, "usage: xenfront usb list|verify|hid [OPTIONS]\n"
+            "  `xenfront usb COMMAND --help` lists a command's options\n");
+    return 2;
+}
