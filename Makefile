@@ -149,9 +149,17 @@ check-fuzz: deps
 # xen-blkfront against this tree's netbusd. Images are cached, see
 # tests/realxen/run.sh.
 check-realxen: deps
-	@$(MAKE) --no-print-directory $(PROGS)
+	@$(MAKE) --no-print-directory $(PROGS) frontend-modules
 	@echo "== realxen: Xen 4.17 + Debian dom0 in QEMU, Linux frontends against netbusd =="
 	tests/realxen/run.sh $(BUILD)
+
+# --- Linux frontend modules ------------------------------------------------
+# $(BUILD)/frontend/xen-hcd.ko: Linux 6.1's xen-hcd with frontend-patches/linux
+# applied, built out of tree against Debian's headers (unpacked once into the
+# realxen cache); the realxen guests load it.
+.PHONY: frontend-modules
+frontend-modules:
+	@$(MAKE) --no-print-directory -C frontend-patches/linux O=$(abspath $(BUILD))/frontend
 
 demo: deps
 	@$(MAKE) --no-print-directory $(PROGS)
