@@ -79,6 +79,32 @@ int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
     return (int)n;
 }
 
+int uf_build_request(struct usbif_urb_request *req, uint16_t id,
+                     const struct uf_urb *u, const xenif_gref *refs)
+{
+    memset(req, 0, sizeof(*req));
+    if (usbif_pipeunlink(u->pipe))
+        return -1;
+    req->id = id;
+    req->pipe = u->pipe;
+    req->transfer_flags = u->short_not_ok ? USBIF_SHORT_NOT_OK : 0;
+    if (usbif_pipectrl(u->pipe))
+        memcpy(req->u.ctrl, u->setup, 8);
+    else if (usbif_pipeint(u->pipe))
+        req->u.intr.interval = u->interval;
+    return uf_fill_segments(req, refs, u->page_off, u->len);
+}
+
+void uf_build_unlink(struct usbif_urb_request *req, uint16_t id,
+                     const struct uf_urb *target)
+{
+    memset(req, 0, sizeof(*req));
+    req->id = id;
+    /* xenhcd_do_request: the URB's pipe with the unlink bit. */
+    req->pipe = usbif_setunlink_pipe(target->pipe);
+    req->u.unlink.unlink_id = target->id;
+}
+
 int uf_check_urb_response(const struct usbif_urb_response *rsp,
                           uint16_t buffer_length, char *why, size_t whylen)
 {
@@ -678,15 +704,7 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
         return -1;
     }
     struct usbif_urb_request req;
-    memset(&req, 0, sizeof(req));
-    req.id = (uint16_t)id;
-    req.pipe = u->pipe;
-    req.transfer_flags = u->short_not_ok ? USBIF_SHORT_NOT_OK : 0;
-    if (usbif_pipectrl(u->pipe))
-        memcpy(req.u.ctrl, u->setup, 8);
-    else if (usbif_pipeint(u->pipe))
-        req.u.intr.interval = u->interval;
-    int nseg = uf_fill_segments(&req, s->refs, u->page_off, u->len);
+    int nseg = uf_build_request(&req, (uint16_t)id, u, s->refs);
     s->in = usbif_pipein(u->pipe) != 0;
     if (!s->in && u->len)
         memcpy((uint8_t *)s->pages + u->page_off, u->buf, u->len);
@@ -723,11 +741,7 @@ int uf_unlink(struct usbfront *uf, struct uf_urb *u)
         return -1;
     }
     struct usbif_urb_request req;
-    memset(&req, 0, sizeof(req));
-    req.id = (uint16_t)id;
-    /* xenhcd_do_request: the URB's pipe with the unlink bit. */
-    req.pipe = usbif_setunlink_pipe(u->pipe);
-    req.u.unlink.unlink_id = u->id;
+    uf_build_unlink(&req, (uint16_t)id, u);
     s->is_unlink = true;
     s->urb = u;
     s->length = 0;

@@ -71,6 +71,17 @@ int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
 /* Pages a buffer of len bytes at page_off spans. */
 unsigned uf_pages_for(unsigned page_off, uint32_t len);
 
+struct uf_urb;
+/* The ring request for URB u with this id, its data in the pages refs[]
+ * (one per page from u->page_off): pipe, transfer_flags, buffer_length,
+ * the setup packet (control) or interval (interrupt), segments. Returns the
+ * number of segments, or -1 (does not fit, or an unlink pipe). */
+int uf_build_request(struct usbif_urb_request *req, uint16_t id,
+                     const struct uf_urb *u, const xenif_gref *refs);
+/* The unlink request (id) for the URB target in flight. */
+void uf_build_unlink(struct usbif_urb_request *req, uint16_t id,
+                     const struct uf_urb *target);
+
 /* A response to a URB whose request asked for buffer_length bytes:
  * 0 if it is well formed, else -1 with the reason in why (status positive
  * or beyond errno range, actual_length negative or past the buffer). */

@@ -138,10 +138,31 @@ static bool bus_id_ok(const char *s)
     }
 }
 
+/* VENDOR:PRODUCT[:SERIAL], four hex digits each, as netbusd claims a
+ * device wherever it is plugged in. */
+static bool vid_pid_ok(const char *s)
+{
+    for (int part = 0; part < 2; part++, s++) {
+        for (int i = 0; i < 4; i++, s++)
+            if (!isxdigit((unsigned char)*s))
+                return false;
+        if (part == 1 && *s == 0)
+            return true;
+        if (*s != ':')
+            return false;
+    }
+    if (!*s || strlen(s) >= 128)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '/')
+            return false;
+    return true;
+}
+
 bool usb_device_name_ok(const char *s)
 {
     if (strncmp(s, "netbus://", 9) != 0)
-        return bus_id_ok(s);
+        return bus_id_ok(s) || vid_pid_ok(s);
     size_t n = strlen(s);
     const char *host = s + 9, *slash = strchr(host, '/');
     if (n >= USB_DEVICE_MAX || !slash || slash == host || !slash[1])
@@ -656,8 +677,8 @@ static const char dev_attach_usage[] =
     "  puts DEVICE on a port of one of DOMAIN's USB controllers (the first\n"
     "  free port; a new controller with the defaults if none is free and no\n"
     "  controller was named) and prints CONTROLLER PORT. DEVICE: a host bus\n"
-    "  id (1-2, 3-1.5), which the backend claims, or a device URL\n"
-    "  netbus://HOST[:PORT]/EXPORT\n";
+    "  id (1-2, 3-1.5) or VENDOR:PRODUCT[:SERIAL] (1209:4e42), which the\n"
+    "  backend claims, or a device URL netbus://HOST[:PORT]/EXPORT\n";
 
 int xensim_cmd_usbdev_attach(int argc, char **argv)
 {
@@ -710,8 +731,8 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
     }
     const char *device = argv[optind + 1];
     if (!usb_device_name_ok(device)) {
-        fprintf(stderr, "xensim %s: '%s' is neither a bus id (1-2, 3-1.5) nor a "
-                "device URL netbus://HOST[:PORT]/EXPORT\n", cmd, device);
+        fprintf(stderr, "xensim %s: '%s' is not a bus id (1-2, 3-1.5), "
+                "VENDOR:PRODUCT[:SERIAL] or a device URL netbus://HOST[:PORT]/EXPORT\n", cmd, device);
         return 2;
     }
     if (port && ctrl < 0) {

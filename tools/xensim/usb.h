@@ -25,7 +25,8 @@ struct usb_ctrl {
     char type[8];               /* backend kind: "vusb" (type pv) or "qusb" */
     unsigned version;           /* usb-ver: 1 or 2 */
     unsigned ports;             /* num-ports: 1..31 */
-    /* port/1..ports: "" (free), a bus id or a netbus:// URL */
+    /* port/1..ports: "" (free), a bus id, VENDOR:PRODUCT[:SERIAL] or a
+     * netbus:// URL */
     char port[USB_MAX_PORTS][USB_DEVICE_MAX];
 };
 
@@ -40,8 +41,8 @@ int usb_ctrl_write(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c
  * backend directory. -1 + ENOENT if there is none. */
 int usb_ctrl_read(struct xenif_xs *xs, unsigned domid, unsigned devid,
                   struct usb_ctrl *c);
-/* A valid port/N value: a bus id ("1-2", "3-1.5") or a device URL
- * netbus://HOST[:PORT]/EXPORT. */
+/* A valid port/N value: a bus id ("1-2", "3-1.5"), VENDOR:PRODUCT[:SERIAL]
+ * ("1209:4e42") or a device URL netbus://HOST[:PORT]/EXPORT. */
 bool usb_device_name_ok(const char *s);
 
 #endif
