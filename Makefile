@@ -13,7 +13,7 @@ BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config libxen-dev xenstore-utils libgnutls28-dev \
                 libusb-1.0-0-dev libcunit1-dev liburing-dev clang \
-                libclang-rt-14-dev iproute2 procps fio nbdkit \
+                libclang-rt-14-dev iproute2 procps fio nbdkit umockdev libumockdev-dev \
                 $(shell cat tests/realxen/host-packages)
 PKGS    := xenstore xenevtchn xengnttab xencontrol libusb-1.0 liburing gnutls
 TEST_PKGS := cunit
@@ -47,7 +47,7 @@ PROGS := $(BUILD)/netbusd $(BUILD)/netbusctl $(BUILD)/xensim \
 TESTS := $(BUILD)/unit-tests $(BUILD)/san/unit-tests
 
 .PHONY: all deps check check-fast check-realxen check-unit check-interop \
-        check-sim check-fuzz demo bench install clean fuzz
+        check-sim check-fuzz demo bench install clean fuzz usbdev
 all: $(PROGS) $(TESTS)
 
 # --- objects: plain and sanitized trees ---------------------------------
@@ -99,6 +99,22 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	    $(call pc_cflags,$(PKGS)) -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(LDLIBS_ALL)
 fuzz: $(FUZZ_PROGS)
 
+# --- usbdev: the test USB devices under umockdev (tests/usbdev/README.md) -
+USBDEV_PKGS  := umockdev-1.0 glib-2.0 gobject-2.0 gio-2.0
+USBDEV_SRCS  := $(filter-out tests/usbdev/check.c,$(wildcard tests/usbdev/*.c))
+USBDEV_PROGS := $(BUILD)/usbdev $(BUILD)/usbdev-check $(BUILD)/san/usbdev-check
+USBDEV_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS)
+$(BUILD)/usbdev: $(USBDEV_SRCS) tests/usbdev/usbdev.h
+	@mkdir -p $(dir $@)
+	$(CC) $(USBDEV_CFLAGS) $(call pc_cflags,$(USBDEV_PKGS)) -o $@ $(USBDEV_SRCS) $(call pc_libs,$(USBDEV_PKGS))
+$(BUILD)/usbdev-check: tests/usbdev/check.c
+	@mkdir -p $(dir $@)
+	$(CC) $(USBDEV_CFLAGS) $(call pc_cflags,libusb-1.0) -o $@ $< $(call pc_libs,libusb-1.0)
+$(BUILD)/san/usbdev-check: tests/usbdev/check.c
+	@mkdir -p $(dir $@)
+	$(CC) $(USBDEV_CFLAGS) $(SAN_FLAGS) $(call pc_cflags,libusb-1.0) -o $@ $< $(call pc_libs,libusb-1.0)
+usbdev: $(USBDEV_PROGS)
+
 # --- set-up -------------------------------------------------------------
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -133,7 +149,7 @@ check-interop: deps
 # The sim tier runs the sanitized daemons and tools: a leak or an undefined
 # behaviour in netbusd, xensim or the frontends fails it.
 check-sim: deps
-	@$(MAKE) --no-print-directory $(SAN_PROGS)
+	@$(MAKE) --no-print-directory $(SAN_PROGS) $(USBDEV_PROGS)
 	@echo "== sim: xensim hosts (AddressSanitizer + UBSan binaries) =="
 	@for t in $(wildcard tests/sim/*.sh); do echo "-- $$t"; \
 	    BUILD=$(BUILD)/san ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; done
