@@ -69,7 +69,7 @@ static bool has_reply(uint8_t t)
     switch (t) {
     case NB_OPEN: case NB_CLOSE: case NB_READ: case NB_WRITE: case NB_FLUSH:
     case NB_DISCARD: case NB_PING: case NB_QUIESCE: case NB_RESUME:
-    case NB_HANDOVER:
+    case NB_HANDOVER: case NB_URB: case NB_UNLINK:
         return true;
     default:
         return false;
@@ -85,7 +85,8 @@ const char *nb_type_name(uint8_t type)
         { NB_READ, "READ" }, { NB_WRITE, "WRITE" }, { NB_FLUSH, "FLUSH" },
         { NB_DISCARD, "DISCARD" }, { NB_EVENT, "EVENT" }, { NB_PING, "PING" },
         { NB_QUIESCE, "QUIESCE" }, { NB_RESUME, "RESUME" },
-        { NB_HANDOVER, "HANDOVER" },
+        { NB_HANDOVER, "HANDOVER" }, { NB_URB, "URB" },
+        { NB_UNLINK, "UNLINK" },
     };
     uint8_t base = type & (uint8_t)~NB_REPLY;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -137,6 +138,13 @@ int nb_hdr_decode(const uint8_t in[NB_HDR_SIZE], struct nb_hdr *h,
     } else if (h->type == (NB_READ | NB_REPLY)) {
         min = NB_STATUS_BODY;
         max = NB_STATUS_BODY + NB_MAX_DATA;
+    } else if (h->type == NB_URB) {
+        min = NB_URB_BODY;
+        max = NB_URB_BODY + NB_URB_MAX_ISO * NB_URB_ISO_DESC + NB_URB_MAX_DATA;
+    } else if (h->type == (NB_URB | NB_REPLY)) {
+        min = NB_STATUS_BODY;
+        max = NB_URB_REPLY_BODY + NB_URB_MAX_ISO * NB_URB_ISO_DESC +
+              NB_URB_MAX_DATA;
     }
     if (h->length < min || h->length > max) {
         *why = "frame length out of bounds for its type";
@@ -315,7 +323,7 @@ int nb_open_decode(const uint8_t *p, size_t len, struct nb_open *m,
     }
     m->flags = get32(p);
     m->resume_session = get32(p + 4);
-    if (m->flags & ~NB_OPEN_READONLY) {
+    if (m->flags & ~(NB_OPEN_READONLY | NB_OPEN_USB)) {
         *why = "OPEN: reserved flags set";
         return -1;
     }
@@ -459,8 +467,250 @@ int nb_event_decode(const uint8_t *p, size_t len, struct nb_event_body *m,
     }
     m->kind = get32(p);
     m->value = get64(p + 8);
-    if (get32(p + 4) || m->kind < NB_EV_GONE || m->kind > NB_EV_RESIZED) {
+    if (get32(p + 4) || m->kind < NB_EV_GONE || m->kind > NB_EV_USB_SPEED ||
+        (m->kind == NB_EV_USB_SPEED && m->value > 3)) {
         *why = "EVENT: unknown kind or reserved bits";
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- USB ------------------------------------------------------------------ */
+
+size_t nb_usb_opened_encode(uint8_t *out, const struct nb_usb_opened *m)
+{
+    put32(out, NB_ST_OK);
+    put32(out + 4, NB_INFO_USB);
+    put32(out + 8, m->speed);
+    put16(out + 12, m->vendor);
+    put16(out + 14, m->product);
+    put64(out + 16, m->next_seq);
+    put64(out + 24, 0);
+    return NB_OPENED_BODY;
+}
+
+int nb_usb_opened_decode(const uint8_t *p, size_t len, int32_t *status,
+                         struct nb_usb_opened *m, const char **why)
+{
+    memset(m, 0, sizeof(*m));
+    if (len < NB_STATUS_BODY || get32(p) > NB_ST_MAX) {
+        *why = "OPEN reply: too short or unknown status";
+        return -1;
+    }
+    *status = (int32_t)get32(p);
+    if (*status != NB_ST_OK) {
+        if (len != NB_STATUS_BODY || get32(p + 4)) {
+            *why = "OPEN reply: an error with more than its status";
+            return -1;
+        }
+        return 0;
+    }
+    if (len != NB_OPENED_BODY || get32(p + 4) != NB_INFO_USB ||
+        get64(p + 24)) {
+        *why = "OPEN reply: not a usb export's answer";
+        return -1;
+    }
+    m->speed = get32(p + 8);
+    m->vendor = get16(p + 12);
+    m->product = get16(p + 14);
+    m->next_seq = get64(p + 16);
+    if (m->speed > 3 || m->next_seq == 0) {
+        *why = "OPEN reply: impossible speed or sequence number";
+        return -1;
+    }
+    return 0;
+}
+
+uint32_t nb_urb_status_of(int err)
+{
+    switch (err) {
+    case 0: return NB_URB_OK;
+    case -EPIPE: return NB_URB_STALL;
+    case -ENODEV: return NB_URB_NODEV;
+    case -EOVERFLOW: return NB_URB_OVERFLOW;
+    case -ECONNRESET: return NB_URB_UNLINKED;
+    case -ESHUTDOWN: return NB_URB_SHUTDOWN;
+    case -EINVAL: return NB_URB_INVAL;
+    default: return NB_URB_PROTO;
+    }
+}
+
+int nb_urb_errno(uint32_t st)
+{
+    static const int map[] = {
+        [NB_URB_OK] = 0, [NB_URB_STALL] = -EPIPE, [NB_URB_NODEV] = -ENODEV,
+        [NB_URB_PROTO] = -EPROTO, [NB_URB_OVERFLOW] = -EOVERFLOW,
+        [NB_URB_UNLINKED] = -ECONNRESET, [NB_URB_SHUTDOWN] = -ESHUTDOWN,
+        [NB_URB_INVAL] = -EINVAL,
+    };
+    return st <= NB_URB_MAX ? map[st] : -EPROTO;
+}
+
+bool nb_urb_is_in(const struct nb_urb *m)
+{
+    return m->type == 2 ? (m->setup[0] & 0x80) != 0 : (m->ep & 0x80) != 0;
+}
+
+size_t nb_urb_body_len(const struct nb_urb *m)
+{
+    return NB_URB_BODY + (size_t)m->nr_iso * NB_URB_ISO_DESC +
+           (nb_urb_is_in(m) ? 0 : m->length);
+}
+
+size_t nb_urb_encode(uint8_t *out, const struct nb_urb *m)
+{
+    put64(out, m->seq);
+    put64(out + 8, m->ack);
+    out[16] = m->type;
+    out[17] = m->ep;
+    put16(out + 18, m->flags);
+    put16(out + 20, m->interval);
+    put16(out + 22, m->start_frame);
+    memcpy(out + 24, m->setup, 8);
+    put32(out + 32, m->length);
+    put32(out + 36, m->nr_iso);
+    return NB_URB_BODY;
+}
+
+int nb_urb_decode(const uint8_t *p, size_t len, struct nb_urb *m,
+                  struct nb_urb_iso *iso, const uint8_t **data,
+                  const char **why)
+{
+    if (len < NB_URB_BODY) {
+        *why = "URB too short";
+        return -1;
+    }
+    m->seq = get64(p);
+    m->ack = get64(p + 8);
+    m->type = p[16];
+    m->ep = p[17];
+    m->flags = get16(p + 18);
+    m->interval = get16(p + 20);
+    m->start_frame = get16(p + 22);
+    memcpy(m->setup, p + 24, 8);
+    m->length = get32(p + 32);
+    m->nr_iso = get32(p + 36);
+    if (m->seq == 0 || m->type > 3 || (m->flags & ~NB_URB_SHORT_NOT_OK) ||
+        (m->ep & 0x70)) {
+        *why = "URB: sequence 0, unknown type or reserved bits set";
+        return -1;
+    }
+    if (m->length > NB_URB_MAX_DATA || m->nr_iso > NB_URB_MAX_ISO ||
+        (m->type != 0 && m->nr_iso) || (m->type == 2 && (m->ep & 0x0f))) {
+        *why = "URB: length, packet count or endpoint out of bounds";
+        return -1;
+    }
+    if (len != nb_urb_body_len(m)) {
+        *why = "URB: body length does not match its head";
+        return -1;
+    }
+    const uint8_t *d = p + NB_URB_BODY;
+    for (uint32_t i = 0; i < m->nr_iso; i++, d += NB_URB_ISO_DESC) {
+        iso[i].offset = get32(d);
+        iso[i].length = get32(d + 4);
+        iso[i].actual = iso[i].status = 0;
+        if (iso[i].offset > m->length ||
+            iso[i].length > m->length - iso[i].offset) {
+            *why = "URB: isochronous packet outside the buffer";
+            return -1;
+        }
+    }
+    *data = nb_urb_is_in(m) ? NULL : d;
+    return 0;
+}
+
+size_t nb_urb_result_encode(uint8_t *out, const struct nb_urb_result *m)
+{
+    put32(out, NB_ST_OK);
+    put32(out + 4, 0);
+    put64(out + 8, m->seq);
+    put64(out + 16, m->reply_no);
+    put32(out + 24, m->status);
+    put32(out + 28, m->actual);
+    put32(out + 32, m->error_count);
+    put32(out + 36, m->start_frame);
+    put32(out + 40, m->nr_iso);
+    put32(out + 44, m->data_len);
+    return NB_URB_REPLY_BODY;
+}
+
+size_t nb_urb_iso_result_encode(uint8_t *out, const struct nb_urb_iso *iso,
+                                uint32_t nr)
+{
+    for (uint32_t i = 0; i < nr; i++) {
+        put32(out + i * NB_URB_ISO_DESC, iso[i].actual);
+        put32(out + i * NB_URB_ISO_DESC + 4, iso[i].status);
+    }
+    return (size_t)nr * NB_URB_ISO_DESC;
+}
+
+int nb_urb_reply_decode(const uint8_t *p, size_t len, int32_t *status,
+                        struct nb_urb_result *m, struct nb_urb_iso *iso,
+                        const uint8_t **data, const char **why)
+{
+    if (nb_status_decode(p, len, status, why) < 0)
+        return -1;
+    if (*status != NB_ST_OK) {
+        if (len != NB_STATUS_BODY) {
+            *why = "URB reply: an error with more than its status";
+            return -1;
+        }
+        return 0;
+    }
+    if (len < NB_URB_REPLY_BODY) {
+        *why = "URB reply too short";
+        return -1;
+    }
+    m->seq = get64(p + 8);
+    m->reply_no = get64(p + 16);
+    m->status = get32(p + 24);
+    m->actual = get32(p + 28);
+    m->error_count = get32(p + 32);
+    m->start_frame = get32(p + 36);
+    m->nr_iso = get32(p + 40);
+    m->data_len = get32(p + 44);
+    if (m->status > NB_URB_MAX || m->nr_iso > NB_URB_MAX_ISO ||
+        m->data_len > NB_URB_MAX_DATA || m->actual > NB_URB_MAX_DATA ||
+        m->reply_no == 0) {
+        *why = "URB reply: unknown status or counts out of bounds";
+        return -1;
+    }
+    if (len != NB_URB_REPLY_BODY + (size_t)m->nr_iso * NB_URB_ISO_DESC +
+               m->data_len) {
+        *why = "URB reply: body length does not match its head";
+        return -1;
+    }
+    const uint8_t *d = p + NB_URB_REPLY_BODY;
+    for (uint32_t i = 0; i < m->nr_iso; i++, d += NB_URB_ISO_DESC) {
+        iso[i].actual = get32(d);
+        iso[i].status = get32(d + 4);
+        if (iso[i].status > NB_URB_MAX) {
+            *why = "URB reply: unknown packet status";
+            return -1;
+        }
+    }
+    *data = d;
+    return 0;
+}
+
+size_t nb_unlink_encode(uint8_t *out, const struct nb_unlink *m)
+{
+    put64(out, m->seq);
+    put64(out + 8, m->ack);
+    return NB_UNLINK_BODY;
+}
+
+int nb_unlink_decode(const uint8_t *p, size_t len, struct nb_unlink *m,
+                     const char **why)
+{
+    if (len != NB_UNLINK_BODY) {
+        *why = "UNLINK of the wrong size";
+        return -1;
+    }
+    m->seq = get64(p);
+    m->ack = get64(p + 8);
+    if (m->seq == 0) {
+        *why = "UNLINK of sequence 0";
         return -1;
     }
     return 0;

@@ -22,6 +22,12 @@
 #define NB_IO_BODY      16          /* READ/WRITE/FLUSH/DISCARD body */
 #define NB_STATUS_BODY  8           /* the head of every reply body */
 #define NB_OPENED_BODY  32
+#define NB_URB_BODY     40          /* URB head before descriptors, data */
+#define NB_URB_REPLY_BODY 48        /* URB reply head (status included) */
+#define NB_URB_ISO_DESC 8           /* one ISO packet, either direction */
+#define NB_URB_MAX_ISO  1024
+#define NB_URB_MAX_DATA 65535u      /* usbif's buffer length is 16 bits */
+#define NB_UNLINK_BODY  16
 #define NB_DEFAULT_PORT 7797
 
 enum nb_type {
@@ -41,6 +47,8 @@ enum nb_type {
     NB_QUIESCE = 0x50,  /* reserved for migration: answered ENOTSUP in v1 */
     NB_RESUME = 0x51,
     NB_HANDOVER = 0x52,
+    NB_URB = 0x60,      /* USB exports (PROTOCOL.md section 8) */
+    NB_UNLINK = 0x61,
     NB_REPLY = 0x80,    /* reply type = request type | NB_REPLY */
 };
 
@@ -52,9 +60,11 @@ enum nb_type {
 
 /* OPEN flags and OPEN reply flags. */
 #define NB_OPEN_READONLY 0x1u
+#define NB_OPEN_USB      0x2u   /* the client wants a usb export */
 #define NB_INFO_READONLY 0x1u
 #define NB_INFO_FLUSH    0x2u
 #define NB_INFO_DISCARD  0x4u
+#define NB_INFO_USB      0x8u
 
 /* Status in replies (wire values; nb_status_errno maps them). */
 enum nb_status {
@@ -78,7 +88,7 @@ enum nb_refusal {
 };
 
 /* EVENT kinds. */
-enum nb_event { NB_EV_GONE = 1, NB_EV_RESIZED = 2 };
+enum nb_event { NB_EV_GONE = 1, NB_EV_RESIZED = 2, NB_EV_USB_SPEED = 3 };
 
 struct nb_hdr {
     uint8_t type;
@@ -173,6 +183,93 @@ struct nb_event_body {
 size_t nb_event_encode(uint8_t *out, const struct nb_event_body *m);
 int nb_event_decode(const uint8_t *p, size_t len, struct nb_event_body *m,
                     const char **why);
+
+/* ---- USB (PROTOCOL.md section 8) ---------------------------------------- */
+
+/* OPEN reply of a usb export (status OK; a refusal is nb_opened's). */
+struct nb_usb_opened {
+    uint32_t speed;                 /* 0 none .. 3 high */
+    uint16_t vendor, product;
+    uint64_t next_seq;
+};
+size_t nb_usb_opened_encode(uint8_t *out, const struct nb_usb_opened *m);
+/* status gets the reply's status; m is filled when it is OK. */
+int nb_usb_opened_decode(const uint8_t *p, size_t len, int32_t *status,
+                         struct nb_usb_opened *m, const char **why);
+
+/* URB completion statuses on the wire. */
+enum nb_urb_status {
+    NB_URB_OK = 0,
+    NB_URB_STALL = 1,
+    NB_URB_NODEV = 2,
+    NB_URB_PROTO = 3,
+    NB_URB_OVERFLOW = 4,
+    NB_URB_UNLINKED = 5,
+    NB_URB_SHUTDOWN = 6,
+    NB_URB_INVAL = 7,
+    NB_URB_MAX = 7,
+};
+/* Linux URB status (0 or -errno) <-> wire. */
+uint32_t nb_urb_status_of(int err);
+int nb_urb_errno(uint32_t st);
+
+#define NB_URB_SHORT_NOT_OK 0x1u
+
+struct nb_urb_iso {
+    uint32_t offset, length;        /* request */
+    uint32_t actual, status;        /* reply (status: enum nb_urb_status) */
+};
+
+/* A URB request's head. */
+struct nb_urb {
+    uint64_t seq, ack;
+    uint8_t type;                   /* enum vusb_xfer_type */
+    uint8_t ep;
+    uint16_t flags;                 /* NB_URB_SHORT_NOT_OK */
+    uint16_t interval, start_frame;
+    uint8_t setup[8];
+    uint32_t length;
+    uint32_t nr_iso;
+};
+/* Whether data flows to the host (IN): CTRL by its setup packet. */
+bool nb_urb_is_in(const struct nb_urb *m);
+/* Bytes of the whole URB body for m (descriptors and OUT data included). */
+size_t nb_urb_body_len(const struct nb_urb *m);
+size_t nb_urb_encode(uint8_t *out, const struct nb_urb *m);
+/* Decodes and checks a whole URB body: the head into m, then m->nr_iso
+ * descriptors into iso (room for NB_URB_MAX_ISO; offset and length filled,
+ * each packet inside the buffer), *data pointing at the OUT data (NULL for
+ * IN). */
+int nb_urb_decode(const uint8_t *p, size_t len, struct nb_urb *m,
+                  struct nb_urb_iso *iso, const uint8_t **data,
+                  const char **why);
+
+/* A URB reply's head (after the status, which is OK). */
+struct nb_urb_result {
+    uint64_t seq, reply_no;
+    uint32_t status;                /* enum nb_urb_status */
+    uint32_t actual, error_count, start_frame;
+    uint32_t nr_iso, data_len;
+};
+/* The 48-byte head; nr_iso results (actual, status) and data_len bytes
+ * follow it on the wire. */
+size_t nb_urb_result_encode(uint8_t *out, const struct nb_urb_result *m);
+size_t nb_urb_iso_result_encode(uint8_t *out, const struct nb_urb_iso *iso,
+                                uint32_t nr);
+/* Decodes a whole URB reply: *status always; when it is OK, m, nr_iso
+ * results into iso (actual, status) and *data (data_len bytes). The lengths
+ * must add up to len; nr_iso and data_len are checked against the limits
+ * only: the caller compares them with what it asked. */
+int nb_urb_reply_decode(const uint8_t *p, size_t len, int32_t *status,
+                        struct nb_urb_result *m, struct nb_urb_iso *iso,
+                        const uint8_t **data, const char **why);
+
+struct nb_unlink {
+    uint64_t seq, ack;
+};
+size_t nb_unlink_encode(uint8_t *out, const struct nb_unlink *m);
+int nb_unlink_decode(const uint8_t *p, size_t len, struct nb_unlink *m,
+                     const char **why);
 
 /* Wire status <-> negative errno. */
 int nb_status_errno(int32_t status);

@@ -13,6 +13,35 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* USB bodies: whatever is accepted lies inside the input and the limits. */
+static void decode_usb(const uint8_t *p, size_t n)
+{
+    static struct nb_urb_iso iso[NB_URB_MAX_ISO];
+    const char *why;
+    const uint8_t *data;
+    struct nb_urb urb;
+    if (nb_urb_decode(p, n, &urb, iso, &data, &why) == 0) {
+        if (urb.length > NB_URB_MAX_DATA || urb.nr_iso > NB_URB_MAX_ISO ||
+            nb_urb_body_len(&urb) != n || (data && data + urb.length != p + n))
+            abort();
+        for (uint32_t i = 0; i < urb.nr_iso; i++)
+            if (iso[i].offset + (uint64_t)iso[i].length > urb.length)
+                abort();
+    }
+    int32_t st;
+    struct nb_urb_result r;
+    if (nb_urb_reply_decode(p, n, &st, &r, iso, &data, &why) == 0 &&
+        st == NB_ST_OK && (r.nr_iso > NB_URB_MAX_ISO ||
+                           data + r.data_len != p + n))
+        abort();
+    struct nb_usb_opened uo;
+    if (nb_usb_opened_decode(p, n, &st, &uo, &why) == 0 && st == NB_ST_OK &&
+        (uo.speed > 3 || uo.next_seq == 0))
+        abort();
+    struct nb_unlink ul;
+    nb_unlink_decode(p, n, &ul, &why);
+}
+
 static void decode_all(const uint8_t *p, size_t n)
 {
     const char *why;
@@ -23,7 +52,12 @@ static void decode_all(const uint8_t *p, size_t n)
                 if (h.length > NB_MAX_DATA + NB_IO_BODY)
                     abort();
                 if (h.type != NB_WRITE && h.type != (NB_READ | NB_REPLY) &&
+                    h.type != NB_URB && h.type != (NB_URB | NB_REPLY) &&
                     h.length > NB_MAX_CTRL)
+                    abort();
+                if ((h.type & ~NB_REPLY) == NB_URB &&
+                    h.length > NB_URB_REPLY_BODY + NB_URB_MAX_DATA +
+                               NB_URB_MAX_ISO * NB_URB_ISO_DESC)
                     abort();
             }
         p += NB_HDR_SIZE;
@@ -55,6 +89,7 @@ static void decode_all(const uint8_t *p, size_t n)
         abort();
     nb_status_decode(p, n, &st, &why);
     nb_event_decode(p, n, &ev, &why);
+    decode_usb(p, n);
     nb_mac_decode(p, n, mac, &why);
     nb_refused_decode(p, n, &code, &why);
 }
