@@ -15,8 +15,9 @@
  * completes transfers of one endpoint in order, and so do the responses.
  * Flow control keeps both directions live without unlinks: OUT bytes not
  * yet read back stay within the FIFO (--window, at most 1 MiB), and the IN
- * lengths in flight never exceed the bytes written and not yet read, so
- * every OUT fits and every IN gets data. At the end GET_COUNTERS must show
+ * lengths in flight never exceed the bytes written and not yet read (but
+ * an IN alone may ask for more, to be answered short), so every OUT fits
+ * and every IN gets data. At the end GET_COUNTERS must show
  * exactly the transfers and bytes that completed: none lost, none run
  * twice. */
 #include "usbfront.h"
@@ -573,7 +574,8 @@ static int submit_next(struct vctx *v, bool outs_allowed)
     uint32_t len;
     unsigned off;
     pick_size(v, &len, &off);
-    uint64_t avail_in = v->out_sub - v->in_consumed - v->in_pending_len;
+    uint64_t unread = v->out_sub - v->in_consumed;
+    uint64_t avail_in = unread > v->in_pending_len ? unread - v->in_pending_len : 0;
     bool can_out = outs_allowed && v->out_sub + len - v->in_consumed <= v->window;
     bool can_in = avail_in > 0;
     if (!can_out && !can_in)
@@ -582,7 +584,9 @@ static int submit_next(struct vctx *v, bool outs_allowed)
     struct xfer *x = v->free;
     memset(&x->u, 0, sizeof(x->u));
     x->in = in;
-    if (in && len > avail_in)
+    /* An IN asks for at most what is on its way, so the INs behind it get
+     * data too; alone, it may ask for more and is answered short. */
+    if (in && len > avail_in && (v->in_pending_len > 0 || rnd(v) % 4))
         len = (uint32_t)avail_in;
     x->u.pipe = uf_pipe(v->dev.port, v->dev.addr, 1, in, UF_BULK);
     x->u.buf = x->buf;

@@ -1079,10 +1079,12 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
                         : uf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int done = 0;
     for (;;) {
+        uint64_t events = uf->stats.conn_events;
         int n = take_urb_responses(uf);
         if (n < 0 || take_conn_responses(uf) < 0)
             return -1;
         done += n;
+        bool port_news = uf->stats.conn_events != events;
         if (uf->suspending && suspend_step(uf) < 0)
             return -1;
         if (uf_kick(uf) < 0)
@@ -1091,7 +1093,7 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
         if (now - uf->last_deadline_check > 500000000ull && !uf->suspending &&
             check_deadlines(uf) < 0)
             return -1;
-        if (done > 0 || now >= deadline)
+        if (done > 0 || port_news || now >= deadline)
             return done;
         struct pollfd p[3] = {
             { .fd = xenif_evtchn_fd(uf->ec), .events = POLLIN },

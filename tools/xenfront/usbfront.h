@@ -202,8 +202,9 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u);
 int uf_unlink(struct usbfront *uf, struct uf_urb *u);
 /* Pushes queued requests and notifies. */
 int uf_kick(struct usbfront *uf);
-/* Waits up to timeout_ms for responses and conn events and handles them.
- * Returns the number of URBs completed, or -1 when the device failed. On
+/* Waits up to timeout_ms for responses and conn events and handles them;
+ * returns once a URB completed or a port changed: the number of URBs
+ * completed, or -1 when the device failed. On
  * xensim it also answers suspend requests and may return after a
  * migration. */
 int uf_poll(struct usbfront *uf, int timeout_ms);
