@@ -4,10 +4,12 @@
 #include "export.h"
 #include "keys.h"
 #include "local.h"
+#include "local_usb.h"
 #include "log.h"
 #include "remote.h"
 #include "server.h"
 #include "url.h"
+#include "usb_remote.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -188,6 +190,11 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
                      "`netbusctl list`)", c->s.name, u.export_name);
             return NULL;
         }
+        if (nb_export_kind(ex) != NB_EXPORT_VBD) {
+            snprintf(err, errlen, "export '%s' is a USB device, not a disk",
+                     u.export_name);
+            return NULL;
+        }
         return nb_local_open(ex, c->s.name, owner, readonly, where, err,
                              errlen);
     }
@@ -203,18 +210,43 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
     return t;
 }
 
-struct vusb_target *channel_open_usb_url(const char *url, const char *owner,
+struct vusb_target *channel_open_usb_url(const char *url, const char *owner_id,
                                          const char *where,
                                          void (*failed)(void *opaque,
                                                         const char *why),
                                          void *opaque, char *err,
                                          size_t errlen)
 {
-    (void)owner;
-    (void)where;
-    (void)failed;
-    (void)opaque;
-    snprintf(err, errlen, "%s: USB exports are not served over the netbus "
-             "channel yet", url);
-    return NULL;
+    struct channel *c = chan;
+    struct nb_url u;
+    if (!c) {
+        snprintf(err, errlen, "netbus:// USB devices need the netbus "
+                 "channel, which this process does not run");
+        return NULL;
+    }
+    if (nb_url_parse(url, &u, err, errlen) < 0)
+        return NULL;
+    char owner[NB_OWNER_MAX + 1];
+    if (owner_id)
+        snprintf(owner, sizeof(owner), "%s", owner_id);
+    else
+        snprintf(owner, sizeof(owner), "%s %s", c->s.name, where);
+    if (is_this_host(c, u.host)) {
+        struct nb_export *ex = nb_exports_find(c->exports, u.export_name);
+        if (!ex || nb_export_kind(ex) != NB_EXPORT_USB) {
+            snprintf(err, errlen, "this host (%s) has no USB export '%s' "
+                     "(see `netbusctl list`)", c->s.name, u.export_name);
+            return NULL;
+        }
+        return nb_local_usb_open(ex, c->s.name, owner, where, err, errlen);
+    }
+    struct nb_usb_remote_params p = {
+        .pool = &c->pool, .host = u.host, .port = u.port,
+        .export_name = u.export_name, .owner = owner,
+        .io_timeout_ms = c->s.io_timeout_ms, .where = where,
+        .failed = failed, .opaque = opaque };
+    struct vusb_target *t = nb_usb_remote_open(&p);
+    if (!t)
+        snprintf(err, errlen, "out of memory");
+    return t;
 }

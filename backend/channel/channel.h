@@ -62,8 +62,9 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
 
 /* Opens a USB target (backend/vusb/target.h) for a netbus:// URL naming a
  * usb export. It returns at once: the target reports VUSB_SPEED_NONE until
- * the export answered (and while the export's device is unplugged or the
- * connection is down), and calls its `changed` whenever its speed changes.
+ * the export answered (and while the export's device is unplugged, or the
+ * connection has been down io-timeout-ms: a shorter break is bridged, see
+ * usb_remote.h), and calls its `changed` whenever its speed changes.
  * A failure for good after this call (export refused, gone) is told once
  * through failed(opaque, why). owner as for channel_open_url. NULL with
  * err for a bad URL or when the channel is not running. */

@@ -4,6 +4,8 @@
 
 #include "backend/vbd/target.h"
 #include "backend/vbd/vbd.h"
+#include "backend/vusb/target.h"
+#include "backend/vusb/usb_host.h"
 #include "evloop.h"
 #include "log.h"
 
@@ -29,7 +31,10 @@ struct nb_export {
     char *dir;              /* .../netbus/exports/NAME */
     char *allowed;          /* comma-separated peer names; "" = any */
     bool readonly;
+    enum nb_export_kind kind;
     struct vbd_target *target;
+    struct vusb_target *usb;
+    uint16_t vendor, product;
     struct nb_session *sessions;
     struct reaped_cb reaped[MAX_REAPED];
     unsigned nreaped;
@@ -49,6 +54,7 @@ struct nb_exports {
     void (*on_change)(void *opaque);
     void *change_opaque;
     bool watching;
+    nb_usb_opener *usb_open;
 };
 
 /* ---- xenstore helpers ---------------------------------------------------- */
@@ -138,6 +144,8 @@ struct nb_session *nb_session_new(struct nb_export *ex, const char *peer,
 {
     struct nb_exports *reg = ex->reg;
     uint32_t id;
+    if (ex->kind == NB_EXPORT_USB)
+        readonly = false;
     do {
         id = ++reg->next_session;
     } while (id == 0 || nb_session_find(reg, id));
@@ -246,9 +254,31 @@ bool nb_export_readonly(const struct nb_export *ex)
     return ex->readonly;
 }
 
+enum nb_export_kind nb_export_kind(const struct nb_export *ex)
+{
+    return ex->kind;
+}
+
 struct vbd_target *nb_export_target(struct nb_export *ex)
 {
     return ex->target;
+}
+
+struct vusb_target *nb_export_usb(struct nb_export *ex)
+{
+    return ex->usb;
+}
+
+void nb_export_usb_id(const struct nb_export *ex, uint16_t *vendor,
+                      uint16_t *product)
+{
+    *vendor = ex->vendor;
+    *product = ex->product;
+}
+
+void nb_exports_set_usb_opener(struct nb_exports *reg, nb_usb_opener *open)
+{
+    reg->usb_open = open;
 }
 
 const char *nb_export_name(const struct nb_export *ex)
@@ -302,6 +332,8 @@ static void export_close(struct nb_export *ex)
             s->kill(s);
     if (ex->target)
         ex->target->ops->close(ex->target);
+    if (ex->usb)
+        ex->usb->ops->close(ex->usb);
     while (ex->sessions) {
         struct nb_session *s = ex->sessions;
         ex->sessions = s->next;
@@ -330,6 +362,59 @@ static bool peers_ok(const char *list)
     return true;
 }
 
+/* ---- usb exports ----------------------------------------------------------- */
+
+static void usb_changed(void *opaque)
+{
+    struct nb_export *ex = opaque;
+    wr(ex->reg, ex->dir, "speed", "%s", vusb_speed_name(ex->usb->speed));
+    for (struct nb_session *s = ex->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->changed)
+            s->changed(s);
+    }
+}
+
+/* The claimed device's vendor and product, from its descriptor. */
+static void usb_identify(struct nb_export *ex, const char *name)
+{
+    char err[256];
+    struct usb_host_match m;
+    struct usb_host *h = usb_host_get(ex->reg->loop, err, sizeof(err));
+    if (!h)
+        return;
+    libusb_device *dev = usb_host_parse(name, &m, err, sizeof(err)) == 0
+                             ? usb_host_find(h, &m) : NULL;
+    struct libusb_device_descriptor d;
+    if (dev && libusb_get_device_descriptor(dev, &d) == 0) {
+        ex->vendor = d.idVendor;
+        ex->product = d.idProduct;
+    }
+    if (dev)
+        libusb_unref_device(dev);
+    usb_host_put(h);
+}
+
+/* Claims the device params names. 0, or -1 with err. */
+static int usb_open(struct nb_export *ex, const char *params, char *err,
+                    size_t errlen)
+{
+    struct nb_exports *reg = ex->reg;
+    nb_usb_opener *open = reg->usb_open ? reg->usb_open
+                                        : vusb_target_libusb_open;
+    char terr[512];
+    ex->usb = open(params, reg->loop, ex->dir, terr, sizeof(terr));
+    if (!ex->usb) {
+        snprintf(err, errlen, "cannot claim the USB device: %s", terr);
+        return -1;
+    }
+    if (open == vusb_target_libusb_open)
+        usb_identify(ex, params);
+    ex->usb->changed = usb_changed;
+    ex->usb->opaque = ex;
+    return 0;
+}
+
 /* Opens the export described under dir; answers state ready or error. */
 static void export_open(struct nb_exports *reg, const char *name,
                         const char *dir)
@@ -338,17 +423,20 @@ static void export_open(struct nb_exports *reg, const char *name,
     char *ro = rd(reg, dir, "readonly"), *allowed = rd(reg, dir,
                                                          "allowed-peers");
     char err[600] = "";
-    const char *path = vbd_params_path(params);
+    bool usb = kind && strcmp(kind, "usb") == 0;
+    const char *path = usb ? params : vbd_params_path(params);
     struct nb_export *ex = NULL;
     if (!nb_name_ok(name, strlen(name)))
         snprintf(err, sizeof(err), "'%.80s' is not an export name (1-64 of "
                  "A-Z a-z 0-9 . _ -)", name);
-    else if (kind && strcmp(kind, "vbd") != 0)
+    else if (kind && strcmp(kind, "vbd") != 0 && !usb)
         snprintf(err, sizeof(err), "kind '%.40s' cannot be exported (this "
-                 "netbusd exports: vbd)", kind);
-    else if (!path)
-        snprintf(err, sizeof(err), "params '%.200s' is not an absolute path "
-                 "of a disk image or block device", params ? params : "");
+                 "netbusd exports: vbd, usb)", kind);
+    else if (!path || !*path)
+        snprintf(err, sizeof(err), usb ? "params '%.200s' does not name a USB "
+                 "device (BUS-PORT[.PORT] or VVVV:PPPP[:SERIAL])" : "params "
+                 "'%.200s' is not an absolute path of a disk image or block "
+                 "device", params ? params : "");
     else if (ro && strcmp(ro, "0") != 0 && strcmp(ro, "1") != 0)
         snprintf(err, sizeof(err), "readonly must be 0 or 1");
     else if (allowed && !peers_ok(allowed))
@@ -366,12 +454,17 @@ static void export_open(struct nb_exports *reg, const char *name,
     if (!err[0]) {
         ex->reg = reg;
         snprintf(ex->name, sizeof(ex->name), "%s", name);
-        ex->readonly = ro && strcmp(ro, "1") == 0;
+        ex->readonly = !usb && ro && strcmp(ro, "1") == 0;
+        ex->kind = usb ? NB_EXPORT_USB : NB_EXPORT_VBD;
         char terr[512];
-        ex->target = vbd_target_file_open(path, ex->readonly, reg->loop, dir,
-                                          terr, sizeof(terr));
-        if (!ex->target)
-            snprintf(err, sizeof(err), "cannot open the device: %s", terr);
+        if (usb) {
+            usb_open(ex, path, err, sizeof(err));
+        } else {
+            ex->target = vbd_target_file_open(path, ex->readonly, reg->loop,
+                                              dir, terr, sizeof(terr));
+            if (!ex->target)
+                snprintf(err, sizeof(err), "cannot open the device: %s", terr);
+        }
     }
     if (err[0]) {
         log_error(dir, "export: %s", err);
@@ -383,23 +476,33 @@ static void export_open(struct nb_exports *reg, const char *name,
             free(ex);
         }
     } else {
-        ex->target->reaped = export_reaped;
-        ex->target->opaque = ex;
         ex->seen = true;
         ex->next = reg->list;
         reg->list = ex;
         reg->count++;
-        const struct vbd_target_info *ti = &ex->target->info;
         rm(reg, dir, "sessions");
         rm(reg, dir, "error");
         wr(reg, dir, "owner", "%s", reg->node);
-        wr(reg, dir, "size", "%llu", (unsigned long long)ti->size);
-        wr(reg, dir, "sector-size", "%u", ti->sector_size);
+        if (usb) {
+            wr(reg, dir, "speed", "%s", vusb_speed_name(ex->usb->speed));
+            if (ex->vendor || ex->product)
+                wr(reg, dir, "vendor-product", "%04x:%04x", ex->vendor,
+                   ex->product);
+            log_info(dir, "exported USB device %s (%s speed)%s", path,
+                     vusb_speed_name(ex->usb->speed),
+                     ex->allowed[0] ? ", limited to named peers" : "");
+        } else {
+            ex->target->reaped = export_reaped;
+            ex->target->opaque = ex;
+            const struct vbd_target_info *ti = &ex->target->info;
+            wr(reg, dir, "size", "%llu", (unsigned long long)ti->size);
+            wr(reg, dir, "sector-size", "%u", ti->sector_size);
+            log_info(dir, "exported %s: %llu bytes, %s%s", path,
+                     (unsigned long long)ti->size,
+                     ex->readonly ? "read-only" : "read-write",
+                     ex->allowed[0] ? ", limited to named peers" : "");
+        }
         wr(reg, dir, "state", "ready");
-        log_info(dir, "exported %s: %llu bytes, %s%s", path,
-                 (unsigned long long)ti->size,
-                 ex->readonly ? "read-only" : "read-write",
-                 ex->allowed[0] ? ", limited to named peers" : "");
         changed(reg);
     }
     free(params);

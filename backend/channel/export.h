@@ -1,7 +1,8 @@
 /* export: the devices this host publishes, by name, and their sessions.
  *
- * An export owns an open target (backend/vbd target_file) independently of
- * any guest: it is opened when netbusctl asks and stays open until
+ * An export owns an open target (backend/vbd target_file for kind vbd, a
+ * claimed USB device, backend/vusb target_libusb, for kind usb)
+ * independently of any guest: it is opened when netbusctl asks and stays open until
  * unexported, whoever attaches or leaves. A session is one LBE's attachment
  * to one export: remote (server.c, over a connection) or in-process
  * (local_target.c, the short-circuit). The registry lives in this host's
@@ -13,7 +14,8 @@
  *       params kind readonly allowed-peers    written by netbusctl
  *       state     requested | ready | error | remove | remove-force
  *       error     why (state error, or a refused remove)
- *       owner size sector-size                written by netbusd
+ *       owner size sector-size                written by netbusd (vbd)
+ *       owner speed vendor-product            written by netbusd (usb)
  *       sessions/ID/{peer,owner,opened}       written by netbusd
  *
  * netbusd watches exports/: `requested` is opened and answered `ready` or
@@ -27,12 +29,16 @@
 #include "xenif.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct evloop;
 struct vbd_target;
+struct vusb_target;
 struct nb_exports;
 struct nb_export;
+
+enum nb_export_kind { NB_EXPORT_VBD, NB_EXPORT_USB };
 
 struct nb_session {
     uint32_t id;
@@ -51,6 +57,8 @@ struct nb_session {
     void (*kill)(struct nb_session *s);
     /* inflight dropped to 0 (the session's user waits for that). */
     void (*drained)(struct nb_session *s);
+    /* usb exports: the device's speed changed (unplugged, back). */
+    void (*changed)(struct nb_session *s);
     struct nb_session *next;
 };
 
@@ -74,13 +82,28 @@ struct nb_export *nb_exports_find(struct nb_exports *reg, const char *name);
 /* Whether peer may open ex ("" allowed-peers: every authenticated peer). */
 bool nb_export_allows(const struct nb_export *ex, const char *peer);
 bool nb_export_readonly(const struct nb_export *ex);
+enum nb_export_kind nb_export_kind(const struct nb_export *ex);
+/* The export's device: kind vbd, kind usb respectively (else NULL). */
 struct vbd_target *nb_export_target(struct nb_export *ex);
+struct vusb_target *nb_export_usb(struct nb_export *ex);
+/* kind usb: the claimed device's identity (0 when unknown). */
+void nb_export_usb_id(const struct nb_export *ex, uint16_t *vendor,
+                      uint16_t *product);
 const char *nb_export_name(const struct nb_export *ex);
+
+/* How usb exports claim their device: vusb_target_libusb_open unless a
+ * test puts a simulated device in its place. */
+typedef struct vusb_target *nb_usb_opener(const char *name,
+                                          struct evloop *loop,
+                                          const char *where, char *err,
+                                          size_t errlen);
+void nb_exports_set_usb_opener(struct nb_exports *reg, nb_usb_opener *open);
 
 /* A new session (published under sessions/ID). A session of the same owner
  * (a guest's domain UUID) is superseded; while another guest holds the
  * export writable (or asks to write), NULL with errno EBUSY. NULL with
- * ENOMEM if out of memory. */
+ * ENOMEM if out of memory. Every session of a usb export is a writer: one
+ * guest at a time drives a device. */
 struct nb_session *nb_session_new(struct nb_export *ex, const char *peer,
                                   const char *owner, bool readonly);
 /* Session id on this host; NULL if none. */

@@ -557,6 +557,16 @@ size_t nb_urb_body_len(const struct nb_urb *m)
            (nb_urb_is_in(m) ? 0 : m->length);
 }
 
+size_t nb_urb_iso_desc_encode(uint8_t *out, const struct nb_urb_iso *iso,
+                              uint32_t nr)
+{
+    for (uint32_t i = 0; i < nr; i++) {
+        put32(out + i * NB_URB_ISO_DESC, iso[i].offset);
+        put32(out + i * NB_URB_ISO_DESC + 4, iso[i].length);
+    }
+    return (size_t)nr * NB_URB_ISO_DESC;
+}
+
 size_t nb_urb_encode(uint8_t *out, const struct nb_urb *m)
 {
     put64(out, m->seq);

@@ -233,6 +233,9 @@ struct nb_urb {
 };
 /* Whether data flows to the host (IN): CTRL by its setup packet. */
 bool nb_urb_is_in(const struct nb_urb *m);
+/* The nr packet descriptors (offset, length) that follow a URB's head. */
+size_t nb_urb_iso_desc_encode(uint8_t *out, const struct nb_urb_iso *iso,
+                              uint32_t nr);
 /* Bytes of the whole URB body for m (descriptors and OUT data included). */
 size_t nb_urb_body_len(const struct nb_urb *m);
 size_t nb_urb_encode(uint8_t *out, const struct nb_urb *m);

@@ -2,10 +2,13 @@
 #include "server.h"
 
 #include "backend/vbd/target.h"
+#include "backend/vusb/target.h"
 #include "bufpool.h"
 #include "evloop.h"
 #include "export.h"
 #include "log.h"
+#include "timer.h"
+#include "usb_export.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +24,9 @@
 
 #define MAX_INFLIGHT 512     /* per connection: stop reading above */
 #define RESUME_INFLIGHT 256
+/* A USB session whose connection dropped keeps its results this long for
+ * the client to resume it (PROTOCOL.md section 8). */
+#define USB_LINGER_MS 60000
 
 struct srv_conn;
 
@@ -32,6 +38,10 @@ struct srv_sess {
     uint8_t wait_type;
     uint64_t wait_tag;
     struct srv_sess *next;    /* in sc->sessions */
+    /* usb exports: the URB state, and how long it outlives a connection */
+    struct nb_usb_sess *usb;
+    struct timer *linger;
+    bool linger_over;
 };
 
 struct srv_io {
@@ -103,9 +113,27 @@ static void reply_status(struct srv_conn *sc, uint8_t type, uint32_t session,
     reply(sc, type, session, tag, b, nb_status_encode(b, st));
 }
 
+static void reply_usb_opened(struct srv_conn *sc, struct srv_sess *ss,
+                             uint64_t tag)
+{
+    struct nb_session *s = ss->s;
+    struct nb_usb_opened m = {
+        .speed = nb_export_usb(s->ex)->speed,
+        .next_seq = nb_usb_sess_next_seq(ss->usb),
+    };
+    nb_export_usb_id(s->ex, &m.vendor, &m.product);
+    uint8_t b[NB_OPENED_BODY];
+    reply(sc, NB_OPEN, s->id, tag, b, nb_usb_opened_encode(b, &m));
+}
+
 static void reply_opened(struct srv_conn *sc, struct nb_session *s,
                          uint64_t tag)
 {
+    struct srv_sess *ss = s->user;
+    if (ss->usb) {
+        reply_usb_opened(sc, ss, tag);
+        return;
+    }
     const struct vbd_target_info *ti = &nb_export_target(s->ex)->info;
     struct nb_opened m = {
         .status = NB_ST_OK,
@@ -123,8 +151,17 @@ static void reply_opened(struct srv_conn *sc, struct nb_session *s,
 
 /* ---- sessions ------------------------------------------------------------------ */
 
+static void usb_send(void *opaque, struct nb_out *o)
+{
+    struct srv_conn *sc = opaque;
+    nb_conn_send(sc->c, o);
+    evloop_defer(sc->srv->loop, &sc->flush);
+}
+
 static void sess_unlink(struct srv_sess *ss)
 {
+    if (ss->usb)
+        nb_usb_sess_connect(ss->usb, NULL, NULL);
     if (!ss->sc)
         return;
     for (struct srv_sess **pp = &ss->sc->sessions; *pp; pp = &(*pp)->next)
@@ -136,22 +173,48 @@ static void sess_unlink(struct srv_sess *ss)
     ss->next = NULL;
 }
 
-static void sess_free(struct srv_sess *ss)
+/* Forgets the server's side of s (the export's session stays). */
+static void sess_release(struct srv_sess *ss)
 {
     struct nb_session *s = ss->s;
     sess_unlink(ss);
+    nb_usb_sess_free(ss->usb);
+    timer_free(ss->linger);
     s->user = NULL;
     s->kill = NULL;
     s->drained = NULL;
+    s->changed = NULL;
     free(ss);
+}
+
+static void sess_free(struct srv_sess *ss)
+{
+    struct nb_session *s = ss->s;
+    sess_release(ss);
     nb_session_free(s);
+}
+
+/* Serves ss on sc from now on. */
+static void sess_attach(struct srv_sess *ss, struct srv_conn *sc)
+{
+    ss->sc = sc;
+    ss->next = sc->sessions;
+    sc->sessions = ss;
+    if (ss->usb) {
+        timer_cancel(ss->linger);
+        ss->linger_over = false;
+        nb_usb_sess_connect(ss->usb, usb_send, sc);
+    }
 }
 
 static void sess_drained(struct nb_session *s)
 {
     struct srv_sess *ss = s->user;
     if (!ss->sc) {
-        sess_free(ss); /* its connection is gone and nobody took it over */
+        /* its connection is gone and nobody took it over (a usb session
+         * waits for its client to come back first) */
+        if (!ss->usb || ss->linger_over || s->superseded)
+            sess_free(ss);
         return;
     }
     if (!ss->waiting)
@@ -183,11 +246,41 @@ static void sess_kill(struct nb_session *s)
             nb_conn_flush(ss->sc->c);
         }
     }
-    sess_unlink(ss);
-    s->user = NULL;
-    s->kill = NULL;
-    s->drained = NULL;
-    free(ss);
+    sess_release(ss);
+}
+
+/* The usb session's client did not come back in time. */
+static void on_linger(void *opaque)
+{
+    struct srv_sess *ss = opaque;
+    if (ss->sc)
+        return;
+    ss->linger_over = true;
+    log_info(nb_export_name(ss->s->ex), "session %u: its client did not "
+             "come back within %d ms: closed", ss->s->id, USB_LINGER_MS);
+    nb_usb_sess_free(ss->usb); /* cancels what is still at the device */
+    ss->usb = NULL;
+    if (ss->s->inflight == 0)
+        sess_free(ss);
+}
+
+/* usb exports: the device left or came back. */
+static void sess_changed(struct nb_session *s)
+{
+    struct srv_sess *ss = s->user;
+    if (!ss->sc)
+        return; /* the OPEN that resumes it tells the speed */
+    struct nb_event_body ev = { .kind = NB_EV_USB_SPEED,
+                                .value = nb_export_usb(s->ex)->speed };
+    uint8_t b[16];
+    struct nb_out *o = calloc(1, sizeof(*o));
+    if (!o)
+        return;
+    struct nb_hdr h = { .type = NB_EVENT, .session = s->id };
+    nb_out_set(o, &h, b, nb_event_encode(b, &ev), NULL, 0);
+    o->release = free_out;
+    nb_conn_send(ss->sc->c, o);
+    evloop_defer(ss->sc->srv->loop, &ss->sc->flush);
 }
 
 /* The session h names, if this connection serves it. */
@@ -219,15 +312,27 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
         reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_NOENT);
         return;
     }
-    bool ro = m.flags & NB_OPEN_READONLY;
+    bool usb = nb_export_kind(ex) == NB_EXPORT_USB;
+    if (usb != !!(m.flags & NB_OPEN_USB)) {
+        log_info(nb_conn_where(sc->c), "%s asked for export '%s' as a %s: "
+                 "it is a %s", peer, m.name, usb ? "disk" : "USB device",
+                 usb ? "USB device" : "disk");
+        reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_NOTSUP);
+        return;
+    }
+    bool ro = !usb && (m.flags & NB_OPEN_READONLY);
     if (!ro && nb_export_readonly(ex)) {
         reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_ROFS);
         return;
     }
     struct nb_session *s = m.resume_session
         ? nb_session_find(sc->srv->reg, m.resume_session) : NULL;
-    if (s && s->ex == ex && s->kill == sess_kill && !strcmp(s->peer, peer)) {
-        struct srv_sess *ss = s->user;
+    struct srv_sess *old_ss = s && s->kill == sess_kill ? s->user : NULL;
+    /* A usb session closed or given up keeps no results to resume. */
+    if (old_ss && (old_ss->linger_over || (usb && !old_ss->usb)))
+        old_ss = NULL;
+    if (old_ss && s->ex == ex && !strcmp(s->peer, peer)) {
+        struct srv_sess *ss = old_ss;
         if (s->superseded) { /* its guest moved on: no way back in */
             reply_status(sc, NB_OPEN, 0, h->tag, NB_ST_BUSY);
             return;
@@ -242,12 +347,12 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
                 nb_conn_close(old->c, "session %u taken over by a new "
                               "connection", s->id);
             }
-            ss->sc = sc;
-            ss->next = sc->sessions;
-            sc->sessions = ss;
+            sess_attach(ss, sc);
         }
         s->readonly = ro;
-        if (s->inflight) {
+        /* A usb session's URBs at the device need not finish first: a
+         * resent one is attached to its execution, never run again. */
+        if (s->inflight && !ss->usb) {
             ss->waiting = true; /* answered when its old I/O is done */
             ss->wait_type = NB_OPEN;
             ss->wait_tag = h->tag;
@@ -258,6 +363,17 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
     }
     struct srv_sess *ss = calloc(1, sizeof(*ss));
     s = ss ? nb_session_new(ex, peer, m.owner, ro) : NULL;
+    if (s && usb) {
+        ss->usb = nb_usb_sess_new(s);
+        ss->linger = timer_new(sc->srv->loop, on_linger, ss);
+        if (!ss->usb || !ss->linger) {
+            nb_usb_sess_free(ss->usb);
+            timer_free(ss->linger);
+            nb_session_free(s);
+            s = NULL;
+            errno = ENOMEM;
+        }
+    }
     if (!s) {
         int busy = errno == EBUSY;
         free(ss);
@@ -265,12 +381,12 @@ static void do_open(struct srv_conn *sc, const struct nb_hdr *h,
         return;
     }
     ss->s = s;
-    ss->sc = sc;
-    ss->next = sc->sessions;
-    sc->sessions = ss;
+    sess_attach(ss, sc);
     s->user = ss;
     s->kill = sess_kill;
     s->drained = sess_drained;
+    if (usb)
+        s->changed = sess_changed;
     if (nb_session_must_wait(s)) {
         ss->waiting = true; /* the guest's old session finishes first */
         ss->wait_type = NB_OPEN;
@@ -286,6 +402,12 @@ static void do_close(struct srv_conn *sc, const struct nb_hdr *h)
     if (!ss) {
         reply_status(sc, NB_CLOSE, h->session, h->tag, NB_ST_STALE);
         return;
+    }
+    if (ss->usb) {
+        /* Its URBs still at the device are cancelled (an interrupt IN may
+         * wait for ever) and their results not kept. */
+        nb_usb_sess_free(ss->usb);
+        ss->usb = NULL;
     }
     if (ss->s->inflight) {
         ss->waiting = true;
@@ -370,6 +492,8 @@ static void io_done(struct vbd_target_io *tio, int err)
 static int32_t check_io(const struct nb_session *s, uint8_t type,
                         const struct nb_io *m)
 {
+    if (!nb_export_target(s->ex))
+        return NB_ST_NOTSUP; /* a usb export's session */
     const struct vbd_target_info *ti = &nb_export_target(s->ex)->info;
     uint64_t ss = ti->sector_size;
     if (s->superseded)
@@ -453,6 +577,23 @@ static void do_io(struct srv_conn *sc, const struct nb_hdr *h,
     sc->kick = t;
 }
 
+/* ---- USB ------------------------------------------------------------------------- */
+
+static void do_usb(struct srv_conn *sc, const struct nb_hdr *h,
+                   const uint8_t *p)
+{
+    struct srv_sess *ss = sess_of(sc, h->session);
+    if (!ss || !ss->usb) {
+        reply_status(sc, h->type, h->session, h->tag,
+                     ss ? NB_ST_NOTSUP : NB_ST_STALE);
+        return;
+    }
+    if (h->type == NB_URB)
+        nb_usb_urb(ss->usb, h, p);
+    else
+        nb_usb_unlink(ss->usb, h, p);
+}
+
 static void kick_now(struct srv_conn *sc)
 {
     struct vbd_target *t = sc->kick;
@@ -512,6 +653,10 @@ static int srv_frame(struct nb_conn *c, const struct nb_hdr *h,
     case NB_DISCARD:
         do_io(sc, h, p, NULL);
         break;
+    case NB_URB:
+    case NB_UNLINK:
+        do_usb(sc, h, p);
+        break;
     case NB_QUIESCE:
     case NB_RESUME:
     case NB_HANDOVER:
@@ -553,8 +698,18 @@ static void srv_down(struct nb_conn *c, const char *why)
         ss->sc = NULL;
         ss->next = NULL;
         ss->waiting = false;
-        if (ss->s->inflight == 0)
-            sess_free(ss); /* else when its I/O is done, or taken over */
+        if (ss->usb && !ss->s->superseded) {
+            /* its results wait for the client to resume it */
+            nb_usb_sess_connect(ss->usb, NULL, NULL);
+            timer_at(ss->linger, mono_ms() + USB_LINGER_MS);
+        } else {
+            /* A handed-over usb session's URBs are cancelled: the session
+             * that took over waits for them. */
+            nb_usb_sess_free(ss->usb);
+            ss->usb = NULL;
+            if (ss->s->inflight == 0)
+                sess_free(ss); /* else when its I/O is done */
+        }
     }
     if (sc->prev)
         sc->prev->next = sc->next;

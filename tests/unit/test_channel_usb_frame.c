@@ -80,12 +80,9 @@ static void test_urb_round_trip(void)
     struct nb_urb is = { .seq = 9, .type = 0, .ep = 0x81, .interval = 1,
                          .start_frame = 100, .length = 3 * 192, .nr_iso = 3 };
     n = nb_urb_encode(b, &is);
-    for (unsigned i = 0; i < 3; i++) {
-        uint8_t *d = b + n + i * NB_URB_ISO_DESC;
-        uint32_t off = i * 192, len = 192;
-        memcpy(d, &off, 4);   /* the tests run little-endian */
-        memcpy(d + 4, &len, 4);
-    }
+    struct nb_urb_iso pk[3] = { { 0, 192, 0, 0 }, { 192, 192, 0, 0 },
+                                { 384, 192, 0, 0 } };
+    CU_ASSERT_EQUAL(nb_urb_iso_desc_encode(b + n, pk, 3), 3 * NB_URB_ISO_DESC);
     size_t total = n + 3 * NB_URB_ISO_DESC;
     CU_ASSERT_EQUAL_FATAL(nb_urb_decode(b, total, &m2, iso, &data, &why), 0);
     CU_ASSERT_EQUAL(m2.nr_iso, 3);
