@@ -191,7 +191,7 @@ int usb_ctrl_write(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c
     snprintf(ver, sizeof(ver), "%u", c->version);
     snprintf(ports, sizeof(ports), "%u", c->ports);
     /* The backend keys in libxl's order; libxl's copy gets them too. */
-    char keys[6 + USB_MAX_PORTS][12];
+    char keys[6 + USB_MAX_PORTS][16];
     const char *vals[6 + USB_MAX_PORTS];
     unsigned nkv = 0;
     static const char *const fixed[] = { "frontend-id", "online", "state", "type",
