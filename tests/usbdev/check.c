@@ -4,14 +4,17 @@
  * --control PATH. Prints "ok   ..." / "FAIL ..." lines; exits 1 on any
  * failure. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libusb.h>
+#include <linux/usbdevice_fs.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -444,6 +447,65 @@ static libusb_device_handle *test_bulk(void)
     return h;
 }
 
+/* --- the node's ioctls that libusb does not use ---------------------------- */
+
+static void test_raw_ioctls(void)
+{
+    libusb_device *dev = find(BULK_PRODUCT);
+    char path[64];
+    uint8_t out[100], in[200], desc[18];
+    struct usbdevfs_connectinfo ci;
+    struct usbdevfs_ctrltransfer ct = { .bRequestType = 0x80, .bRequest = 6,
+                                        .wValue = 0x0100, .wLength = 18, .timeout = 1000,
+                                        .data = desc };
+    struct usbdevfs_bulktransfer bo = { .ep = 0x01, .len = sizeof(out), .timeout = 1000,
+                                        .data = out };
+    struct usbdevfs_bulktransfer bi = { .ep = 0x81, .len = sizeof(in), .timeout = 1000,
+                                        .data = in };
+    struct usbdevfs_urb ui = { .type = USBDEVFS_URB_TYPE_BULK, .endpoint = 0x81,
+                               .buffer = in, .buffer_length = sizeof(in) };
+    struct usbdevfs_urb uo = { .type = USBDEVFS_URB_TYPE_BULK, .endpoint = 0x01,
+                               .buffer = out, .buffer_length = sizeof(out) };
+    struct usbdevfs_urb *reaped[2] = { NULL, NULL };
+    int fd, r, e;
+
+    if (!dev)
+        return;
+    snprintf(path, sizeof(path), "/dev/bus/usb/%03d/%03d", libusb_get_bus_number(dev),
+             libusb_get_device_address(dev));
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    check(fd >= 0, "raw: open %s", path);
+    if (fd < 0) {
+        libusb_unref_device(dev);
+        return;
+    }
+    check(ioctl(fd, USBDEVFS_GET_SPEED) == LIBUSB_SPEED_HIGH, "raw: GET_SPEED high");
+    check(ioctl(fd, USBDEVFS_CONNECTINFO, &ci) == 0 &&
+          ci.devnum == libusb_get_device_address(dev) && !ci.slow, "raw: CONNECTINFO");
+    check(ioctl(fd, USBDEVFS_CONTROL, &ct) == 18 && desc[0] == 18 && desc[1] == 1,
+          "raw: sync CONTROL GET_DESCRIPTOR");
+    fill(out, sizeof(out), 5);
+    check(ioctl(fd, USBDEVFS_BULK, &bo) == (int)sizeof(out), "raw: sync BULK OUT");
+    check(ioctl(fd, USBDEVFS_BULK, &bi) == (int)sizeof(out) && !memcmp(in, out, sizeof(out)),
+          "raw: sync BULK IN returns what is there");
+    bi.timeout = 100;
+    r = ioctl(fd, USBDEVFS_BULK, &bi);
+    e = errno;
+    check(r == -1 && e == ETIMEDOUT, "raw: sync BULK IN on the empty FIFO times out");
+    ioctl(fd, USBDEVFS_SUBMITURB, &ui);
+    ioctl(fd, USBDEVFS_SUBMITURB, &uo);
+    r = ioctl(fd, USBDEVFS_REAPURB, &reaped[0]);
+    r |= ioctl(fd, USBDEVFS_REAPURB, &reaped[1]);
+    check(r == 0 && reaped[0] == &uo && reaped[1] == &ui && ui.status == 0 &&
+          ui.actual_length == (int)sizeof(out) && uo.actual_length == (int)sizeof(out),
+          "raw: blocking REAPURB returns the client's URBs in completion order");
+    r = ioctl(fd, USBDEVFS_REAPURBNDELAY, &reaped[0]);
+    e = errno;
+    check(r == -1 && e == EAGAIN, "raw: REAPURBNDELAY with nothing done: EAGAIN");
+    close(fd);
+    libusb_unref_device(dev);
+}
+
 /* --- HID --------------------------------------------------------------------- */
 
 static void test_hid(void)
@@ -586,6 +648,7 @@ int main(void)
         printf("FAIL libusb_init\n");
         return 1;
     }
+    test_raw_ioctls();
     bulk_handle = test_bulk();
     test_hid();
     if (bulk_handle && getenv("USBDEV_CONTROL"))

@@ -20,10 +20,9 @@
 
 struct usbdev_client {
     struct usbdev_device *dev;
-    UMockdevIoctlClient *client;
     GList *inflight;              /* URBs submitted, not yet done */
     GQueue completed;             /* URBs waiting to be reaped */
-    UMockdevIoctlClient *reaper;  /* a blocking REAPURB waiting */
+    UMockdevIoctlClient *reaper;  /* a blocking REAPURB waiting (a reference) */
     UMockdevIoctlData *reap_slot;
     size_t read_pos;
 };
@@ -81,6 +80,8 @@ static void urb_free(struct usbdev_urb *u)
         g_object_unref(u->urb_data);
     if (u->buf_data)
         g_object_unref(u->buf_data);
+    if (u->sync)
+        g_object_unref(u->sync);
     g_free(u);
 }
 
@@ -116,6 +117,7 @@ void usbfs_urb_done(struct usbdev_urb *u, int status)
         c->reap_slot = NULL;
         reap_into(client, slot, u);
         g_object_unref(slot);
+        g_object_unref(client);
         return;
     }
     g_queue_push_tail(&c->completed, u);
@@ -278,7 +280,7 @@ static struct reply reap_urb(struct usbdev_client *c, UMockdevIoctlClient *clien
         g_object_unref(slot);
         return fail(c->dev->present ? EAGAIN : ENODEV);
     }
-    c->reaper = client;
+    c->reaper = g_object_ref(client);
     c->reap_slot = slot;
     return deferred();
 }
@@ -333,7 +335,7 @@ static struct reply sync_bulk(struct usbdev_client *c, UMockdevIoctlClient *clie
         return fail(-r);
     }
     u = urb_new(c, type, ep, buf, (int)bt->len);
-    u->sync = client;
+    u->sync = g_object_ref(client);
     if (bt->timeout)
         u->timeout = g_timeout_add(bt->timeout, sync_timeout, u);
     g_object_unref(bd);
@@ -543,6 +545,49 @@ static struct usbdev_client *client_of(UMockdevIoctlClient *client)
     return g_object_get_data(G_OBJECT(client), "usbdev-client");
 }
 
+/* The kernel releases a closed fd's interface at close(); here the close
+ * reaches the worker thread as an EOF some time later. So an ioctl refused
+ * because another fd holds the interface is tried again for a while before
+ * the client gets EBUSY: a close-then-reopen (libusb_close, libusb_open,
+ * claim) must not fail. */
+#define CLAIM_RETRY_MS 5
+#define CLAIM_RETRIES 40
+
+struct retry {
+    UMockdevIoctlClient *client;
+    int tries;
+};
+
+static bool held_elsewhere(struct usbdev_client *c, struct reply r)
+{
+    return !r.deferred && r.ret == -1 && r.err == EBUSY && c->dev->claimed_by &&
+           c->dev->claimed_by != c;
+}
+
+static gboolean retry_ioctl(gpointer data)
+{
+    struct retry *t = data;
+    struct usbdev_client *c;
+    struct reply r;
+
+    g_rec_mutex_lock(&usbdev_lock);
+    c = client_of(t->client);
+    if (c) {
+        r = dispatch(c, t->client, umockdev_ioctl_client_get_request(t->client),
+                     umockdev_ioctl_client_get_arg(t->client));
+        if (held_elsewhere(c, r) && ++t->tries < CLAIM_RETRIES) {
+            g_rec_mutex_unlock(&usbdev_lock);
+            return G_SOURCE_CONTINUE;
+        }
+        if (!r.deferred)
+            umockdev_ioctl_client_complete(t->client, r.ret, r.err);
+    }
+    g_rec_mutex_unlock(&usbdev_lock);
+    g_object_unref(t->client);
+    g_free(t);
+    return G_SOURCE_REMOVE;
+}
+
 static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client,
                          gpointer data)
 {
@@ -554,8 +599,13 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
     g_rec_mutex_lock(&usbdev_lock);
     r = dispatch(c, client, umockdev_ioctl_client_get_request(client),
                  umockdev_ioctl_client_get_arg(client));
-    if (!r.deferred)
+    if (held_elsewhere(c, r)) {
+        struct retry *t = g_new0(struct retry, 1);
+        t->client = g_object_ref(client);
+        g_timeout_add(CLAIM_RETRY_MS, retry_ioctl, t);
+    } else if (!r.deferred) {
         umockdev_ioctl_client_complete(client, r.ret, r.err);
+    }
     g_rec_mutex_unlock(&usbdev_lock);
     return TRUE;
 }
@@ -601,19 +651,18 @@ static void client_cancel_all(struct usbdev_client *c, int status)
 }
 
 /* The client closed its fd (or died): like usbdev_release, drop its URBs and
- * its claim. */
-static void on_client_closed(GObject *obj, GParamSpec *pspec, gpointer data)
+ * its claim. umockdev 0.17 never tells (client-vanished is not emitted, and
+ * notify::connected waits for a GIOStream notify that never comes), but the
+ * client object goes away once its connection has ended and no ioctl of it
+ * is pending: a weak reference sees that. */
+static void on_client_gone(gpointer data, GObject *where)
 {
     struct usbdev_client *c = data;
     struct usbdev_device *d = c->dev;
     struct usbdev_urb *u;
 
-    (void)pspec;
-    if (umockdev_ioctl_client_get_connected(UMOCKDEV_IOCTL_CLIENT(obj)))
-        return;
+    (void)where;
     g_rec_mutex_lock(&usbdev_lock);
-    g_signal_handlers_disconnect_by_data(obj, c);
-    g_object_set_data(obj, "usbdev-client", NULL);
     while (c->inflight) {
         u = c->inflight->data;
         device_cancel(d, u);
@@ -622,12 +671,9 @@ static void on_client_closed(GObject *obj, GParamSpec *pspec, gpointer data)
     }
     while ((u = g_queue_pop_head(&c->completed)))
         urb_free(u);
-    if (c->reap_slot)
-        g_object_unref(c->reap_slot);
     release(c);
     d->clients = g_list_remove(d->clients, c);
     update_ready(d);
-    g_object_unref(c->client);
     g_free(c);
     if (!d->present && !d->clients)
         testbed_release(d);
@@ -643,11 +689,10 @@ static void on_client_connected(UMockdevIoctlBase *handler, UMockdevIoctlClient 
     (void)handler;
     g_rec_mutex_lock(&usbdev_lock);
     c->dev = d;
-    c->client = g_object_ref(client);
     g_queue_init(&c->completed);
     g_object_set_data(G_OBJECT(client), "usbdev-client", c);
     d->clients = g_list_prepend(d->clients, c);
-    g_signal_connect(client, "notify::connected", G_CALLBACK(on_client_closed), c);
+    g_object_weak_ref(G_OBJECT(client), on_client_gone, c);
     g_rec_mutex_unlock(&usbdev_lock);
 }
 
@@ -674,6 +719,7 @@ void usbfs_device_gone(struct usbdev_device *d)
         release(c);
         if (c->reaper) {
             umockdev_ioctl_client_complete(c->reaper, -1, ENODEV);
+            g_object_unref(c->reaper);
             g_object_unref(c->reap_slot);
             c->reaper = NULL;
             c->reap_slot = NULL;
