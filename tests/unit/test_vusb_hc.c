@@ -797,6 +797,19 @@ static int counters(struct fe *f, uint64_t c[4])
     return 0;
 }
 
+/* 1 if the backend maps none of f's data and read-only pages (each URB's
+ * mappings are released when it is answered). */
+static int nothing_mapped(struct fe *f)
+{
+    for (unsigned i = 0; i < NDATA + NRO; i++) {
+        xenif_gref ref = i < NDATA ? f->data_refs[i] : f->ro_refs[i - NDATA];
+        int flags = sim_grant_flags(&host, f->domid, ref);
+        if (flags < 0 || (flags & (XENSIM_GTF_reading | XENSIM_GTF_writing)))
+            return 0;
+    }
+    return 1;
+}
+
 static int reset_device(struct fe *f)
 {
     struct usbif_urb_request q = ctrl_urb(f, 0x4002, 0, 0x40, 2, 0, 0, 0, 0);
@@ -1096,6 +1109,7 @@ static void test_control(void)
     CU_ASSERT_EQUAL(urb_do(&f, &q, NULL), USBIF_STATUS_STALL);
     q = ctrl_urb(&f, 11, 0, 0x80, 6, 0x0304, 0, 4, 0); /* no string 4 */
     CU_ASSERT_EQUAL(urb_do(&f, &q, NULL), USBIF_STATUS_STALL);
+    CU_ASSERT(nothing_mapped(&f));
     CU_ASSERT_EQUAL(be_stats(0).stats.errors, 3);
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     fe_close(&f);
@@ -1192,6 +1206,7 @@ static void test_bulk_loopback(void)
     CU_ASSERT_EQUAL(c[2], 5);
     CU_ASSERT_EQUAL(c[3], 9092 + 350 + 65535 + 1000);
 
+    CU_ASSERT(nothing_mapped(&f));
     /* endpoints the device does not have stall */
     q = bulk_run(&f, 11, false, 0, 0, 64);
     q.pipe = pipe_of(DEV_PORT, false, 0, 2, USBIF_PIPE_TYPE_BULK);
@@ -1273,6 +1288,7 @@ static void test_unlink(void)
     CU_ASSERT(filled(page(&f, 1), 100, 7, 0));
     uint64_t c[4];
     CU_ASSERT_EQUAL(counters(&f, c), 0);
+    CU_ASSERT(nothing_mapped(&f));
     CU_ASSERT(c[0] == 1 && c[1] == 100 && c[2] == 1 && c[3] == 100);
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     fe_close(&f);
@@ -1455,6 +1471,7 @@ static void test_full_ring(void)
     CU_ASSERT_EQUAL(c[0], ROUNDS * HALF);
     CU_ASSERT_EQUAL(c[1], ROUNDS * HALF * LEN);
     CU_ASSERT_EQUAL(c[2], ROUNDS * HALF);
+    CU_ASSERT(nothing_mapped(&f));
     CU_ASSERT_EQUAL(c[3], ROUNDS * HALF * LEN);
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     fe_close(&f);
@@ -1679,6 +1696,7 @@ static void test_hostile(void)
     CU_ASSERT_EQUAL(counters(&a, c), 0);
     CU_ASSERT(c[0] == 1 && c[1] == 64 && c[2] == 1 && c[3] == 64);
 
+    CU_ASSERT(nothing_mapped(&a));
     struct be_rsp s = be_stats(0);
     CU_ASSERT_EQUAL(s.fails, 0);
     CU_ASSERT(s.stats.errors >= nbad + a.urb_size);
