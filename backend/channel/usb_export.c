@@ -208,7 +208,9 @@ static struct urb_entry *entry_new(struct nb_usb_sess *u,
     struct urb_entry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
-    e->buf = malloc(m->length ? m->length : 1);
+    /* Zeroed: an ISO IN result sends the whole buffer, packets' unused
+     * bytes included, and nothing of this process may leak into it. */
+    e->buf = calloc(1, m->length ? m->length : 1);
     if (m->nr_iso) {
         e->x.iso = calloc(m->nr_iso, sizeof(*e->x.iso));
         e->iso_wire = calloc(m->nr_iso, NB_URB_ISO_DESC);
