@@ -129,10 +129,17 @@ static void human(char *buf, size_t len, unsigned long long bytes)
 static const char export_usage[] =
     "usage: netbusctl export NAME PATH [--allow PEER[,PEER...]] [--readonly]\n"
     "                        [--timeout SEC]\n"
+    "       netbusctl export NAME usb:DEVICE [--allow PEER[,PEER...]]\n"
+    "                        [--timeout SEC]\n"
     "  Publish the disk image or block device PATH under NAME: netbusd opens\n"
     "  it and keeps it open; guests anywhere use it as\n"
-    "  netbus://THIS-HOST[:PORT]/NAME. --allow limits it to the named peers\n"
+    "  netbus://THIS-HOST[:PORT]/NAME. With usb:DEVICE netbusd claims the USB\n"
+    "  device (BUS-PORT[.PORT...] or VVVV:PPPP[:SERIAL], as lsusb shows it)\n"
+    "  and holds it until unexport; a PV USB port (port/N) of a guest\n"
+    "  anywhere uses it by the same URL. --allow limits it to the named peers\n"
     "  (their netbus names); by default every authenticated peer may use it.\n";
+
+#define USB_PREFIX "usb:"
 
 int cmd_export(int argc, char **argv)
 {
@@ -179,8 +186,18 @@ int cmd_export(int argc, char **argv)
         }
         p += len + (comma ? 1 : 0);
     }
+    bool usb = strncmp(path, USB_PREFIX, strlen(USB_PREFIX)) == 0;
     char abs[PATH_MAX];
-    if (!realpath(path, abs)) {
+    if (usb) {
+        const char *dev = path + strlen(USB_PREFIX);
+        if (ro || !*dev || strlen(dev) >= sizeof(abs)) {
+            fprintf(stderr, "netbusctl export: %s: %s\n", path, ro
+                    ? "--readonly does not apply to a USB device"
+                    : "want usb:BUS-PORT[.PORT...] or usb:VVVV:PPPP[:SERIAL]");
+            return 2;
+        }
+        snprintf(abs, sizeof(abs), "%s", dev);
+    } else if (!realpath(path, abs)) {
         fprintf(stderr, "netbusctl export: %s: %s\n", path, strerror(errno));
         return 1;
     }
@@ -209,7 +226,8 @@ int cmd_export(int argc, char **argv)
         char epath[300];
         snprintf(epath, sizeof(epath), "%s/error", c.dir);
         xenif_xs_rm(c.xs, t, epath);
-        if (put(&c, t, "params", abs) < 0 || put(&c, t, "kind", "vbd") < 0 ||
+        if (put(&c, t, "params", abs) < 0 ||
+            put(&c, t, "kind", usb ? "usb" : "vbd") < 0 ||
             put(&c, t, "readonly", ro ? "1" : "0") < 0 ||
             put(&c, t, "allowed-peers", allow) < 0 ||
             put(&c, t, "state", "requested") < 0) {
@@ -241,6 +259,17 @@ int cmd_export(int argc, char **argv)
                 err ? err : "netbusd gave no reason");
         free(err);
         xenif_xs_rm(c.xs, 0, c.dir);
+    } else if (usb) {
+        char *speed = get(&c, c.dir, "speed"), *owner = get(&c, c.dir, "owner");
+        char *vp = get(&c, c.dir, "vendor-product");
+        printf("exported %s: USB device %s (%s%s%s speed) as netbus://%s/%s, "
+               "for %s\n", name, abs, vp ? vp : "", vp ? ", " : "",
+               speed ? speed : "?", owner ? owner : "?", name,
+               allow[0] ? allow : "every authenticated peer");
+        free(speed);
+        free(owner);
+        free(vp);
+        rc = 0;
     } else {
         char *size = get(&c, c.dir, "size"), *owner = get(&c, c.dir, "owner");
         char hs[32];
@@ -413,10 +442,13 @@ int cmd_list(int argc, char **argv)
         static const char *const keys[] = { "state", "kind", "size",
                                             "readonly", "allowed-peers",
                                             "params", "owner", "error",
-                                            "sector-size" };
-        char *v[9];
-        for (int k = 0; k < 9; k++)
+                                            "sector-size", "speed",
+                                            "vendor-product" };
+        enum { NKEYS = sizeof(keys) / sizeof(keys[0]) };
+        char *v[NKEYS];
+        for (int k = 0; k < NKEYS; k++)
             v[k] = get(&c, d, keys[k]);
+        bool usb = v[1] && strcmp(v[1], "usb") == 0;
         char sdir[400];
         snprintf(sdir, sizeof(sdir), "%s/sessions", d);
         unsigned ns = 0;
@@ -437,14 +469,22 @@ int cmd_list(int argc, char **argv)
             json_field("params", v[5], true);
             json_field("owner", v[6], true);
             json_field("error", v[7], true);
+            if (usb) {
+                json_field("speed", v[9], true);
+                json_field("vendor_product", v[10], true);
+            }
             printf(", \"sessions\": [");
         } else {
             char hs[32];
-            human(hs, sizeof(hs), v[2] ? strtoull(v[2], NULL, 10) : 0);
-            printf("%-16s %-9s %-4s %8s %-4s %-16s %s\n", names[i],
+            if (usb) /* SIZE shows the device's speed */
+                snprintf(hs, sizeof(hs), "%s", v[9] ? v[9] : "?");
+            else
+                human(hs, sizeof(hs), v[2] ? strtoull(v[2], NULL, 10) : 0);
+            printf("%-16s %-9s %-4s %8s %-4s %-16s %s%s%s%s\n", names[i],
                    v[0] ? v[0] : "?", v[1] ? v[1] : "vbd", hs,
-                   ro ? "r" : "w", v[4] && v[4][0] ? v[4] : "*",
-                   v[5] ? v[5] : "?");
+                   usb ? "-" : ro ? "r" : "w", v[4] && v[4][0] ? v[4] : "*",
+                   usb ? USB_PREFIX : "", v[5] ? v[5] : "?",
+                   usb && v[10] ? " " : "", usb && v[10] ? v[10] : "");
             if (v[7] && v[7][0])
                 printf("  error: %s\n", v[7]);
         }
@@ -471,7 +511,7 @@ int cmd_list(int argc, char **argv)
         if (json)
             printf("]}");
         free(ids);
-        for (int k = 0; k < 9; k++)
+        for (int k = 0; k < NKEYS; k++)
             free(v[k]);
     }
     if (json)

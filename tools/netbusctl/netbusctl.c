@@ -17,6 +17,8 @@ static void usage(FILE *out)
             "                xenstore lists under /local/domain\n"
             "  export NAME PATH [--allow PEER,...] [--readonly] [--timeout S]\n"
             "                publish a disk under NAME (netbusd opens it)\n"
+            "  export NAME usb:DEVICE [--allow PEER,...] [--timeout S]\n"
+            "                publish a USB device (netbusd claims it)\n"
             "  unexport NAME [--force] [--timeout S]\n"
             "                stop publishing it (refused while in use)\n"
             "  list [--json] this host's exports and their sessions\n"
