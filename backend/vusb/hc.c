@@ -223,8 +223,10 @@ static void urb_done(struct vusb_xfer *x)
     struct vusb_hc *hc = u->hc;
     if (x->actual > x->length)
         x->actual = x->length;
+    /* Isochronous packets lie at their own offsets, short ones leaving
+     * gaps: the whole buffer goes back (gaps zeroed by calloc). */
     if (u->req.in && u->bounce)
-        bounce_copy(u, true, x->actual);
+        bounce_copy(u, true, u->req.type == VUSB_XFER_ISO ? x->length : x->actual);
     if (u->iso_map) {
         uint8_t *d = (uint8_t *)u->iso_map + u->req.seg[u->req.nr_data_segs].offset;
         memcpy(d, x->iso, usbif_req_iso_bytes(&u->req));
@@ -287,7 +289,7 @@ static const char *load_buffers(struct vusb_hc *hc, struct hc_urb *u)
         if (r->contiguous) {
             u->x.data = (uint8_t *)u->map + r->seg[0].offset;
         } else {
-            u->bounce = malloc(r->length ? r->length : 1);
+            u->bounce = calloc(1, r->length ? r->length : 1);
             if (!u->bounce)
                 return "out of memory";
             if (!r->in)
