@@ -8,7 +8,10 @@
  * 0x01 appends to a FIFO of at most 1 MiB (waits while full), bulk IN 0x81
  * takes from it (waits while empty), vendor GET_COUNTERS/RESET, the
  * standard requests, a stall for anything else. It completes transfers
- * from its own eventfd on the event loop, never inside submit.
+ * from its own eventfd on the event loop, never inside submit. Beyond
+ * nb-bulk (whose spec has no isochronous endpoint) it has an isochronous
+ * IN endpoint 0x82 whose packets come back half full, so that the
+ * controller's descriptor and packet-offset handling can be checked.
  *
  * Suites: vusb_ring (conn ring reports, SET_ADDRESS and address adoption,
  * control, bulk loopback direct and bounced, unlink, URBs on the ring at
@@ -166,11 +169,29 @@ static void control(struct nb_bulk *d, struct vusb_xfer *x)
     }
 }
 
+/* Isochronous IN 0x82: packet i gets length/2 bytes of value i + 1. */
+static void iso_in(struct vusb_xfer *x)
+{
+    x->actual = 0;
+    for (unsigned i = 0; i < x->nr_iso; i++) {
+        struct vusb_iso_packet *p = &x->iso[i];
+        p->actual = p->length / 2;
+        p->status = 0;
+        memset(x->data + p->offset, (int)(i + 1), p->actual);
+        x->actual += p->actual;
+    }
+    x->status = 0;
+}
+
 /* Runs x on the device: false while it has to wait (FIFO full or empty). */
 static bool run_xfer(struct nb_bulk *d, struct vusb_xfer *x)
 {
     if (x->type == VUSB_XFER_CTRL) {
         control(d, x);
+        return true;
+    }
+    if (x->type == VUSB_XFER_ISO && x->ep == 0x82) {
+        iso_in(x);
         return true;
     }
     x->actual = 0;
@@ -795,6 +816,25 @@ static int counters(struct fe *f, uint64_t c[4])
             c[i] |= (uint64_t)page(f, NDATA - 2)[8 * i + b] << (8 * b);
     }
     return 0;
+}
+
+/* Isochronous IN to endpoint 2: 4 packets of 64 bytes in data page 0, the
+ * descriptors (4 x 16 bytes) at the start of data page 1. */
+static struct usbif_urb_request iso_urb(struct fe *f, uint16_t id)
+{
+    struct usbif_urb_request q = {
+        .id = id, .pipe = pipe_of(DEV_PORT, true, 0, 2, USBIF_PIPE_TYPE_ISOC),
+        .nr_buffer_segs = 1, .buffer_length = 256,
+        .u.isoc = { .interval = 1, .start_frame = 5, .number_of_packets = 4,
+                    .nr_frame_desc_segs = 1 },
+    };
+    q.seg[0] = seg(f->data_refs[0], 0, 256);
+    q.seg[1] = seg(f->data_refs[1], 0, 64);
+    struct vusb_iso_packet *p = (struct vusb_iso_packet *)(void *)page(f, 1);
+    for (unsigned i = 0; i < 4; i++)
+        p[i] = (struct vusb_iso_packet){ .offset = 64 * i, .length = 64,
+                                         .actual = 0xdeadbeef, .status = 77 };
+    return q;
 }
 
 /* 1 if the backend maps none of f's data and read-only pages (each URB's
@@ -1425,6 +1465,63 @@ static void test_quiesce(void)
     fe_close(&f);
 }
 
+/* Isochronous IN: each packet's data at its own offset, its descriptor
+ * (actual, status) written back; with the data in one run of bytes and
+ * with it bounced. */
+static void test_iso(void)
+{
+    struct fe f;
+    struct usbif_urb_response rsp;
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
+    const struct vusb_iso_packet *p = (void *)page(&f, 1);
+    for (int bounced = 0; bounced < 2; bounced++) {
+        memset(page(&f, 0), 0xee, 4096);
+        memset(page(&f, 2), 0xee, 2 * 4096);
+        struct usbif_urb_request q = iso_urb(&f, (uint16_t)(40 + bounced));
+        /* where byte k of the 256-byte buffer is in the guest */
+        uint8_t *at[256];
+        if (bounced) {
+            q.nr_buffer_segs = 2;
+            q.seg[0] = seg(f.data_refs[2], 4000, 96);
+            q.seg[2] = seg(f.data_refs[1], 0, 64); /* the descriptors */
+            q.seg[1] = seg(f.data_refs[3], 100, 160);
+            q.u.isoc.nr_frame_desc_segs = 1;
+            for (unsigned k = 0; k < 256; k++)
+                at[k] = k < 96 ? page(&f, 2) + 4000 + k : page(&f, 3) + 100 + k - 96;
+        } else {
+            for (unsigned k = 0; k < 256; k++)
+                at[k] = page(&f, 0) + k;
+        }
+        CU_ASSERT_EQUAL(urb_do(&f, &q, &rsp), USBIF_STATUS_OK);
+        CU_ASSERT_EQUAL(rsp.actual_length, 4 * 32);
+        CU_ASSERT_EQUAL(rsp.error_count, 0);
+        CU_ASSERT_EQUAL(rsp.start_frame, 5);
+        for (unsigned i = 0; i < 4; i++) {
+            CU_ASSERT_EQUAL(p[i].actual, 32);
+            CU_ASSERT_EQUAL(p[i].status, 0);
+            CU_ASSERT_EQUAL(p[i].offset, 64 * i);
+            int same = 1;
+            for (unsigned k = 0; k < 32; k++)
+                same &= *at[64 * i + k] == i + 1;
+            CU_ASSERT(same);
+            if (!same)
+                fprintf(stderr, "\niso (%s): packet %u data not where it belongs\n",
+                        bounced ? "bounced" : "direct", i);
+        }
+        /* The rest of each packet: untouched, or zeroed when bounced;
+         * never bytes of the backend's own memory. */
+        int gaps = 1;
+        for (unsigned k = 0; k < 256; k++)
+            if (k % 64 >= 32)
+                gaps &= *at[k] == 0xee || (bounced && *at[k] == 0);
+        CU_ASSERT(gaps);
+    }
+    CU_ASSERT(nothing_mapped(&f));
+    CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
+    fe_close(&f);
+}
+
 /* A full ring (16 URBs) in flight at once, 20 rounds: 8 INs waiting on an
  * empty FIFO, then the 8 OUTs that feed them in order. */
 static void test_full_ring(void)
@@ -1493,25 +1590,6 @@ static void bad(struct fe *f, const char *what, struct usbif_urb_request q, int 
     if (st != want || gst != USBIF_STATUS_OK)
         fprintf(stderr, "\nhostile '%s': status %d (want %d), then %d\n", what,
                 st, want, gst);
-}
-
-/* Isochronous IN to endpoint 2: 4 packets of 64 bytes in data page 0, the
- * descriptors (4 x 16 bytes) at the start of data page 1. */
-static struct usbif_urb_request iso_urb(struct fe *f, uint16_t id)
-{
-    struct usbif_urb_request q = {
-        .id = id, .pipe = pipe_of(DEV_PORT, true, 0, 2, USBIF_PIPE_TYPE_ISOC),
-        .nr_buffer_segs = 1, .buffer_length = 256,
-        .u.isoc = { .interval = 1, .start_frame = 5, .number_of_packets = 4,
-                    .nr_frame_desc_segs = 1 },
-    };
-    q.seg[0] = seg(f->data_refs[0], 0, 256);
-    q.seg[1] = seg(f->data_refs[1], 0, 64);
-    struct vusb_iso_packet *p = (struct vusb_iso_packet *)(void *)page(f, 1);
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (struct vusb_iso_packet){ .offset = 64 * i, .length = 64,
-                                         .actual = 0xdeadbeef, .status = 77 };
-    return q;
 }
 
 static void test_hostile(void)
@@ -1654,12 +1732,13 @@ static void test_hostile(void)
     CU_ASSERT_EQUAL(answered, a.urb_size);
 
     /* Well-formed but odd: OUT from a read-only grant is fine (the data
-     * only leaves); an isochronous URB reaches the device (which stalls)
-     * and its descriptors are written back. */
+     * only leaves); an isochronous OUT to the IN-only endpoint reaches the
+     * device (which stalls) and its descriptors are written back. */
     q = bulk_run(&a, id++, false, 0, 0, 64);
     q.seg[0].gref = a.ro_refs[0];
     CU_ASSERT_EQUAL(urb_do(&a, &q, NULL), USBIF_STATUS_OK);
     q = iso_urb(&a, id++);
+    q.pipe &= ~USBIF_PIPE_DIR;
     CU_ASSERT_EQUAL(urb_do(&a, &q, &rsp), USBIF_STATUS_STALL);
     CU_ASSERT_EQUAL(((struct vusb_iso_packet *)(void *)page(&a, 1))[0].actual, 0);
     CU_ASSERT_EQUAL(((struct vusb_iso_packet *)(void *)page(&a, 1))[3].status, 0);
@@ -1772,6 +1851,7 @@ static CU_TestInfo vusb_ring_tests[] = {
     { "unlink of a waiting IN", test_unlink },
     { "URBs already on the ring at connect", test_ring_not_empty_at_connect },
     { "quiesce: idle, busy, never-completing IN", test_quiesce },
+    { "isochronous IN, direct and bounced", test_iso },
     { "a full ring in flight, 20 rounds", test_full_ring },
     CU_TEST_INFO_NULL,
 };
