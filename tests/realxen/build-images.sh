@@ -4,10 +4,13 @@
 #   vmlinuz        Debian's 6.1 kernel: dom0 and the guests
 #   dom0-base.cpio Debian bookworm minbase + Xen 4.17 tools + modules, with
 #                  the guest kernel and guest base initramfs inside it
-# They depend only on Debian package versions (and this script), never on
+# They depend only on Debian package versions (and these scripts), never on
 # this tree's netbusd: run-scenario.sh adds netbusd, netbusctl, xensim, the
-# hotplug script, dom0's /init and the scenario as a small cpio layer at
-# each run, so rebuilding netbusd does not re-run the bootstrap.
+# hotplug script, dom0's /init, the scenario and the patched frontend
+# modules (make frontend-modules) as a small cpio layer at each run, so
+# rebuilding netbusd or a frontend patch does not re-run the bootstrap.
+# The kernel packages come from kernel-tree.sh's cache (shared with the
+# frontend module build, downloaded once).
 #
 # Usage: tests/realxen/build-images.sh [--print-dir] [--force]
 #   --print-dir  print the image directory on the last line of stdout
@@ -40,8 +43,9 @@ log() { echo "build-images: $*" >&2; }
 # (ldd build/netbusd) are all here; run-scenario.sh copies any that are not.
 DOM0_PACKAGES=xen-utils-4.17,xenstore-utils,libusb-1.0-0,liburing2,e2fsprogs,kmod,busybox,util-linux,procps
 # Kernel modules: dom0 (backends are NOT loaded: netbusd serves them) and guest.
-DOM0_MODULES="xen-evtchn xenfs xen-privcmd xen-gntdev xen-gntalloc loop bridge tun veth"
-GUEST_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic"
+DOM0_MODULES="xen-evtchn xenfs xen-privcmd xen-gntdev xen-gntalloc loop bridge tun veth xhci-pci"
+# usbcore, usb-storage, sd_mod: for the patched xen-hcd the run adds
+GUEST_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic usbcore usb-storage sd_mod"
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, device nodes)"
 for tool in mmdebstrap apt-get apt-cache dpkg-deb cpio depmod modprobe busybox zcat sha256sum; do
@@ -66,7 +70,7 @@ KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-im
 [ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 to a kernel package"
 KPKG_VER=$(candidate "$KPKG")
 BUSYBOX_VER=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
-RECIPE=$(sha256sum "$HERE/build-images.sh" | cut -c1-12)
+RECIPE=$(cat "$HERE/build-images.sh" "$HERE/kernel-tree.sh" | sha256sum | cut -c1-12)
 KEY=$(printf '%s\n' "xen=$XEN_VER" "kernel=$KPKG=$KPKG_VER" "busybox=$BUSYBOX_VER" "recipe=$RECIPE" | sha256sum | cut -c1-16)
 OUT="$CACHE/$KEY"
 
@@ -85,10 +89,12 @@ mkdir -p "$WORK/debs" "$OUT"
 trap 'rm -rf "$WORK"' EXIT
 
 # --- hypervisor and kernel: downloaded, unpacked, never installed --------
-( cd "$WORK/debs" && apt-get download -q "xen-hypervisor-4.17-amd64=$XEN_VER" "$KPKG=$KPKG_VER" >/dev/null ) \
-    || die "apt-get download of xen-hypervisor-4.17-amd64/$KPKG failed"
+( cd "$WORK/debs" && apt-get download -q "xen-hypervisor-4.17-amd64=$XEN_VER" >/dev/null ) \
+    || die "apt-get download of xen-hypervisor-4.17-amd64 failed"
 dpkg-deb -x "$WORK"/debs/xen-hypervisor-4.17-amd64_*.deb "$WORK/xen"
-dpkg-deb -x "$WORK"/debs/"$KPKG"_*.deb "$WORK/kernel"
+KTREE=$("$HERE/kernel-tree.sh" --print-dir | tail -1) || die "kernel-tree.sh failed"
+[ "$KTREE" = "$CACHE/kernel-$KPKG-$KPKG_VER" ] || die "kernel-tree.sh unpacked $KTREE, expected $KPKG $KPKG_VER"
+cp -al "$KTREE/image" "$WORK/kernel"    # links: depmod below writes new files only
 zcat "$WORK"/xen/boot/xen-4.17-amd64.gz > "$OUT/xen"
 KVER=$(ls "$WORK/kernel/lib/modules")
 [ -n "$KVER" ] || die "no modules in $KPKG"

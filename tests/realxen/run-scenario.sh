@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot Xen + dom0 in QEMU (software emulation) and run scenarios in dom0.
 # Usage: tests/realxen/run-scenario.sh [-t SECS] BUILD SCENARIO[,SCENARIO...]
-#   BUILD     build dir holding netbusd, netbusctl, xensim (e.g. build)
+#   BUILD     build dir holding netbusd, netbusctl, xensim (e.g. build), and
+#             frontend/xen-hcd.ko (make frontend-modules) for the guests
 #   SCENARIO  names of tests/realxen/scenarios/*.sh, run in one boot
 # Prints the MARK/RESULT lines as they come; the whole serial console goes
 # to BUILD/realxen/<scenarios>.log. Exits non-zero on any RESULT FAIL, on a
@@ -60,7 +61,8 @@ install -m 755 "$REPO/tools/hotplug/netbus-block" "$L/etc/xen/scripts/"
 
 # --- dom0 /init, harness, scenarios; the guest layer ---------------------
 install -m 755 "$HERE/dom0/init" "$L/init"
-install -m 755 "$HERE/dom0/run-in-dom0" "$HERE/dom0/standin-vbd-backend" "$L/etc/netbus-rx/"
+install -m 755 "$HERE/dom0/run-in-dom0" "$HERE/dom0/standin-vbd-backend" "$HERE/dom0/standin-vusb-backend" \
+    "$L/etc/netbus-rx/"
 install -m 644 "$HERE/dom0/lib.sh" "$L/etc/netbus-rx/"
 install -m 644 "$HERE"/scenarios/*.sh "$L/etc/netbus-rx/scenarios/"
 # settings for the scenarios in dom0 (lib.sh sources this file)
@@ -74,6 +76,21 @@ rm -rf "$G"; mkdir -p "$G"
 install -m 755 "$HERE/guest/init" "$G/init"
 mkdir -p "$G/bin"
 install -m 755 "$HERE/guest/rx" "$G/bin/rx"
+# the patched xen-hcd (frontend-patches/linux); guest/init loads it
+KREL=$(awk '/^kernel-release / {print $2}' "$IMGDIR/versions")
+XENHCD=$BUILD/frontend/xen-hcd.ko
+if [ -f "$XENHCD" ]; then
+    built_for=$(modinfo -F vermagic "$XENHCD" | cut -d' ' -f1)
+    [ "$built_for" = "$KREL" ] \
+        || die "$XENHCD is built for $built_for, the guest kernel is $KREL (make BUILD=$BUILD frontend-modules)"
+    install -D -m 644 "$XENHCD" "$G/lib/modules/$KREL/extra/xen-hcd.ko"
+    # its GNU build id tells the guest's loaded module is this build
+    id=$(readelf -n "$XENHCD" | awk '/Build ID:/ {print $3; exit}')
+    [ -n "$id" ] || die "$XENHCD has no build id"
+    printf 'RX_XENHCD_BUILD_ID=%q\n' "$id" >>"$L/etc/netbus-rx/env"
+else
+    echo "run-scenario: no $XENHCD (make BUILD=$BUILD frontend-modules): guests have no xen-hcd" >&2
+fi
 ( cd "$G" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$L/etc/netbus-rx/guest-layer.cpio"
 ( cd "$L" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) >"$OUT/layer.cpio"
 # The kernel unpacks concatenated cpio archives in order: the layer's files
