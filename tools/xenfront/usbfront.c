@@ -925,6 +925,29 @@ static int regrant(struct usbfront *uf, void *addr, unsigned count)
     return -1;
 }
 
+/* Waits (bounded) until this domain's device/vusb/DEVID names a backend
+ * on the new host. */
+static int wait_controller(struct usbfront *uf)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/local/domain/%u/device/vusb/%u/backend",
+             xenif_xs_own_domid(uf->xs), uf->o.devid);
+    uint64_t end = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
+    for (;;) {
+        char *be = xenif_xs_read(uf->xs, 0, path, NULL);
+        free(be);
+        if (be)
+            return 0;
+        if (uf_now_ns() >= end) {
+            fail(uf, "after the migration: no %s on the new host within %d ms (the "
+                 "toolstack did not recreate the USB controller)", path,
+                 uf->o.timeout_ms);
+            return -1;
+        }
+        usleep(50000);
+    }
+}
+
 static int resume_moved(struct usbfront *uf)
 {
     char why[512];
@@ -946,12 +969,15 @@ static int resume_moved(struct usbfront *uf)
         fail(uf, "xenstore on the new host: %s", why);
         return -1;
     }
-    if (read_otherend(uf) < 0)
-        return -1;
+    /* Leave the old host first: its toolstack finishes (destroys the old
+     * domain, its backend lets the device go) before a toolstack that
+     * writes the controller on this host only after the migration does. */
     if (xsg_resumed(uf->xsg, why, sizeof(why)) < 0) {
         fail(uf, "leaving the old host: %s", why);
         return -1;
     }
+    if (wait_controller(uf) < 0 || read_otherend(uf) < 0)
+        return -1;
     if (regrant(uf, uf->urb_sring, 1) < 0 || regrant(uf, uf->conn_sring, 1) < 0 ||
         regrant(uf, uf->pool, URB_SLOTS * UF_MAX_SEGS) < 0)
         return -1;
