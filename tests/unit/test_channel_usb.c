@@ -7,7 +7,8 @@
  * bulk and isochronous transfers; every URB runs exactly once when replies
  * are lost on the wire, when requests are lost, and when URBs are still at
  * the device across a reconnect; UNLINK; device unplug and replug reaching
- * the LBE; the export side's rules on their own (a resent sequence number
+ * the LBE; handover to the same guest's new session; the export side's
+ * rules on their own (a resent sequence number
  * answered from the kept result, an old one never run again, results
  * forgotten once acknowledged, the window bound); the in-process
  * short-circuit. */
@@ -420,18 +421,24 @@ static void on_failed(void *opaque, const char *why)
     snprintf(failed_why, sizeof(failed_why), "%s", why);
 }
 
-static struct vusb_target *open_remote(const char *name)
+static struct vusb_target *open_as(const char *name, const char *owner,
+                                   unsigned wait_ms)
 {
     failed_why[0] = '\0';
     struct nb_usb_remote_params p = {
         .pool = &pool, .host = "127.0.0.1", .port = px.port,
-        .export_name = name, .owner = "test", .io_timeout_ms = 10000,
+        .export_name = name, .owner = owner, .io_timeout_ms = 10000,
         .where = "test lbe", .failed = on_failed };
     struct vusb_target *t = nb_usb_remote_open(&p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     t->changed = on_changed;
-    PUMP_UNTIL(t->speed != VUSB_SPEED_NONE || failed_why[0], 5000);
+    PUMP_UNTIL(t->speed != VUSB_SPEED_NONE || failed_why[0], wait_ms);
     return t;
+}
+
+static struct vusb_target *open_remote(const char *name)
+{
+    return open_as(name, "test", 5000);
 }
 
 static void close_remote(struct vusb_target *t)
@@ -645,6 +652,46 @@ static void test_refusals(void)
     t = open_remote("disk"); /* a disk is not a USB device */
     CU_ASSERT(strstr(failed_why, "not a USB device") != NULL);
     close_remote(t);
+}
+
+#define GUEST "11111111-2222-3333-4444-555555555555"
+
+/* The guest migrated: its LBE on the new host opens the same export. */
+static void test_handover(void)
+{
+    struct vusb_target *old = open_as("dongle", GUEST, 5000);
+    CU_ASSERT_EQUAL_FATAL(old->speed, VUSB_SPEED_HIGH);
+    dev_reset_counts();
+    dev.hold = true;
+    struct cx c, c2;
+    bulk_out(&c, 300, 64);
+    CU_ASSERT_EQUAL(old->ops->submit(old, &c.x), 0);
+    PUMP_UNTIL(dev.nheld == 1, 3000);
+    /* The new session is not answered while the old one's URB is at the
+     * device. */
+    struct vusb_target *nw = open_as("dongle", GUEST, 300);
+    CU_ASSERT_EQUAL(nw->speed, VUSB_SPEED_NONE);
+    CU_ASSERT_STRING_EQUAL(failed_why, "");
+    fake_complete(1);
+    PUMP_UNTIL(nw->speed == VUSB_SPEED_HIGH && c.done, 3000);
+    CU_ASSERT_EQUAL(c.done, 1);
+    CU_ASSERT_EQUAL(c.x.status, 0);
+    CU_ASSERT_EQUAL(nw->speed, VUSB_SPEED_HIGH);
+    /* The old session takes no more URBs: its LBE learns it for good. */
+    dev.hold = false;
+    bulk_out(&c2, 301, 64);
+    CU_ASSERT_EQUAL(old->ops->submit(old, &c2.x), 0);
+    PUMP_UNTIL(c2.done, 3000);
+    CU_ASSERT_EQUAL(c2.x.status, -ENODEV);
+    CU_ASSERT(strstr(failed_why, "handed over") != NULL);
+    CU_ASSERT_EQUAL(dev.runs[301], 0);
+    bulk_out(&c2, 302, 64);
+    CU_ASSERT_EQUAL(nw->ops->submit(nw, &c2.x), 0);
+    PUMP_UNTIL(c2.done, 3000);
+    CU_ASSERT_EQUAL(c2.x.status, 0);
+    CU_ASSERT_EQUAL(dev.runs[302], 1);
+    close_remote(old);
+    close_remote(nw);
 }
 
 /* ---- the export side's rules, frame by frame ---------------------------------------- */
@@ -931,6 +978,8 @@ static CU_TestInfo channel_usb_tests[] = {
     { "unlink, also across a reconnect", test_unlink },
     { "device unplugged and back reaches the LBE", test_unplug },
     { "a missing export and a disk are refused", test_refusals },
+    { "handover: the migrated guest's new session waits for the old URBs",
+      test_handover },
     { "export side: resend, acknowledgement, window", test_export_rules },
     { "in-process short-circuit", test_local },
     CU_TEST_INFO_NULL,
