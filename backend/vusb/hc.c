@@ -643,6 +643,7 @@ void vusb_hc_close(struct vusb_hc *hc)
     if (!hc)
         return;
     hc->quiesced = true;
+    hc->on_drained = NULL; /* a suspend's quiesce ends with the connection */
     if (hc->fd_added) {
         evloop_del(hc->p.loop, hc->fd);
         hc->fd_added = false;
