@@ -16,7 +16,21 @@
  *    then a status page the host writes);
  *  - event-channel generations: a memfd of XENSIM_EVTCHN_PORTS uint32_t, one
  *    per port of the domain, bumped by the host whenever the port or its
- *    binding changes, sealed against writes by clients.
+ *    binding changes, sealed against writes by clients;
+ *  - event-channel port words: a memfd of one page per bound port, sealed
+ *    against resizing, fresh for every port the host opens. Its first
+ *    uint32_t holds the port's pending and mask bits, as Xen's shared_info
+ *    evtchn_pending/evtchn_mask do for a guest (XENSIM_EVTCHN_* below).
+ *
+ * Event delivery, with no system call where Xen needs no hypercall: a port
+ * has an eventfd and a word. To notify its peer, a client sets PENDING in
+ * the peer port's word (atomic or) and writes the peer port's eventfd only
+ * when the word had neither PENDING nor MASKED. The owner reads its eventfd
+ * when woken, then takes the event by setting MASKED and clearing PENDING;
+ * unmasking clears MASKED and, if PENDING came meanwhile, writes its own
+ * eventfd. So an eventfd is nonzero whenever its port is pending and
+ * unmasked. Both ends of a channel can write both words: what one end
+ * writes there only concerns that channel, which it could stall anyway.
  */
 #ifndef NETBUS_XENSIM_PROTO_H
 #define NETBUS_XENSIM_PROTO_H
@@ -41,6 +55,9 @@
 /* Event channels: ports 1..XENSIM_EVTCHN_PORTS-1 (0 is never valid, as in
  * Xen). */
 #define XENSIM_EVTCHN_PORTS    4096u
+/* Bits of a port word. */
+#define XENSIM_EVTCHN_PENDING  0x1u /* set by the peer's notify */
+#define XENSIM_EVTCHN_MASKED   0x2u /* set by the owner: no wake-up */
 
 /* Bits of a v1 grant entry's first 32-bit word (flags | domid << 16), the
  * word Xen and guests update with cmpxchg. Values as xen/grant_table.h. */
@@ -100,13 +117,14 @@ enum xensim_op {
     /* Event channels, on ports of the caller's domain. */
     XENSIM_OP_EVTCHN_ATTACH,       /* fds: [generation table] */
     XENSIM_OP_EVTCHN_ALLOC_UNBOUND,/* req.remote; rsp.port, rsp.gen;
-                                      fds: [port eventfd] */
+                                      fds: [port eventfd, port word] */
     XENSIM_OP_EVTCHN_BIND,         /* req.remote, req.remote_port; rsp.port,
-                                      rsp.gen; fds: [port eventfd, peer
-                                      eventfd] */
+                                      rsp.gen; fds: [port eventfd, port
+                                      word, peer eventfd, peer word] */
     XENSIM_OP_EVTCHN_UNBIND,       /* req.port */
     XENSIM_OP_EVTCHN_PEER,         /* req.port; rsp.state, rsp.gen; fds:
-                                      [peer eventfd] when interdomain */
+                                      [peer eventfd, peer word] when
+                                      interdomain */
     XENSIM_OP_EVTCHN_STATUS,       /* req.domid, req.port; rsp.state,
                                       rsp.remote, rsp.remote_port */
 
@@ -197,6 +215,6 @@ struct xensim_rsp {
     char dir[XENSIM_DIR_MAX];  /* GUEST_SUSPEND, migrated: the new host */
 };
 
-#define XENSIM_MAX_FDS 2
+#define XENSIM_MAX_FDS 4
 
 #endif

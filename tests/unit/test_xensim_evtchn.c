@@ -4,6 +4,8 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -188,11 +190,61 @@ static void test_loopback(void)
     CU_ASSERT_EQUAL(xenif_evtchn_unbind(be, (xenif_port)b), 0);
 }
 
+/* The shared-memory side of the protocol, seen from a raw connection: the
+ * peer's notify sets PENDING in our port word and writes our eventfd only
+ * when the port was idle and unmasked, so notifications coalesce. */
+static void test_notify_wakes_idle_unmasked_port(void)
+{
+    char err[256];
+    int sock = xensim_connect(host.dir, fe_dom, false, err, sizeof(err));
+    CU_ASSERT_FATAL(sock >= 0);
+    struct xensim_req req;
+    struct xensim_rsp rsp;
+    int fds[XENSIM_MAX_FDS];
+    unsigned nfds;
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
+    CU_ASSERT_EQUAL_FATAL(xensim_call(sock, &req, &rsp, fds, &nfds), 0);
+    CU_ASSERT_EQUAL_FATAL(nfds, 2);
+    int efd = fds[0];
+    uint32_t *word = mmap(NULL, XENSIM_PROTO_PAGE, PROT_READ | PROT_WRITE,
+                          MAP_SHARED, fds[1], 0);
+    close(fds[1]);
+    CU_ASSERT_FATAL(word != MAP_FAILED);
+    int bport = xenif_evtchn_bind_interdomain(be, fe_dom, (xenif_port)rsp.port);
+    CU_ASSERT_FATAL(bport > 0);
+    uint64_t count;
+
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(xenif_evtchn_notify(be, (xenif_port)bport), 0);
+    CU_ASSERT_EQUAL(*word, XENSIM_EVTCHN_PENDING);
+    CU_ASSERT_EQUAL(read(efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+    CU_ASSERT_EQUAL(count, 1); /* one wake-up for three notifications */
+
+    /* Masked: pending is recorded, nobody is woken. */
+    *word = XENSIM_EVTCHN_MASKED;
+    CU_ASSERT_EQUAL(xenif_evtchn_notify(be, (xenif_port)bport), 0);
+    CU_ASSERT_EQUAL(*word, XENSIM_EVTCHN_MASKED | XENSIM_EVTCHN_PENDING);
+    CU_ASSERT_FALSE(sim_readable(efd, 20));
+
+    /* Taken (pending cleared): the next notification wakes again. */
+    *word = 0;
+    CU_ASSERT_EQUAL(xenif_evtchn_notify(be, (xenif_port)bport), 0);
+    CU_ASSERT_EQUAL(read(efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+    CU_ASSERT_EQUAL(count, 1);
+
+    CU_ASSERT_EQUAL(xenif_evtchn_unbind(be, (xenif_port)bport), 0);
+    munmap(word, XENSIM_PROTO_PAGE);
+    close(efd);
+    close(sock);
+}
+
 static CU_TestInfo evtchn_tests[] = {
     { "bind rules", test_bind_rules },
     { "notify, pending, mask, unmask, rebind", test_notify_pending_mask },
     { "closing a handle unbinds the peer", test_close_unbinds_peer },
     { "loopback in one domain", test_loopback },
+    { "notify wakes only an idle, unmasked port",
+      test_notify_wakes_idle_unmasked_port },
     CU_TEST_INFO_NULL,
 };
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -245,11 +246,111 @@ static void test_random_requests(void)
     assert_host_alive();
 }
 
+/* Takes events from the handle until EAGAIN, unmasking each; a bounded
+ * number of calls must do. Returns a bit per port seen (ports below 64). */
+static uint64_t drain_events(struct xenif_evtchn *ec)
+{
+    uint64_t seen = 0;
+    for (int i = 0; i < 16; i++) {
+        int p = xenif_evtchn_pending(ec);
+        if (p < 0) {
+            CU_ASSERT_EQUAL(errno, EAGAIN);
+            return seen;
+        }
+        if (p < 64)
+            seen |= 1ull << p;
+        CU_ASSERT_EQUAL(xenif_evtchn_unmask(ec, (xenif_port)p), 0);
+    }
+    CU_FAIL("pending() never ran out of events");
+    return seen;
+}
+
+/* A guest holds, for a channel to dom0, the backend port's eventfd and word
+ * (EVTCHN_PEER). Whatever it does with them (resize the memfd, write
+ * garbage, mask, saturate or drain the eventfd), the backend's handle keeps
+ * serving another guest's channel and the host keeps answering. */
+static void test_hostile_port_words(void)
+{
+    char err[256];
+    int evil = connect_as(guest);
+    CU_ASSERT_FATAL(evil >= 0);
+    struct xensim_req req;
+    struct xensim_rsp rsp;
+    int fds[XENSIM_MAX_FDS];
+    unsigned nfds;
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_ALLOC_UNBOUND);
+    CU_ASSERT_EQUAL_FATAL(xensim_call(evil, &req, &rsp, fds, &nfds), 0);
+    CU_ASSERT_EQUAL_FATAL(nfds, 2);
+    close(fds[0]);
+    close(fds[1]);
+    xenif_port evil_port = (xenif_port)rsp.port;
+
+    int honest = sim_create(&host, "honest");
+    CU_ASSERT_FATAL(honest > 0);
+    struct xenif_config be_cfg = sim_config(&host, 0);
+    struct xenif_config h_cfg = sim_config(&host, (unsigned)honest);
+    struct xenif_evtchn *be = xenif_evtchn_open(&be_cfg, err, sizeof(err));
+    struct xenif_evtchn *hec = xenif_evtchn_open(&h_cfg, err, sizeof(err));
+    CU_ASSERT_FATAL(be && hec);
+    int to_evil = xenif_evtchn_bind_interdomain(be, guest, evil_port);
+    int h_port = xenif_evtchn_alloc_unbound(hec, 0);
+    CU_ASSERT_FATAL(to_evil > 0 && to_evil < 64 && h_port > 0);
+    int to_honest = xenif_evtchn_bind_interdomain(be, (unsigned)honest,
+                                                  (xenif_port)h_port);
+    CU_ASSERT_FATAL(to_honest > 0 && to_honest < 64);
+
+    xensim_req_init(&req, XENSIM_OP_EVTCHN_PEER);
+    req.port = evil_port;
+    CU_ASSERT_EQUAL_FATAL(xensim_call(evil, &req, &rsp, fds, &nfds), 0);
+    CU_ASSERT_EQUAL_FATAL(nfds, 2);
+    int be_efd = fds[0], be_word_fd = fds[1];
+    /* Shrinking the word would fault the backend; growing it is no use. */
+    CU_ASSERT_EQUAL(ftruncate(be_word_fd, 0), -1);
+    CU_ASSERT_EQUAL(errno, EPERM);
+    CU_ASSERT_EQUAL(ftruncate(be_word_fd, 2 * XENSIM_PROTO_PAGE), -1);
+    uint32_t *be_word = mmap(NULL, XENSIM_PROTO_PAGE, PROT_READ | PROT_WRITE,
+                             MAP_SHARED, be_word_fd, 0);
+    CU_ASSERT_FATAL(be_word != MAP_FAILED);
+    uint64_t v = 0xfffffffffffffffeull;
+    CU_ASSERT_EQUAL(write(be_efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+
+    uint64_t honest_bit = 1ull << to_honest, evil_bit = 1ull << to_evil;
+    const uint32_t garbage[] = { 0xffffffffu, XENSIM_EVTCHN_MASKED,
+                                 XENSIM_EVTCHN_PENDING, 0xfffffffcu, 0 };
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        *be_word = garbage[i];
+        CU_ASSERT_EQUAL(xenif_evtchn_notify(hec, (xenif_port)h_port), 0);
+        CU_ASSERT(sim_readable(xenif_evtchn_fd(be), 1000));
+        uint64_t seen = drain_events(be);
+        CU_ASSERT(seen & honest_bit);
+        CU_ASSERT_EQUAL(seen & ~(honest_bit | evil_bit), 0);
+        /* And the answer reaches the honest guest. */
+        CU_ASSERT_EQUAL(xenif_evtchn_notify(be, (xenif_port)to_honest), 0);
+        CU_ASSERT(sim_readable(xenif_evtchn_fd(hec), 1000));
+        CU_ASSERT_EQUAL(xenif_evtchn_pending(hec), h_port);
+        CU_ASSERT_EQUAL(xenif_evtchn_unmask(hec, (xenif_port)h_port), 0);
+        /* Stealing the backend's wake-up for its own port only. */
+        CU_ASSERT_EQUAL(read(be_efd, &v, sizeof(v)) == (ssize_t)sizeof(v) ||
+                        errno == EAGAIN, 1);
+    }
+
+    munmap(be_word, XENSIM_PROTO_PAGE);
+    close(be_word_fd);
+    close(be_efd);
+    xenif_evtchn_close(be);
+    xenif_evtchn_close(hec);
+    close(evil);
+    CU_ASSERT_EQUAL(sim_destroy(&host, (unsigned)honest), 0);
+    assert_host_alive();
+}
+
 static CU_TestInfo hostile_tests[] = {
     { "wrong message sizes close the connection", test_bad_sizes },
     { "fds sent by a client close the connection", test_fds_from_client },
     { "bad values get errors", test_bad_values },
     { "random requests", test_random_requests },
+    { "a peer writing port words hurts only its channel",
+      test_hostile_port_words },
     CU_TEST_INFO_NULL,
 };
 

@@ -1,8 +1,10 @@
 /* Event channels, host side: per-domain port tables with Xen's binding rules
  * (xen/common/event_channel.c). Notifications never pass through the host:
- * each port has an eventfd, and a client notifies by writing the peer port's
- * eventfd, which it fetched from here. The generation table tells clients,
- * without a round trip, when the binding behind a cached eventfd changed. */
+ * each port has an eventfd and a word of pending and mask bits, and a client
+ * notifies through the peer port's pair, which it fetched from here
+ * (xensim_proto.h has the rules). The host never maps a port word, so what
+ * clients write there cannot touch it. The generation table tells clients,
+ * without a round trip, when the binding behind a cached pair changed. */
 #include "host.h"
 
 #include <errno.h>
@@ -21,7 +23,7 @@ int evtchn_domain_init(struct domain *d)
     if (!d->ports)
         return -1;
     for (unsigned p = 0; p < XENSIM_EVTCHN_PORTS; p++)
-        d->ports[p].efd = -1;
+        d->ports[p].efd = d->ports[p].word_fd = -1;
     d->gen_fd = memfd_create("xensim-evtchn-gen", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (d->gen_fd < 0 || ftruncate(d->gen_fd, GEN_BYTES) < 0)
         goto fail;
@@ -70,8 +72,10 @@ static void close_port(struct host *h, struct domain *d, unsigned port)
     }
     if (p->efd >= 0)
         close(p->efd);
+    if (p->word_fd >= 0)
+        close(p->word_fd);
     memset(p, 0, sizeof(*p));
-    p->efd = -1;
+    p->efd = p->word_fd = -1;
     bump(d, port);
 }
 
@@ -98,9 +102,26 @@ void evtchn_conn_gone(struct host *h, struct conn *c)
             close_port(h, d, p);
 }
 
-/* Takes a free port for owner with a fresh eventfd, in state with
- * remote_dom, and puts it in the reply: rsp->port, rsp->gen, fds[0]. 0 or an
- * errno value. */
+/* A zeroed port word (not pending, not masked) nobody can resize: a peer
+ * shrinking it would fault the owner. -1 with errno. */
+static int new_word(void)
+{
+    int fd = memfd_create("xensim-evtchn-port", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, XENSIM_PROTO_PAGE) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Takes a free port for owner with a fresh eventfd and word, in state with
+ * remote_dom, and puts it in the reply: rsp->port, rsp->gen, fds[0..1]. 0
+ * or an errno value. */
 static int open_port(struct domain *d, struct conn *owner,
                      enum xensim_port_state state, unsigned remote_dom,
                      struct xensim_rsp *rsp, int *fds, unsigned *nfds)
@@ -113,16 +134,24 @@ static int open_port(struct domain *d, struct conn *owner,
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd < 0)
         return errno;
+    int word_fd = new_word();
+    if (word_fd < 0) {
+        int e = errno;
+        close(efd);
+        return e;
+    }
     struct port *p = &d->ports[port];
     p->state = state;
     p->remote_dom = remote_dom;
     p->efd = efd;
+    p->word_fd = word_fd;
     p->owner = owner;
     bump(d, port);
     rsp->port = port;
     rsp->gen = d->gens[port];
     fds[0] = efd;
-    *nfds = 1;
+    fds[1] = word_fd;
+    *nfds = 2;
     return 0;
 }
 
@@ -158,8 +187,9 @@ static int op_bind(struct host *h, struct conn *c, struct domain *d,
     rp->state = XENSIM_PORT_INTERDOMAIN;
     rp->remote_port = rsp->port;
     bump(r, req->remote_port);
-    fds[1] = rp->efd;
-    *nfds = 2;
+    fds[2] = rp->efd;
+    fds[3] = rp->word_fd;
+    *nfds = 4;
     return 0;
 }
 
@@ -185,7 +215,8 @@ static int op_peer(struct host *h, struct conn *c, struct domain *d,
         struct domain *r = host_domain(h, p->remote_dom);
         if (r) {
             fds[0] = r->ports[p->remote_port].efd;
-            *nfds = 1;
+            fds[1] = r->ports[p->remote_port].word_fd;
+            *nfds = 2;
         }
     }
     return 0;

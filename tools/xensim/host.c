@@ -151,7 +151,7 @@ static void conn_cb(struct evloop *loop, int fd, uint32_t events, void *opaque)
     }
     struct xensim_rsp rsp;
     memset(&rsp, 0, sizeof(rsp));
-    int fds[XENSIM_MAX_FDS] = { -1, -1 };
+    int fds[XENSIM_MAX_FDS] = { -1, -1, -1, -1 };
     unsigned nfds = 0;
     rsp.err = dispatch(h, c, &req, &rsp, fds, &nfds);
     if (rsp.err == XENSIM_DEFERRED)

@@ -32,6 +32,7 @@ struct port {
     unsigned remote_dom;   /* UNBOUND: who may bind; INTERDOMAIN: peer */
     unsigned remote_port;  /* INTERDOMAIN */
     int efd;               /* eventfd notified when the peer sends */
+    int word_fd;           /* memfd: pending and mask bits (xensim_proto.h) */
     struct conn *owner;    /* the client handle that bound it */
 };
 
