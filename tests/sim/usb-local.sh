@@ -8,9 +8,10 @@
 # usbdev-attach); the toolstack's xenstore layout and its answers to wrong
 # input are checked. The reference usbfront (xenfront usb) then lists the
 # ports and enumerates both devices, reads HID reports in sequence, and
-# streams verified bulk loopback transfers for USB_VERIFY_SECONDS while the
-# guest migrates from A to B in the middle: the frontend drains its URBs at
-# the suspend, A's backend quiesces and lets the device go when the domain
+# streams verified bulk loopback transfers for USB_VERIFY_SECONDS, and a
+# second frontend on a second controller reads HID reports, while the
+# guest migrates from A to B in the middle: the frontends drain their URBs
+# at the suspend (the HID reader unlinks its pending interrupt INs), A's backend quiesces and lets the device go when the domain
 # leaves, B's backend claims it and adopts the address the guest gave it,
 # and the stream carries on. Every byte is checked; the device's counters,
 # read through the guest and from outside (usbdev's control socket), must
@@ -124,17 +125,33 @@ check "hid reports in sequence" "result=ok reports=100" \
     "$(grep -o 'result=[a-zA-Z]* reports=[0-9]*' "$dir/last.out")"
 hid_last=$(grep -o 'last=[0-9]*' "$dir/last.out" | cut -d= -f2)
 
-# --- verify with a migration A -> B in the middle -------------------------------
+# nb-hid moves to a second controller, so a second frontend can read it
+# while the first streams.
+status_is "usbdev-detach nb-hid from controller 0" 0 "$xensim" usbdev-detach --dir "$A" g 0 2
+status_is "second controller" 0 "$xensim" usbctrl-attach --dir "$A" g --ports 2 --version 1
+check "second controller is devid 1" 1 "$(cat "$dir/last.out")"
+status_is "nb-hid on controller 1" 0 "$xensim" usbdev-attach --dir "$A" g 1-2 --controller 1
+check "nb-hid on controller 1 port 1" "1 1" "$(cat "$dir/last.out")"
+
+# --- verify and HID reads with a migration A -> B in the middle -----------------
 run_fe "$A" "$g" verify --port 1 --seconds "$SECS" --queue 8 --timeout 30 \
     >"$dir/verify.out" 2>"$dir/verify.err" &
 vpid=$!
-sleep $((SECS / 3))
+# The HID reader does not wait for its interrupt INs at the suspend
+# (--drain-ms 0): they are unlinked, and a report the device produced
+# anyway must still arrive, none twice.
+sleep $((SECS / 3 - 2))
+run_fe "$A" "$g" hid --devid 1 --port 1 --count 600 --queue 2 --drain-ms 0 \
+    --timeout 30 >"$dir/hid.out" 2>"$dir/hid.err" &
+hpid=$!
+sleep 2
 ng=$("$xensim" migrate --dir "$A" g --to "$B" --timeout 30 2>"$dir/migrate.err") || {
     fail=$((fail + 1)); echo "FAIL migrate A -> B"; sed 's/^/     /' "$dir/migrate.err"; }
-# migrate.c's missing step 4 for USB: the controller and its devices on B.
-status_is "controller on B for the new domain" 0 "$xensim" usbctrl-attach --dir "$B" "$ng"
-status_is "nb-bulk on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-1
-status_is "nb-hid on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-2
+# migrate.c's missing step 4 for USB: the controllers and devices on B.
+status_is "controller 0 on B for the new domain" 0 "$xensim" usbctrl-attach --dir "$B" "$ng" --devid 0
+status_is "nb-bulk on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-1 --controller 0
+status_is "controller 1 on B" 0 "$xensim" usbctrl-attach --dir "$B" "$ng" --devid 1 --ports 2 --version 1
+status_is "nb-hid on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-2 --controller 1
 rc=0
 wait "$vpid" || rc=$?
 vout=$(cat "$dir/verify.out")
@@ -150,28 +167,41 @@ grep -h 'suspended' "$dir/verify.err" | sed 's/^/     /' || true
 field() { grep -o " $1=[0-9]*" <<<"$vout" | cut -d= -f2; }
 check "device counters from outside = what the guest saw complete" \
     "$(field outs) $(field out_bytes) $(field ins) $(field in_bytes)" "$(tell "stats nb-bulk")"
-check "A's backend quiesced and let the device go" "1 1" \
+check "A's backend quiesced both controllers and let the devices go" "2 2" \
     "$(grep -c 'quiesced: no URB in flight' "$dir/netbusd-A.log") $(grep -c 'device removed' "$dir/netbusd-A.log")"
-check "B's backend adopted the guest's address" 1 \
+check "B's backend adopted the addresses the guest gave (one per controller)" 2 \
     "$(grep -c 'adopting address 1 ' "$dir/netbusd-B.log")"
 check "the old domain is gone from A" "" \
     "$("$xensim" list --dir "$A" | awk '$2=="g"')"
 
+rc=0
+wait "$hpid" || rc=$?
+hout=$(cat "$dir/hid.out")
+check "hid across the migration (exit $rc)" \
+    "result=ok reports=600 first=$((hid_last + 1)) last=$((hid_last + 600))" \
+    "$(grep -o 'result=[a-zA-Z]* reports=[0-9]* first=[0-9]* last=[0-9]*' <<<"$hout")"
+[ "$rc" == 0 ] || sed 's/^/     /' "$dir/hid.err" | tail -10
+check "hid frontend migrated once" "suspends=1 migrations=1" \
+    "$(grep -o 'suspends=[0-9]* migrations=[0-9]*' <<<"$hout")"
+check "its interrupt INs were unlinked at the suspend" yes \
+    "$(grep -q 'drain_unlinked=[1-9]' <<<"$hout" && echo yes || echo "no: $hout")"
+
 # --- after the move: the HID sequence carries on -----------------------------------
-status_is "usb hid on B" 0 run_fe "$B" "$ng" hid --port 2 --count 20
-check "hid reports continue the sequence" "first=$((hid_last + 1)) last=$((hid_last + 20))" \
+status_is "usb hid on B" 0 run_fe "$B" "$ng" hid --devid 1 --port 1 --count 20
+check "hid reports continue the sequence" "first=$((hid_last + 601)) last=$((hid_last + 620))" \
     "$(grep -o 'first=[0-9]* last=[0-9]*' "$dir/last.out")"
 
 # --- detach --------------------------------------------------------------------------
 beB=/local/domain/0/backend/vusb/$ng/0
-status_is "usbdev-detach nb-hid" 0 "$xensim" usbdev-detach --dir "$B" "$ng" 0 2
-check "port/2 emptied" "" "$(XENSTORED_PATH=$B/socket xenstore-read "$beB/port/2")"
-status_is "usbctrl-detach" 0 "$xensim" usbctrl-detach --dir "$B" "$ng" 0
+status_is "usbdev-detach nb-bulk" 0 "$xensim" usbdev-detach --dir "$B" "$ng" 0 1
+check "port/1 emptied" "" "$(XENSTORED_PATH=$B/socket xenstore-read "$beB/port/1")"
+status_is "usbctrl-detach 0" 0 "$xensim" usbctrl-detach --dir "$B" "$ng" 0
+status_is "usbctrl-detach 1 (its device with it)" 0 "$xensim" usbctrl-detach --dir "$B" "$ng" 1
 check "controller nodes removed" "gone gone gone" \
     "$(for p in "$beB" "/local/domain/$ng/device/vusb/0" "/libxl/$ng/device/vusb/0"; do
         XENSTORED_PATH=$B/socket xenstore-read "$p/state" >/dev/null 2>&1 && echo present || echo gone; done | paste -sd' ')"
 check "usb-list empty" 1 "$("$xensim" usb-list --dir "$B" "$ng" | wc -l)"
-check "B's backend let the devices go" 1 "$(grep -c 'device removed' "$dir/netbusd-B.log")"
+check "B's backend let both devices go" 2 "$(grep -c 'device removed' "$dir/netbusd-B.log")"
 
 # The netbusds are usbdev's grandchildren: each must stop on SIGTERM, and
 # usbdev reports their exit statuses (or'ed).

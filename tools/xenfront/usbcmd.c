@@ -175,7 +175,6 @@ static int parse_args(struct usb_args *a, int argc, char **argv, const char *cmd
     static const struct option opts[] = { USB_LONGOPTS, { NULL, 0, NULL, 0 } };
     memset(a, 0, sizeof(*a));
     uf_opts_default(&a->o);
-    a->queue = 0;
     a->seconds = 10;
     a->window = NB_FIFO_MAX;
     a->settle_ms = 1000;
@@ -455,7 +454,6 @@ struct xfer {
     struct vctx *v;
     bool in;
     uint64_t seq;
-    uint64_t stream_off;       /* OUT: where its bytes go in the stream */
     uint8_t *buf;
     struct xfer *next;
 };
@@ -594,10 +592,8 @@ static int submit_next(struct vctx *v, bool outs_allowed)
     x->u.page_off = off;
     x->u.done = xfer_done;
     x->v = v;
-    if (!in) {
-        x->stream_off = v->out_sub;
+    if (!in)
         stream_fill(x->buf, v->seed, v->out_sub, len);
-    }
     if (uf_submit(v->uf, &x->u) < 0) {
         if (errno == EAGAIN)
             return 0;
@@ -760,9 +756,9 @@ static int usb_verify(int argc, char **argv)
         if (v.errors || v.mismatches)
             outs_allowed = false;
         int s;
-        while ((s = submit_next(&v, outs_allowed && !(a.have_count &&
-                                                      v.out_next_seq >= a.count))) > 0)
-            ;
+        while ((s = submit_next(&v, outs_allowed)) > 0)
+            if (a.have_count && v.out_next_seq >= a.count)
+                outs_allowed = false;
         if (s < 0) {
             fprintf(stderr, "xenfront usb verify: submit: %s\n",
                     *uf_error(v.uf) ? uf_error(v.uf) : strerror(errno));
@@ -860,7 +856,7 @@ static int usb_hid(int argc, char **argv)
     int rc = 1;
     struct usbdev d;
     struct report rep[15];
-    uint64_t got = 0, submitted = 0, bad = 0;
+    uint64_t got = 0, submitted = 0, bad = 0, requeued = 0;
     uint32_t first = 0, last = 0;
     if (enumerate(uf, a.port, a.o.timeout_ms, true, &d) < 0)
         goto out;
@@ -900,6 +896,13 @@ static int usb_hid(int argc, char **argv)
             struct report *p = &rep[next_check];
             next_check = (next_check + 1) % q;
             in_flight--;
+            if (p->u.unlinked && p->u.status != 0 && p->u.actual == 0) {
+                /* Unlinked at a suspend before the device produced a
+                 * report: asked again. */
+                submitted--;
+                requeued++;
+                continue;
+            }
             got++;
             uint32_t seq = p->u.actual >= 4 ? le32(p->buf) : 0;
             static const uint8_t tail[4] = { 0xa5, 0x5a, 0xa5, 0x5a };
@@ -935,9 +938,13 @@ static int usb_hid(int argc, char **argv)
         }
         rc = 0;
     }
-    printf("result=%s reports=%llu first=%u last=%u seconds=%.2f ms_per_report=%.2f\n",
+    const struct uf_stats *st = uf_stats(uf);
+    printf("result=%s reports=%llu first=%u last=%u seconds=%.2f ms_per_report=%.2f "
+           "suspends=%llu migrations=%llu drain_unlinked=%llu asked_again=%llu\n",
            rc == 0 ? "ok" : "FAILED", (unsigned long long)got, first, last, secs,
-           got ? secs * 1000 / (double)got : 0.0);
+           got ? secs * 1000 / (double)got : 0.0, (unsigned long long)st->suspends,
+           (unsigned long long)st->migrations, (unsigned long long)st->drain_unlinked,
+           (unsigned long long)requeued);
 out:
     if (uf_close(uf) < 0)
         rc = 1;

@@ -300,7 +300,7 @@ struct usbfront {
     struct xsg *xsg;
     bool suspending;
     bool resuming;             /* in resume_moved: no nested suspend */
-    uint64_t susp_start_ns, drain_deadline_ns;
+    uint64_t susp_start_ns, drain_deadline_ns, unlink_deadline_ns;
     bool drain_unlinked;
     uint64_t last_deadline_check;
     struct uf_stats stats;
@@ -901,9 +901,9 @@ static int check_deadlines(struct usbfront *uf)
 
 /* ---- suspend / resume ---------------------------------------------------- */
 /* The patched xen-hcd's freeze: no new URBs; the in-flight ones get drain_ms
- * to complete, then are unlinked and get drain_ms more for the answers;
- * what is still unanswered then is failed with -ESHUTDOWN (the device may
- * or may not have executed it). Resumed elsewhere: same data pages and ring
+ * to complete, then are unlinked and the backend gets the URB timeout to
+ * answer; what is still unanswered then is failed with -ESHUTDOWN (the
+ * device may or may not have executed it). Resumed elsewhere: same data pages and ring
  * pages granted again to the new backend, fresh rings, new event channel,
  * handshake, and every port that had a device must report it again. */
 
@@ -1052,8 +1052,9 @@ static int do_suspend(struct usbfront *uf)
     return 0;
 }
 
-/* Called from uf_poll while suspending: unlink after the drain time, suspend
- * once nothing is in flight or the unlinks had their time. */
+/* Called from uf_poll while suspending: after drain_ms, unlink what is
+ * still in flight (more as ring slots free up) and give the backend the
+ * URB timeout to answer; suspend once nothing is in flight, or then. */
 static int suspend_step(struct usbfront *uf)
 {
     uint64_t now = uf_now_ns();
@@ -1061,23 +1062,25 @@ static int suspend_step(struct usbfront *uf)
         return do_suspend(uf);
     if (now < uf->drain_deadline_ns)
         return 0;
-    if (uf->drain_unlinked)
-        return do_suspend(uf);
+    if (!uf->drain_unlinked) {
+        vlog(uf, "drain: %u URB(s) still in flight after %d ms: unlinking",
+             uf->in_flight, uf->o.drain_ms);
+        uf->drain_unlinked = true;
+        uf->unlink_deadline_ns = now + (uint64_t)uf->o.timeout_ms * 1000000ull;
+    }
     for (unsigned id = 0; id < URB_SLOTS; id++) {
         struct slot *s = &uf->slots[id];
         if (s->busy && !s->is_unlink && !s->urb->unlinked) {
             if (uf_unlink(uf, s->urb) < 0) {
                 if (errno == EAGAIN)
-                    break; /* ring full: the rest fail at do_suspend */
+                    break; /* the ring is full: again when slots free up */
                 return -1;
             }
             uf->stats.drain_unlinked++;
         }
     }
-    vlog(uf, "drain: %u URB(s) still in flight after %d ms: unlinked",
-         uf->in_flight, uf->o.drain_ms);
-    uf->drain_unlinked = true;
-    uf->drain_deadline_ns = now + (uint64_t)uf->o.drain_ms * 1000000ull;
+    if (now >= uf->unlink_deadline_ns)
+        return do_suspend(uf);
     return uf_kick(uf);
 }
 
