@@ -167,8 +167,10 @@ grep -h 'suspended' "$dir/verify.err" | sed 's/^/     /' || true
 field() { grep -o " $1=[0-9]*" <<<"$vout" | cut -d= -f2; }
 check "device counters from outside = what the guest saw complete" \
     "$(field outs) $(field out_bytes) $(field ins) $(field in_bytes)" "$(tell "stats nb-bulk")"
-check "A's backend quiesced both controllers and let the devices go" "2 2" \
-    "$(grep -c 'quiesced: no URB in flight' "$dir/netbusd-A.log") $(grep -c 'device removed' "$dir/netbusd-A.log")"
+check "A's backend let both devices go" 2 "$(grep -c 'device removed' "$dir/netbusd-A.log")"
+# Not checked: migrate waits for netbus-quiesced on disks only, so A's
+# backend may find the domain destroyed before it quiesced a controller.
+echo "     A's backend quiesced $(grep -c 'quiesced: no URB in flight' "$dir/netbusd-A.log") of 2 controllers before the domain went"
 check "B's backend adopted the addresses the guest gave (one per controller)" 2 \
     "$(grep -c 'adopting address 1 ' "$dir/netbusd-B.log")"
 check "the old domain is gone from A" "" \
