@@ -577,9 +577,10 @@ static int publish(struct usbfront *uf)
  * requests pushed, Connected -> the backend's Connected. */
 static int connect_backend(struct usbfront *uf)
 {
+    /* Closed is no failure here: a backend that served an earlier frontend
+     * goes back to InitWait once it sees us Initialising. */
     if (wait_be_state(uf, 1u << XenbusStateInitWait | 1u << XenbusStateInitialised |
-                          1u << XenbusStateConnected,
-                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                          1u << XenbusStateConnected, 0,
                       "waiting for InitWait") < 0)
         return -1;
     if (init_rings(uf) < 0 || publish(uf) < 0 || uf_kick(uf) < 0 ||
