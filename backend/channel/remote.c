@@ -2,6 +2,7 @@
 #include "remote.h"
 
 #include "backend/vbd/target.h"
+#include "client_open.h"
 #include "evloop.h"
 #include "log.h"
 #include "timer.h"
@@ -240,26 +241,8 @@ static void resend_all(struct rt *t)
 
 static const char *open_error(struct rt *t, int32_t st)
 {
-    switch (st) {
-    case NB_ST_NOENT:
-        snprintf(t->why, sizeof(t->why), "%s has no export '%s' for this "
-                 "host (no such export, or this host is not among its "
-                 "allowed peers)", nb_peer_name(t->peer), t->export_name);
-        break;
-    case NB_ST_ROFS:
-        snprintf(t->why, sizeof(t->why), "export '%s' is read-only: attach "
-                 "it with mode r", t->export_name);
-        break;
-    case NB_ST_BUSY:
-        snprintf(t->why, sizeof(t->why), "export '%s' is in use by another "
-                 "guest (or this guest's disk was taken over from another "
-                 "host)", t->export_name);
-        break;
-    default:
-        snprintf(t->why, sizeof(t->why), "opening export '%s' failed: %s",
-                 t->export_name, strerror(-nb_status_errno(st)));
-    }
-    return t->why;
+    return nb_open_refusal(t->why, sizeof(t->why), st, nb_peer_name(t->peer),
+                           t->export_name, false);
 }
 
 static int open_reply(struct nb_call *call, const struct nb_hdr *h,
@@ -321,18 +304,10 @@ static int open_reply(struct nb_call *call, const struct nb_hdr *h,
 
 static void send_open(struct rt *t)
 {
-    if (t->st == RT_FAILED || t->st == RT_OPENING || !nb_peer_up(t->peer))
-        return;
-    struct nb_open m = { .flags = t->readonly ? NB_OPEN_READONLY : 0,
-                         .resume_session = t->session };
-    snprintf(m.name, sizeof(m.name), "%s", t->export_name);
-    snprintf(m.owner, sizeof(m.owner), "%s", t->owner);
-    uint8_t b[NB_MAX_CTRL];
-    struct nb_hdr h = { .type = NB_OPEN };
-    nb_out_set(&t->open_call.out, &h, b, nb_open_encode(b, &m), NULL, 0);
-    t->open_call.reply = open_reply;
-    t->open_call.sink = NULL;
-    if (nb_peer_send(t->peer, &t->open_call) == 0)
+    if (t->st != RT_FAILED && t->st != RT_OPENING &&
+        nb_send_open(t->peer, &t->open_call,
+                     t->readonly ? NB_OPEN_READONLY : 0, t->session,
+                     t->export_name, t->owner, open_reply) == 0)
         t->st = RT_OPENING;
 }
 
