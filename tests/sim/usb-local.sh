@@ -161,8 +161,9 @@ else
     fail=$((fail + 1)); echo "FAIL verify across the migration (exit $rc)"
     sed 's/^/     /' "$dir/verify.out" "$dir/verify.err" | tail -20
 fi
-check "the guest migrated once, nothing unlinked at the drain" "suspends=1 migrations=1 drain_unlinked=0" \
-    "$(grep -o 'suspends=[0-9]* migrations=[0-9]* drain_unlinked=[0-9]*' <<<"$vout")"
+check "migrated once, nothing unlinked at the drain, the device never seen replugged" \
+    "suspends=1 migrations=1 drain_unlinked=0 port_connects=1" \
+    "$(grep -o 'suspends=[0-9]* migrations=[0-9]* drain_unlinked=[0-9]* port_connects=[0-9]*' <<<"$vout")"
 grep -h 'suspended' "$dir/verify.err" | sed 's/^/     /' || true
 field() { grep -o " $1=[0-9]*" <<<"$vout" | cut -d= -f2; }
 check "device counters from outside = what the guest saw complete" \

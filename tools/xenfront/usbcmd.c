@@ -793,7 +793,8 @@ static int usb_verify(int argc, char **argv)
     printf("result=%s seed=%llu outs=%llu out_bytes=%llu ins=%llu in_bytes=%llu "
            "short_ins=%llu offset_xfers=%llu full_16seg_xfers=%llu unlinks=%llu "
            "mismatches=%llu errors=%llu seconds=%.1f MBps=%.1f suspends=%llu "
-           "migrations=%llu drain_unlinked=%llu\n", rc == 0 ? "ok" : "FAILED",
+           "migrations=%llu drain_unlinked=%llu port_connects=%llu\n",
+           rc == 0 ? "ok" : "FAILED",
            (unsigned long long)v.seed, (unsigned long long)v.outs,
            (unsigned long long)v.out_bytes, (unsigned long long)v.ins,
            (unsigned long long)v.in_bytes, (unsigned long long)v.short_ins,
@@ -802,7 +803,8 @@ static int usb_verify(int argc, char **argv)
            (unsigned long long)v.errors, secs,
            secs > 0 ? (v.out_bytes + v.in_bytes) / secs / 1e6 : 0.0,
            (unsigned long long)st->suspends, (unsigned long long)st->migrations,
-           (unsigned long long)st->drain_unlinked);
+           (unsigned long long)st->drain_unlinked,
+           (unsigned long long)uf_port_connects(v.uf, a.port));
     if (uf_port_disconnects(v.uf, a.port)) {
         fprintf(stderr, "xenfront usb verify: port %u was reported disconnected %llu "
                 "time(s) during the run\n", a.port,

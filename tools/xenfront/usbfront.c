@@ -1097,8 +1097,6 @@ static int suspend_check(struct usbfront *uf)
     return 0;
 }
 
-bool uf_suspending(const struct usbfront *uf) { return uf->suspending; }
-
 /* ---- polling ------------------------------------------------------------- */
 
 int uf_poll(struct usbfront *uf, int timeout_ms)
@@ -1317,5 +1315,3 @@ uint64_t uf_port_disconnects(const struct usbfront *uf, unsigned port)
 }
 const struct uf_stats *uf_stats(const struct usbfront *uf) { return &uf->stats; }
 const char *uf_error(const struct usbfront *uf) { return uf->err; }
-unsigned uf_in_flight(const struct usbfront *uf) { return uf->in_flight; }
-unsigned uf_ring_size(const struct usbfront *uf) { (void)uf; return URB_SLOTS; }

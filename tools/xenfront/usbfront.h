@@ -189,11 +189,6 @@ uint64_t uf_port_connects(const struct usbfront *uf, unsigned port);
 uint64_t uf_port_disconnects(const struct usbfront *uf, unsigned port);
 const struct uf_stats *uf_stats(const struct usbfront *uf);
 const char *uf_error(const struct usbfront *uf);
-unsigned uf_in_flight(const struct usbfront *uf);
-/* The ring's slots: URBs plus unlinks in flight at most. */
-unsigned uf_ring_size(const struct usbfront *uf);
-/* True between a suspend request and the resume: uf_submit refuses. */
-bool uf_suspending(const struct usbfront *uf);
 
 /* Queues a URB. 0; -1 with errno EAGAIN (ring full, or suspending: call
  * uf_poll), EINVAL (does not fit 16 segments, bad pipe), EIO (failed). */
