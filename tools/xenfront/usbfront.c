@@ -259,6 +259,11 @@ int uf_parse_string_desc(const uint8_t *buf, size_t len, char *out, size_t outle
 struct slot {
     bool busy;
     bool is_unlink;
+    /* An unlink naming this id is on the ring: the id is not reused until
+     * it is answered, or the backend would cancel the wrong URB. */
+    bool unlink_pending;
+    bool held;                 /* answered, waiting for that unlink */
+    unsigned target;           /* an unlink's: the id it cancels */
     struct uf_urb *urb;        /* the URB, or the one an unlink cancels */
     uint16_t length;           /* buffer_length asked for */
     bool in;
@@ -299,7 +304,7 @@ struct usbfront {
     bool connected, failed;
     struct xsg *xsg;
     bool suspending;
-    bool resuming;             /* in resume_moved: no nested suspend */
+    bool resuming;             /* in resume_moved: its polls do not suspend */
     uint64_t susp_start_ns, drain_deadline_ns, unlink_deadline_ns;
     bool drain_unlinked;
     uint64_t last_deadline_check;
@@ -520,7 +525,7 @@ static int init_rings(struct usbfront *uf)
     SHARED_RING_INIT(cs);
     FRONT_RING_INIT(&uf->conn, cs, XENIF_PAGE_SIZE);
     for (unsigned i = 0; i < URB_SLOTS; i++) {
-        uf->slots[i].busy = false;
+        uf->slots[i].busy = uf->slots[i].unlink_pending = uf->slots[i].held = false;
         uf->slots[i].next_free = i + 1;
     }
     uf->free_head = 0;
@@ -683,7 +688,7 @@ static void put_request(struct usbfront *uf, const struct usbif_urb_request *req
 
 int uf_submit(struct usbfront *uf, struct uf_urb *u)
 {
-    if (uf->failed || !uf->connected) {
+    if (uf->failed) {
         errno = EIO;
         return -1;
     }
@@ -696,6 +701,10 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
     }
     if (uf->suspending) {
         errno = EAGAIN;
+        return -1;
+    }
+    if (!uf->connected) {
+        errno = EIO;
         return -1;
     }
     unsigned id;
@@ -745,7 +754,9 @@ int uf_unlink(struct usbfront *uf, struct uf_urb *u)
     uf_build_unlink(&req, (uint16_t)id, u);
     s->is_unlink = true;
     s->urb = u;
+    s->target = u->id;
     s->length = 0;
+    uf->slots[u->id].unlink_pending = true;
     u->unlinked = true;
     put_request(uf, &req);
     uf->stats.unlinks++;
@@ -777,9 +788,25 @@ static void release_slot(struct usbfront *uf, unsigned id)
     struct slot *s = &uf->slots[id];
     s->busy = false;
     s->urb = NULL;
+    uf->busy_slots--;
+    if (s->unlink_pending) {
+        s->held = true;
+        return;
+    }
     s->next_free = uf->free_head;
     uf->free_head = id;
-    uf->busy_slots--;
+}
+
+/* The unlink naming target was answered: its id may be used again. */
+static void unlink_answered(struct usbfront *uf, unsigned target)
+{
+    struct slot *t = &uf->slots[target];
+    t->unlink_pending = false;
+    if (t->held) {
+        t->held = false;
+        t->next_free = uf->free_head;
+        uf->free_head = target;
+    }
 }
 
 static void complete(struct usbfront *uf, unsigned id, int status, uint32_t actual)
@@ -821,8 +848,10 @@ static int take_urb_responses(struct usbfront *uf)
             struct slot *s = &uf->slots[rsp.id];
             if (s->is_unlink) {
                 /* The unlink's own answer; the URB has (or gets) its own. */
-                vlog(uf, "unlink of id %u answered %d", s->urb->id, rsp.status);
+                vlog(uf, "unlink of id %u answered %d", s->target, rsp.status);
+                unsigned target = s->target;
                 release_slot(uf, rsp.id);
+                unlink_answered(uf, target);
                 continue;
             }
             char why[160];
@@ -1018,18 +1047,11 @@ static int resume_moved(struct usbfront *uf)
 static int do_suspend(struct usbfront *uf)
 {
     char why[512];
-    /* What the drain could not finish is lost with the old rings. */
-    for (unsigned id = 0; id < URB_SLOTS; id++) {
-        struct slot *s = &uf->slots[id];
-        if (s->busy && !s->is_unlink)
-            complete(uf, id, USBIF_STATUS_SHUTDOWN, 0);
-        else if (s->busy)
-            release_slot(uf, id);
-    }
-    vlog(uf, "suspending");
+    vlog(uf, "suspending with %u URB(s) unanswered", uf->in_flight);
     uf->stats.suspends++;
+    /* uf->suspending stays set until we run again: no URB is taken, and
+     * the polls of the resume do not suspend again. */
     int r = xsg_suspend(uf->xsg, why, sizeof(why));
-    uf->suspending = false;
     if (r < 0) {
         fail(uf, "%s", why);
         return -1;
@@ -1040,6 +1062,15 @@ static int do_suspend(struct usbfront *uf)
         restart_deadlines(uf);
     } else {
         vlog(uf, "resumed as domain %u of %s", xsg_domid(uf->xsg), xsg_dir(uf->xsg));
+        uf->connected = false;
+        /* What the drain could not finish went with the old rings. */
+        for (unsigned id = 0; id < URB_SLOTS; id++) {
+            struct slot *s = &uf->slots[id];
+            if (s->busy && !s->is_unlink)
+                complete(uf, id, USBIF_STATUS_SHUTDOWN, 0);
+            else if (s->busy)
+                release_slot(uf, id);
+        }
         uf->resuming = true;
         r = resume_moved(uf);
         uf->resuming = false;
@@ -1047,6 +1078,7 @@ static int do_suspend(struct usbfront *uf)
             return -1;
         uf->stats.migrations++;
     }
+    uf->suspending = false;
     uint64_t pause = uf_now_ns() - uf->susp_start_ns;
     if (pause > uf->stats.pause_ns_max)
         uf->stats.pause_ns_max = pause;
@@ -1113,7 +1145,7 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
             return -1;
         done += n;
         bool port_news = uf->stats.conn_events != events;
-        if (uf->suspending && suspend_step(uf) < 0)
+        if (uf->suspending && !uf->resuming && suspend_step(uf) < 0)
             return -1;
         if (uf_kick(uf) < 0)
             return -1;
@@ -1126,7 +1158,7 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
         struct pollfd p[3] = {
             { .fd = xenif_evtchn_fd(uf->ec), .events = POLLIN },
             { .fd = xenif_xs_fd(uf->xs), .events = POLLIN },
-            { .fd = uf->xsg && !uf->suspending && !uf->resuming ? xsg_fd(uf->xsg) : -1,
+            { .fd = uf->xsg && !uf->suspending ? xsg_fd(uf->xsg) : -1,
               .events = POLLIN },
         };
         uint64_t left_ms = (deadline - now + 999999) / 1000000ull;
