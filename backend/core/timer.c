@@ -72,6 +72,8 @@ void timer_at(struct timer *t, uint64_t when)
 
 void timer_cancel(struct timer *t)
 {
+    if (!t)
+        return;
     struct itimerspec its = { 0 };
     timerfd_settime(t->fd, 0, &its, NULL);
 }

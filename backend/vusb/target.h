@@ -93,7 +93,8 @@ struct evloop;
 /* Claims a device of this host (named as usb_host.h says): detaches the
  * kernel's drivers from its interfaces and claims them, follows it through
  * unplug and replug. where names the port in log lines. NULL with a reason
- * in err (no such device, no permission, in use). */
+ * in err and errno ENODEV (no such device), EBUSY (another program or
+ * backend holds it), EACCES or EIO. */
 struct vusb_target *vusb_target_libusb_open(const char *name,
                                             struct evloop *loop,
                                             const char *where, char *err,

@@ -119,6 +119,7 @@ static int claim_interfaces(struct lu_target *t, char *err, size_t errlen)
                      "program holds the device?)", num, libusb_strerror(rc));
             libusb_free_config_descriptor(cfg);
             release_interfaces(t);
+            errno = rc == LIBUSB_ERROR_BUSY ? EBUSY : EIO;
             return -1;
         }
         t->claimed |= 1u << num;
@@ -135,6 +136,7 @@ static int claim(struct lu_target *t, libusb_device *dev, char *err,
         snprintf(err, errlen, "opening the device: %s%s", libusb_strerror(rc),
                  rc == LIBUSB_ERROR_ACCESS ? " (netbusd needs write access to "
                  "/dev/bus/usb)" : "");
+        errno = rc == LIBUSB_ERROR_ACCESS ? EACCES : EIO;
         return -1;
     }
     t->dev = dev;
@@ -481,11 +483,13 @@ struct vusb_target *vusb_target_libusb_open(const char *name,
     t->listener.left = on_left;
     if (usb_host_parse(name, &t->match, err, errlen) < 0) {
         free(t);
+        errno = EINVAL;
         return NULL;
     }
     t->host = usb_host_get(loop, err, errlen);
     if (!t->host) {
         free(t);
+        errno = EIO;
         return NULL;
     }
     libusb_device *dev = usb_host_find(t->host, &t->match);
@@ -494,12 +498,15 @@ struct vusb_target *vusb_target_libusb_open(const char *name,
                  "them)", name);
         usb_host_put(t->host);
         free(t);
+        errno = ENODEV;
         return NULL;
     }
     if (claim(t, dev, err, errlen) < 0) {
+        int e = errno;
         libusb_unref_device(dev);
         usb_host_put(t->host);
         free(t);
+        errno = e;
         return NULL;
     }
     usb_host_listen(t->host, &t->listener);

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "target.h"
 #include "timeline.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,11 +14,18 @@
 #include <string.h>
 #include <xen/io/usbif.h>
 
+/* A device that is not there yet or held by another backend (the one a
+ * migrating guest leaves lets go only once the guest runs here) is tried
+ * again this often. */
+#define CLAIM_RETRY_MS 200
+
 struct vusb_port {
     struct vusb_dev *v;
     unsigned num;
     char *name;                  /* what port/N names, "" for none */
     struct vusb_target *target;
+    struct timer *retry;
+    unsigned retries;
 };
 
 struct vusb_dev {
@@ -41,6 +49,8 @@ static void on_target_changed(void *opaque)
 
 static void close_port(struct vusb_port *p)
 {
+    timer_cancel(p->retry);
+    p->retries = 0;
     if (p->v->hc)
         vusb_hc_set_port(p->v->hc, p->num, NULL);
     if (p->target) {
@@ -76,6 +86,7 @@ static void open_port(struct vusb_port *p, const char *name)
         return;
     }
     char err[300] = "";
+    errno = 0;
     if (strncmp(name, "netbus://", 9) == 0)
         p->target = channel_open_usb_url(name, p->v->uuid[0] ? p->v->uuid : NULL,
                                          where, port_failed, p, err,
@@ -84,15 +95,35 @@ static void open_port(struct vusb_port *p, const char *name)
         p->target = vusb_target_libusb_open(name, xenbus_loop(dev), where, err,
                                             sizeof(err));
     if (!p->target) {
-        log_error(where, "%s", err);
-        xenbus_printf(dev, key, "%s", err);
+        bool again = errno == EBUSY || errno == ENODEV;
+        if (p->retries++ == 0) {
+            log_error(where, "%s%s", err, again ? "; trying again every "
+                      "200 ms" : "");
+            xenbus_printf(dev, key, "%s", err);
+        }
+        if (again)
+            timer_at(p->retry, mono_ms() + CLAIM_RETRY_MS);
         return;
     }
+    if (p->retries)
+        log_info(where, "claimed on attempt %u", p->retries + 1);
+    p->retries = 0;
     xenbus_printf(dev, key, "%s", "");
     p->target->changed = on_target_changed;
     p->target->opaque = p;
     if (p->v->hc)
         vusb_hc_set_port(p->v->hc, p->num, p->target);
+}
+
+static void on_retry(void *opaque)
+{
+    struct vusb_port *p = opaque;
+    if (p->target || !p->name || !*p->name)
+        return;
+    char *name = p->name;
+    p->name = NULL;
+    open_port(p, name);
+    free(name);
 }
 
 /* Makes port N serve what port/N names, if that changed. */
@@ -144,6 +175,11 @@ static int vusb_init(struct xenbus_device *dev)
     for (unsigned i = 1; i <= v->nports; i++) {
         v->ports[i].v = v;
         v->ports[i].num = i;
+        v->ports[i].retry = timer_new(xenbus_loop(dev), on_retry, &v->ports[i]);
+        if (!v->ports[i].retry) {
+            xenbus_device_error(dev, "out of memory");
+            return -1;
+        }
         sync_port(v, i);
     }
     log_info(xenbus_backend_path(dev), "USB %s controller, %u port(s)",
@@ -282,8 +318,10 @@ static void vusb_free(struct xenbus_device *dev)
     if (!v)
         return;
     vusb_disconnect(dev);
-    for (unsigned i = 1; i <= v->nports; i++)
+    for (unsigned i = 1; i <= v->nports; i++) {
         close_port(&v->ports[i]);
+        timer_free(v->ports[i].retry);
+    }
     timeline_end(v->tl, "ok");
     xenbus_set_priv(dev, NULL);
     free(v);

@@ -11,17 +11,14 @@
 # streams verified bulk loopback transfers for USB_VERIFY_SECONDS, and a
 # second frontend on a second controller reads HID reports, while the
 # guest migrates from A to B in the middle: the frontends drain their URBs
-# at the suspend (the HID reader unlinks its pending interrupt INs), A's backend quiesces and lets the device go when the domain
-# leaves, B's backend claims it and adopts the address the guest gave it,
+# at the suspend (the HID reader unlinks its pending interrupt INs), A's
+# backend quiesces and lets the device go when the domain leaves; migrate
+# recreates the controllers with their ports on B, whose backend claims
+# each device once A let it go and adopts the address the guest gave it,
 # and the stream carries on. Every byte is checked; the device's counters,
 # read through the guest and from outside (usbdev's control socket), must
 # equal the transfers the guest saw complete: none lost, none run twice.
 # HID report numbers must continue across the move. Then detach.
-#
-# xensim migrate recreates only disks on the destination so far: the
-# script writes the controller on B itself right after the migration (what
-# migrate.c's step 4 should do for /libxl/DOMID/device/vusb), and the
-# frontend waits for it.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
@@ -147,11 +144,9 @@ hpid=$!
 sleep 2
 ng=$("$xensim" migrate --dir "$A" g --to "$B" --timeout 30 2>"$dir/migrate.err") || {
     fail=$((fail + 1)); echo "FAIL migrate A -> B"; sed 's/^/     /' "$dir/migrate.err"; }
-# migrate.c's missing step 4 for USB: the controllers and devices on B.
-status_is "controller 0 on B for the new domain" 0 "$xensim" usbctrl-attach --dir "$B" "$ng" --devid 0
-status_is "nb-bulk on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-1 --controller 0
-status_is "controller 1 on B" 0 "$xensim" usbctrl-attach --dir "$B" "$ng" --devid 1 --ports 2 --version 1
-status_is "nb-hid on B" 0 "$xensim" usbdev-attach --dir "$B" "$ng" 1-2 --controller 1
+check "migrate recreated both controllers with their devices on B" \
+    "1-1 1-2" "$(XENSTORED_PATH=$B/socket xenstore-read /local/domain/0/backend/vusb/$ng/0/port/1 \
+        /local/domain/0/backend/vusb/$ng/1/port/1 | paste -sd' ')"
 rc=0
 wait "$vpid" || rc=$?
 vout=$(cat "$dir/verify.out")
@@ -169,9 +164,10 @@ field() { grep -o " $1=[0-9]*" <<<"$vout" | cut -d= -f2; }
 check "device counters from outside = what the guest saw complete" \
     "$(field outs) $(field out_bytes) $(field ins) $(field in_bytes)" "$(tell "stats nb-bulk")"
 check "A's backend let both devices go" 2 "$(grep -c 'device removed' "$dir/netbusd-A.log")"
-# Not checked: migrate waits for netbus-quiesced on disks only, so A's
-# backend may find the domain destroyed before it quiesced a controller.
-echo "     A's backend quiesced $(grep -c 'quiesced: no URB in flight' "$dir/netbusd-A.log") of 2 controllers before the domain went"
+check "A's backend quiesced both controllers before the domain went" 2 \
+    "$(grep -c 'quiesced: no URB in flight' "$dir/netbusd-A.log")"
+check "B claimed each device once A let it go" 2 \
+    "$(grep -c 'claimed on attempt [0-9]*' "$dir/netbusd-B.log")"
 check "B's backend adopted the addresses the guest gave (one per controller)" 2 \
     "$(grep -c 'adopting address 1 ' "$dir/netbusd-B.log")"
 check "the old domain is gone from A" "" \

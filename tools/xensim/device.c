@@ -163,9 +163,7 @@ static void rm_empty_parents(struct xenif_xs *xs, xenif_txn t, const char *dir,
     }
 }
 
-/* Waits until dir/state satisfies ok(state) (state -1: dir gone). Returns the
- * last state seen; *met says whether ok() held before the timeout. */
-static long wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
+long device_wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
                        unsigned timeout_s, bool *met)
 {
     char path[512];
@@ -195,9 +193,12 @@ static long wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
     return s;
 }
 
-static bool st_ready(long s) { return s >= ST_INITWAIT && s <= ST_CONNECTED; }
-static bool st_failed_or_ready(long s) { return st_ready(s) || s >= ST_CLOSING || s < 0; }
-static bool st_closed(long s) { return s == ST_CLOSED || s < 0; }
+bool device_state_ready(long s) { return s >= ST_INITWAIT && s <= ST_CONNECTED; }
+bool device_state_ready_or_failed(long s)
+{
+    return device_state_ready(s) || s >= ST_CLOSING || s < 0;
+}
+bool device_state_closed(long s) { return s == ST_CLOSED || s < 0; }
 
 static const char *state_name(long s)
 {
@@ -345,8 +346,8 @@ int device_vbd_wait_ready(struct xenif_xs *xs, unsigned be, const char *type,
     struct paths p;
     device_paths(&p, be, type, domid, devid);
     bool met;
-    long s = wait_state(xs, p.be, st_failed_or_ready, timeout_s, &met);
-    if (met && st_ready(s))
+    long s = device_wait_state(xs, p.be, device_state_ready_or_failed, timeout_s, &met);
+    if (met && device_state_ready(s))
         return 0;
     char *why = backend_error(xs, be, p.be);
     if (met)
@@ -383,7 +384,7 @@ int device_vbd_remove(struct xenif_xs *xs, unsigned be, const char *type,
                 break;
         }
         bool met;
-        wait_state(xs, p.be, st_closed, timeout_s, &met);
+        device_wait_state(xs, p.be, device_state_closed, timeout_s, &met);
     }
     return remove_device(&c, &p, be, domid);
 }
@@ -518,8 +519,8 @@ int xensim_cmd_block_attach(int argc, char **argv)
         goto out;
     }
     bool met;
-    long s = wait_state(c.xs, p.be, st_failed_or_ready, (unsigned)timeout, &met);
-    if (met && st_ready(s)) {
+    long s = device_wait_state(c.xs, p.be, device_state_ready_or_failed, (unsigned)timeout, &met);
+    if (met && device_state_ready(s)) {
         rc = 0;
         goto out;
     }
@@ -645,7 +646,7 @@ int xensim_cmd_block_detach(int argc, char **argv)
             break;
     }
     bool met;
-    long s = wait_state(c.xs, p.be, st_closed, (unsigned)timeout, &met);
+    long s = device_wait_state(c.xs, p.be, device_state_closed, (unsigned)timeout, &met);
     if (!met)
         fprintf(stderr, "xensim block-detach: the backend of %s did not close "
                 "within %lus (state %s, frontend %s); removing it anyway\n", vdev,

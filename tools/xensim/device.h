@@ -13,6 +13,16 @@ int xensim_cmd_block_list(int argc, char **argv);
 
 /* For migrate.c: the same steps on a host's xenstore (a dom0 handle). */
 struct xenif_xs;
+
+/* Waits until dir/state satisfies ok(state) (state -1: dir gone). Returns
+ * the last state seen; *met says whether ok() held before the timeout. */
+long device_wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
+                       unsigned timeout_s, bool *met);
+/* Backend states a toolstack waits for: InitWait or Connected; that or
+ * failed (Closing, Closed, gone); Closed or gone. */
+bool device_state_ready(long s);
+bool device_state_ready_or_failed(long s);
+bool device_state_closed(long s);
 /* Writes vbd devid of domain domid with backend domain be of type "vbd"
  * or "qdisk" as libxl does (backend keys bents, frontend and libxl's copy
  * derived). -1 + errno (EEXIST: it exists already), message in err. */

@@ -37,10 +37,12 @@
  *     Event channels are not carried over: frontends allocate new unbound
  *     ports and publish them, as Linux does.
  *  4. Devices on B. From libxl's trusted copy on A
- *     (/libxl/DOMID/device/vbd/DEVID, written by block-attach) write each
- *     vbd anew on B for the new domid, backend on the B domain with the
- *     backend's name (dom0 for dom0), backend and frontend state
- *     Initialising; wait for each backend to reach InitWait.
+ *     (/libxl/DOMID/device/vbd/DEVID, written by block-attach, and
+ *     /libxl/DOMID/device/vusb/DEVID, written by usbctrl-attach, with the
+ *     controller's ports) write each device anew on B for the new domid,
+ *     backend on the B domain with the backend's name (dom0 for dom0),
+ *     backend and frontend state Initialising; wait for each backend to
+ *     reach InitWait.
  *  5. Resume on B. XENSIM_OP_DOMAIN_MIGRATED on A answers the waiting
  *     processes with B's directory and the new domid, and continues them:
  *     each maps its shared pages from B's memory at the same virtual
@@ -68,6 +70,7 @@
 #include "cli.h"
 #include "device.h"
 #include "host.h"
+#include "usb.h"
 #include "xenif.h"
 #include "xensim_client.h"
 
@@ -97,6 +100,14 @@ struct mdev {
     bool created;
 };
 
+/* A USB controller of the domain. */
+struct musb {
+    struct usb_ctrl c;          /* c.be: the backend domain on A */
+    unsigned be_b;
+    char be_path[256];
+    bool created;
+};
+
 struct mig {
     const struct migrate_opts *o;
     struct migrate_result *res;
@@ -107,6 +118,8 @@ struct mig {
     struct xensim_dom_info info;
     struct mdev *devs;
     unsigned ndevs;
+    struct musb *usbs;
+    unsigned nusbs;
     int mem_a;
     uint32_t pages_a;
     struct xensim_gnt_layout *tab_a;
@@ -181,6 +194,43 @@ static void free_devs(struct mig *m)
     free(m->devs);
     m->devs = NULL;
     m->ndevs = 0;
+    free(m->usbs);
+    m->usbs = NULL;
+    m->nusbs = 0;
+}
+
+/* The USB controllers of the domain, from libxl's copy on A. */
+static int read_usbs(struct mig *m)
+{
+    char base[64];
+    snprintf(base, sizeof(base), "/libxl/%u/device/vusb", m->domid);
+    unsigned n = 0;
+    char **ids = xenif_xs_directory(m->xa, 0, base, &n);
+    if (!ids)
+        return errno == ENOENT ? 0 : fail(m, "reading %s: %s", base, strerror(errno));
+    m->usbs = calloc(n ? n : 1, sizeof(*m->usbs));
+    if (!m->usbs) {
+        free(ids);
+        return fail(m, "out of memory");
+    }
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        char *end;
+        unsigned long devid = strtoul(ids[i], &end, 10);
+        if (*end || !*ids[i] || devid > UINT32_MAX)
+            continue;
+        struct musb *u = &m->usbs[m->nusbs];
+        if (usb_ctrl_read(m->xa, m->domid, (unsigned)devid, &u->c) < 0) {
+            rc = fail(m, "USB controller %lu of domain %u cannot be read from "
+                      "%s: %s", devid, m->domid, base, strerror(errno));
+            break;
+        }
+        snprintf(u->be_path, sizeof(u->be_path), "/local/domain/%u/backend/%s/%u/%u",
+                 u->c.be, u->c.type, m->domid, u->c.devid);
+        m->nusbs++;
+    }
+    free(ids);
+    return rc;
 }
 
 /* The vbds of the domain, from libxl's copy on A. */
@@ -248,26 +298,39 @@ static int read_devices(struct mig *m)
 }
 
 /* The B domain that plays the part of A's backend domain be_a: dom0, or
- * the domain with the same name. */
+ * the domain with the same name. what names the device in messages. */
+static int map_backend(struct mig *m, unsigned be_a, const char *what,
+                       unsigned *be_b)
+{
+    if (be_a == 0) {
+        *be_b = 0;
+        return 0;
+    }
+    struct xensim_dom_info info;
+    if (xensim_domain_info(m->sa, be_a, &info) < 0 || info.domid != be_a)
+        return fail(m, "%s's backend domain %u is gone on the source", what, be_a);
+    char name[XENSIM_NAME_MAX];
+    memcpy(name, info.name, sizeof(name));
+    long b = find_domain(m->sb, name, &info);
+    if (b < 0 || strcmp(info.name, name) != 0)
+        return fail(m, "%s's backend domain '%s' does not exist on the "
+                    "destination", what, name);
+    *be_b = (unsigned)b;
+    return 0;
+}
+
 static int map_backends(struct mig *m)
 {
+    char what[64];
     for (unsigned i = 0; i < m->ndevs; i++) {
-        struct mdev *d = &m->devs[i];
-        if (d->be_a == 0) {
-            d->be_b = 0;
-            continue;
-        }
-        struct xensim_dom_info info;
-        if (xensim_domain_info(m->sa, d->be_a, &info) < 0 || info.domid != d->be_a)
-            return fail(m, "vbd %lu's backend domain %u is gone on the source",
-                        d->devid, d->be_a);
-        char name[XENSIM_NAME_MAX];
-        memcpy(name, info.name, sizeof(name));
-        long b = find_domain(m->sb, name, &info);
-        if (b < 0 || strcmp(info.name, name) != 0)
-            return fail(m, "vbd %lu's backend domain '%s' does not exist on the "
-                        "destination", d->devid, name);
-        d->be_b = (unsigned)b;
+        snprintf(what, sizeof(what), "vbd %lu", m->devs[i].devid);
+        if (map_backend(m, m->devs[i].be_a, what, &m->devs[i].be_b) < 0)
+            return -1;
+    }
+    for (unsigned i = 0; i < m->nusbs; i++) {
+        snprintf(what, sizeof(what), "USB controller %u", m->usbs[i].c.devid);
+        if (map_backend(m, m->usbs[i].c.be, what, &m->usbs[i].be_b) < 0)
+            return -1;
     }
     return 0;
 }
@@ -306,13 +369,16 @@ static int ask_suspend(struct mig *m)
     return 0;
 }
 
-static int ring_refs(struct mig *m, const char *dir, uint32_t *refs, unsigned *n)
+/* The first page of the ring dir/key names (blkif: ring-ref, or ring-ref0
+ * for a multi-page ring). */
+static int ring_refs(struct mig *m, const char *dir, const char *key,
+                     uint32_t *refs, unsigned *n)
 {
     char path[600];
     unsigned long v;
-    snprintf(path, sizeof(path), "%s/ring-ref", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
     if (xenif_xs_read_uint(m->xa, 0, path, &v) < 0) {
-        snprintf(path, sizeof(path), "%s/ring-ref0", dir);
+        snprintf(path, sizeof(path), "%s/%s0", dir, key);
         if (xenif_xs_read_uint(m->xa, 0, path, &v) < 0)
             return 0; /* no ring published */
     }
@@ -322,46 +388,66 @@ static int ring_refs(struct mig *m, const char *dir, uint32_t *refs, unsigned *n
     return 0;
 }
 
-/* The quiesce state a connected vbd's backend reports: 1 quiesced (netbusd,
- * once it saw the domain suspended: nothing in flight, nothing more taken
- * from the rings; requests left there are for the destination), 0 not yet,
- * -1 a backend that does not quiesce (no netbus-quiesced node). */
-static int backend_quiesced(struct mig *m, const struct mdev *d)
+/* The quiesce state a connected device's backend reports: 1 quiesced
+ * (netbusd, once it saw the domain suspended: nothing in flight, nothing
+ * more taken from the rings; requests left there are for the destination),
+ * 0 not yet, -1 a backend that does not quiesce (no netbus-quiesced node). */
+static int backend_quiesced(struct mig *m, const char *be_path)
 {
     char path[600];
     unsigned long v;
-    snprintf(path, sizeof(path), "%s/netbus-quiesced", d->be_path);
+    snprintf(path, sizeof(path), "%s/netbus-quiesced", be_path);
     if (xenif_xs_read_uint(m->xa, 0, path, &v) < 0)
         return -1;
     return v == 1;
 }
 
-/* Step 2, second half: each connected vbd quiesced by its backend, or (a
- * backend that does not) its rings answered up to req_prod. */
+static bool connected(struct mig *m, const char *be_path)
+{
+    char path[600];
+    unsigned long st;
+    snprintf(path, sizeof(path), "%s/state", be_path);
+    return xenif_xs_read_uint(m->xa, 0, path, &st) == 0 && st == 4;
+}
+
+/* Step 2, second half: each connected device quiesced by its backend, or
+ * (a backend that does not) its request rings answered up to req_prod. */
 static int drain_rings(struct mig *m)
 {
     uint32_t refs[MAX_RINGS];
-    unsigned n = 0, ring_dev[MAX_RINGS];
+    unsigned n = 0;
+    const char *ring_be[MAX_RINGS];
     for (unsigned i = 0; i < m->ndevs; i++) {
         char path[600], fe[128];
-        unsigned long st, nq = 0;
+        unsigned long nq = 0;
         unsigned before = n;
-        snprintf(path, sizeof(path), "%s/state", m->devs[i].be_path);
-        if (xenif_xs_read_uint(m->xa, 0, path, &st) < 0 || st != 4)
-            continue; /* not connected: nothing in flight */
+        if (!connected(m, m->devs[i].be_path))
+            continue; /* nothing in flight */
         snprintf(fe, sizeof(fe), "/local/domain/%u/device/vbd/%lu", m->domid,
                  m->devs[i].devid);
         snprintf(path, sizeof(path), "%s/multi-queue-num-queues", fe);
         if (xenif_xs_read_uint(m->xa, 0, path, &nq) < 0 &&
-            ring_refs(m, fe, refs, &n) < 0)
+            ring_refs(m, fe, "ring-ref", refs, &n) < 0)
             return -1;
         for (unsigned long q = 0; q < nq && q < MAX_RINGS; q++) {
             snprintf(path, sizeof(path), "%s/queue-%lu", fe, q);
-            if (ring_refs(m, path, refs, &n) < 0)
+            if (ring_refs(m, path, "ring-ref", refs, &n) < 0)
                 return -1;
         }
         for (unsigned r = before; r < n; r++)
-            ring_dev[r] = i;
+            ring_be[r] = m->devs[i].be_path;
+    }
+    for (unsigned i = 0; i < m->nusbs; i++) {
+        char fe[128];
+        unsigned before = n;
+        if (!connected(m, m->usbs[i].be_path))
+            continue;
+        snprintf(fe, sizeof(fe), "/local/domain/%u/device/vusb/%u", m->domid,
+                 m->usbs[i].c.devid);
+        if (ring_refs(m, fe, "urb-ring-ref", refs, &n) < 0)
+            return -1;
+        for (unsigned r = before; r < n; r++)
+            ring_be[r] = m->usbs[i].be_path;
     }
     uint64_t start = now_ns(), limit = (uint64_t)m->o->timeout_s * 1000000000ull;
     for (;;) {
@@ -381,7 +467,7 @@ static int drain_rings(struct mig *m)
             /* A backend that quiesces is waited for even when its rings
              * look idle: until it saw the suspend it may still take a
              * request. Otherwise req_prod == rsp_prod is the sign. */
-            int q = backend_quiesced(m, &m->devs[ring_dev[i]]);
+            int q = backend_quiesced(m, ring_be[i]);
             if (q == 0 || (q < 0 && idx[0] != idx[2])) {
                 busy++;
                 left += idx[0] - idx[2];
@@ -499,7 +585,24 @@ static int create_devices(struct mig *m)
                                   m->o->timeout_s, err, sizeof(err)) < 0)
             return fail(m, "destination: %s", err);
     }
-    m->res->devices = m->ndevs;
+    for (unsigned i = 0; i < m->nusbs; i++) {
+        struct musb *u = &m->usbs[i];
+        struct usb_ctrl c = u->c;
+        char err[400];
+        c.be = u->be_b;
+        if (usb_ctrl_write(m->xb, m->new_domid, &c, err, sizeof(err)) < 0)
+            return fail(m, "USB controller %u on the destination: %s", c.devid, err);
+        u->created = true;
+    }
+    for (unsigned i = 0; i < m->nusbs; i++) {
+        struct usb_ctrl c = m->usbs[i].c;
+        char err[400];
+        c.be = m->usbs[i].be_b;
+        if (usb_ctrl_wait_ready(m->xb, m->new_domid, &c, m->o->timeout_s, err,
+                                sizeof(err)) < 0)
+            return fail(m, "destination: %s", err);
+    }
+    m->res->devices = m->ndevs + m->nusbs;
     return 0;
 }
 
@@ -522,6 +625,14 @@ static void remove_devices(struct mig *m, struct xenif_xs *xs, bool dest,
         if (xenif_xs_read_uint(xs, 0, path, &st) < 0 || st <= 1)
             wait = 0;
         device_vbd_remove(xs, be, d->type, domid, d->devid, wait, false);
+    }
+    for (unsigned i = 0; i < m->nusbs; i++) {
+        struct musb *u = &m->usbs[i];
+        if (dest && !u->created)
+            continue;
+        struct usb_ctrl c = u->c;
+        c.be = dest ? u->be_b : u->c.be;
+        usb_ctrl_remove(xs, domid, &c, m->o->timeout_s < 5 ? m->o->timeout_s : 5);
     }
 }
 
@@ -572,7 +683,7 @@ int xensim_migrate(const struct migrate_opts *o, struct migrate_result *res,
              xensim_dom_state_name(m.info.state));
         goto out;
     }
-    if (read_devices(&m) < 0 || map_backends(&m) < 0)
+    if (read_devices(&m) < 0 || read_usbs(&m) < 0 || map_backends(&m) < 0)
         goto out;
 
     /* 1 */

@@ -25,6 +25,7 @@
  * writes the port under dom0's backend directory), the backend domain may
  * be any domain: ports are written where the controller's backend is. */
 #include "usb.h"
+#include "device.h"
 #include "cli.h"
 #include "xenif.h"
 #include "xensim_client.h"
@@ -332,40 +333,6 @@ static int ctrl_list(struct xenif_xs *xs, unsigned domid, unsigned **ids)
     return (int)k;
 }
 
-/* Waits until dir/state satisfies ok(state) (-1: gone); *met says whether
- * it did within the timeout. Returns the last state seen. */
-static long wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
-                       unsigned timeout_s, bool *met)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/state", dir);
-    xenif_xs_watch(xs, path, "st");
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    long s;
-    *met = false;
-    for (;;) {
-        char *ev, *tok;
-        while (xenif_xs_next_event(xs, &ev, &tok) == 1)
-            free(ev);
-        s = get_num(xs, dir, "state");
-        if (ok(s)) {
-            *met = true;
-            break;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - t0.tv_sec + (now.tv_nsec - t0.tv_nsec) / 1e9 >= timeout_s)
-            break;
-        struct pollfd pf = { .fd = xenif_xs_fd(xs), .events = POLLIN };
-        poll(&pf, 1, 100);
-    }
-    xenif_xs_unwatch(xs, path, "st");
-    return s;
-}
-
-static bool st_ready(long s) { return s >= ST_INITWAIT && s <= ST_CONNECTED; }
-static bool st_ready_or_failed(long s) { return st_ready(s) || s >= ST_CLOSING || s < 0; }
-static bool st_closed(long s) { return s == ST_CLOSED || s < 0; }
 
 /* Removes dir's ancestors while empty and longer than stop. */
 static void rm_empty_parents(struct xenif_xs *xs, xenif_txn t, const char *dir,
@@ -412,6 +379,18 @@ static int ctrl_remove_nodes(struct xenif_xs *xs, unsigned domid, const struct u
     }
     errno = EAGAIN;
     return -1;
+}
+
+int usb_ctrl_remove(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
+                    unsigned wait_s)
+{
+    if (wait_s) {
+        struct usb_paths p;
+        ctrl_paths(&p, c->be, c->type, domid, c->devid);
+        bool met;
+        device_wait_state(xs, p.be, device_state_closed, wait_s, &met);
+    }
+    return ctrl_remove_nodes(xs, domid, c);
 }
 
 /* The backend's error node (xenbus_dev_fatal), caller frees. */
@@ -462,27 +441,40 @@ static void ctx_close(struct ctx *c)
         close(c->sock);
 }
 
+int usb_ctrl_wait_ready(struct xenif_xs *xs, unsigned domid,
+                        const struct usb_ctrl *c, unsigned timeout_s, char *err,
+                        size_t errlen)
+{
+    struct usb_paths p;
+    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    bool met;
+    long s = device_wait_state(xs, p.be, device_state_ready_or_failed, timeout_s,
+                               &met);
+    if (met && device_state_ready(s))
+        return 0;
+    char *why = backend_error(xs, c->be, p.be);
+    if (met)
+        snprintf(err, errlen, "the backend refused USB controller %u: %s "
+                 "(state %s)", c->devid, why ? why : "no reason given",
+                 state_name(s));
+    else
+        snprintf(err, errlen, "no backend took USB controller %u within %us "
+                 "(backend state %s; is netbusd running for domain %u and "
+                 "serving %s?)", c->devid, timeout_s, state_name(s), c->be,
+                 c->type);
+    free(why);
+    return -1;
+}
+
 /* Waits for a new controller's backend; on failure says why and removes
  * the controller again, as libxl does. */
 static int wait_ready(struct ctx *x, unsigned domid, const struct usb_ctrl *c,
                       unsigned timeout)
 {
-    struct usb_paths p;
-    ctrl_paths(&p, c->be, c->type, domid, c->devid);
-    bool met;
-    long s = wait_state(x->xs, p.be, st_ready_or_failed, timeout, &met);
-    if (met && st_ready(s))
+    char err[512];
+    if (usb_ctrl_wait_ready(x->xs, domid, c, timeout, err, sizeof(err)) == 0)
         return 0;
-    char *why = backend_error(x->xs, c->be, p.be);
-    if (met)
-        fprintf(stderr, "xensim %s: the backend refused USB controller %u: %s "
-                "(state %s)\n", x->cmd, c->devid, why ? why : "no reason given",
-                state_name(s));
-    else
-        fprintf(stderr, "xensim %s: no backend took USB controller %u within %us "
-                "(backend state %s; is netbusd running for domain %u and serving "
-                "%s?)\n", x->cmd, c->devid, timeout, state_name(s), c->be, c->type);
-    free(why);
+    fprintf(stderr, "xensim %s: %s\n", x->cmd, err);
     if (ctrl_remove_nodes(x->xs, domid, c) < 0)
         fprintf(stderr, "xensim %s: removing the controller again: %s\n", x->cmd,
                 strerror(errno));
@@ -928,7 +920,7 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
             break;
     }
     bool met;
-    long s = wait_state(x.xs, p.be, st_closed, (unsigned)timeout, &met);
+    long s = device_wait_state(x.xs, p.be, device_state_closed, (unsigned)timeout, &met);
     if (!met)
         fprintf(stderr, "xensim %s: the backend of USB controller %u did not close "
                 "within %lus (state %s, frontend %s); removing it anyway\n", cmd,

@@ -41,6 +41,15 @@ int usb_ctrl_write(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c
  * backend directory. -1 + ENOENT if there is none. */
 int usb_ctrl_read(struct xenif_xs *xs, unsigned domid, unsigned devid,
                   struct usb_ctrl *c);
+/* Waits up to timeout_s for controller c of domain domid to reach InitWait
+ * or Connected. -1 with why in err. */
+int usb_ctrl_wait_ready(struct xenif_xs *xs, unsigned domid,
+                        const struct usb_ctrl *c, unsigned timeout_s, char *err,
+                        size_t errlen);
+/* Removes controller c's nodes (backend, frontend, libxl's copy), after
+ * waiting up to wait_s for its backend to close (the domain went). */
+int usb_ctrl_remove(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
+                    unsigned wait_s);
 /* A valid port/N value: a bus id ("1-2", "3-1.5"), VENDOR:PRODUCT[:SERIAL]
  * ("1209:4e42") or a device URL netbus://HOST[:PORT]/EXPORT. */
 bool usb_device_name_ok(const char *s);
