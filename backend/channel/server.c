@@ -24,9 +24,6 @@
 
 #define MAX_INFLIGHT 512     /* per connection: stop reading above */
 #define RESUME_INFLIGHT 256
-/* A USB session whose connection dropped keeps its results this long for
- * the client to resume it (PROTOCOL.md section 8). */
-#define USB_LINGER_MS 60000
 
 struct srv_conn;
 
@@ -82,6 +79,7 @@ struct nb_server {
     char addr[128];
     struct srv_conn *conns;
     unsigned nconns;
+    unsigned usb_linger_ms;
 };
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -257,7 +255,7 @@ static void on_linger(void *opaque)
         return;
     ss->linger_over = true;
     log_info(nb_export_name(ss->s->ex), "session %u: its client did not "
-             "come back within %d ms: closed", ss->s->id, USB_LINGER_MS);
+             "come back in time: closed", ss->s->id);
     nb_usb_sess_free(ss->usb); /* cancels what is still at the device */
     ss->usb = NULL;
     if (ss->s->inflight == 0)
@@ -701,7 +699,7 @@ static void srv_down(struct nb_conn *c, const char *why)
         if (ss->usb && !ss->s->superseded) {
             /* its results wait for the client to resume it */
             nb_usb_sess_connect(ss->usb, NULL, NULL);
-            timer_at(ss->linger, mono_ms() + USB_LINGER_MS);
+            timer_at(ss->linger, mono_ms() + srv->usb_linger_ms);
         } else {
             /* A handed-over usb session's URBs are cancelled: the session
              * that took over waits for them. */
@@ -854,6 +852,7 @@ struct nb_server *nb_server_new(struct evloop *loop, struct nb_exports *reg,
     srv->reg = reg;
     srv->cfg = cfg;
     srv->lfd = fd;
+    srv->usb_linger_ms = NB_USB_LINGER_MS;
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
     char h2[NI_MAXHOST] = "?", p2[NI_MAXSERV] = "?";
@@ -875,6 +874,11 @@ struct nb_server *nb_server_new(struct evloop *loop, struct nb_exports *reg,
 const char *nb_server_addr(const struct nb_server *srv)
 {
     return srv->addr;
+}
+
+void nb_server_set_usb_linger(struct nb_server *srv, unsigned ms)
+{
+    srv->usb_linger_ms = ms;
 }
 
 unsigned nb_server_connections(const struct nb_server *srv)

@@ -23,6 +23,12 @@ struct nb_server;
 struct nb_server *nb_server_new(struct evloop *loop, struct nb_exports *reg,
                                 const struct nb_conn_cfg *cfg,
                                 const char *addr, char *err, size_t errlen);
+/* How long a USB session whose connection dropped keeps its URB results
+ * for its client to resume it (PROTOCOL.md section 8); then it is closed
+ * and its URBs at the device are cancelled. */
+#define NB_USB_LINGER_MS 60000
+void nb_server_set_usb_linger(struct nb_server *srv, unsigned ms);
+
 /* The address actually bound (port filled in when 0 was asked). */
 const char *nb_server_addr(const struct nb_server *srv);
 unsigned nb_server_connections(const struct nb_server *srv);

@@ -7,7 +7,8 @@
  * bulk and isochronous transfers; every URB runs exactly once when replies
  * are lost on the wire, when requests are lost, and when URBs are still at
  * the device across a reconnect; UNLINK; device unplug and replug reaching
- * the LBE; handover to the same guest's new session; the export side's
+ * the LBE; an LBE that comes back after the export gave its session up;
+ * handover to the same guest's new session; the export side's
  * rules on their own (a resent sequence number
  * answered from the kept result, an old one never run again, results
  * forgotten once acknowledged, the window bound); the in-process
@@ -257,6 +258,7 @@ static struct {
     unsigned port;
     struct sockaddr_in server;
     bool hold[2];
+    bool down;               /* refuse connections: the export host is gone */
     unsigned accepted;
     struct pconn *list;
 } px;
@@ -329,6 +331,10 @@ static void on_accept(struct evloop *l, int fd, uint32_t events, void *opaque)
     int a = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (a < 0)
         return;
+    if (px.down) {
+        close(a);
+        return;
+    }
     int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (connect(b, (struct sockaddr *)&px.server, sizeof(px.server)) < 0) {
         close(a);
@@ -654,6 +660,52 @@ static void test_refusals(void)
     close_remote(t);
 }
 
+/* The LBE stays away longer than the export keeps its session: the URBs it
+ * had sent are not run again and fail, whatever became of them; the device
+ * carries on with a new session. */
+static void test_session_lost(void)
+{
+    struct vusb_target *t = open_remote("dongle");
+    CU_ASSERT_EQUAL_FATAL(t->speed, VUSB_SPEED_HIGH);
+    nb_server_set_usb_linger(srv, 300);
+    dev_reset_counts();
+    dev.hold = true;
+    completions = 0;
+    for (unsigned i = 0; i < 6; i++) {
+        bulk_out(&urbs[i], 400 + i, 64);
+        CU_ASSERT_EQUAL(t->ops->submit(t, &urbs[i].x), 0);
+    }
+    PUMP_UNTIL(dev.nheld == 6, 3000);
+    CU_ASSERT_EQUAL_FATAL(dev.nheld, 6);
+    fake_complete(2); /* two finish, their results are never fetched */
+    px.down = true;
+    proxy_kill_all();
+    PUMP_UNTIL(false, 800); /* the session lingers 300 ms, then goes */
+    CU_ASSERT_EQUAL(dev.nheld, 0); /* the other four were cancelled */
+    CU_ASSERT_EQUAL(completions, 0);
+    CU_ASSERT_EQUAL(t->speed, VUSB_SPEED_HIGH); /* within io-timeout */
+    dev.hold = false;
+    px.down = false;
+    PUMP_UNTIL(completions == 6, 5000);
+    unsigned lost = 0, once = 0;
+    for (unsigned i = 0; i < 6; i++) {
+        lost += urbs[i].done == 1 && urbs[i].x.status == -EPROTO;
+        once += dev.runs[400 + i] == 1;
+    }
+    CU_ASSERT_EQUAL(lost, 6);
+    CU_ASSERT_EQUAL(once, 6);
+    CU_ASSERT_EQUAL(dev.submits, 6);
+    /* The new session serves. */
+    struct cx c;
+    bulk_out(&c, 410, 64);
+    CU_ASSERT_EQUAL(t->ops->submit(t, &c.x), 0);
+    PUMP_UNTIL(c.done, 3000);
+    CU_ASSERT_EQUAL(c.x.status, 0);
+    CU_ASSERT_EQUAL(dev.runs[410], 1);
+    nb_server_set_usb_linger(srv, NB_USB_LINGER_MS);
+    close_remote(t);
+}
+
 #define GUEST "11111111-2222-3333-4444-555555555555"
 
 /* The guest migrated: its LBE on the new host opens the same export. */
@@ -976,6 +1028,8 @@ static CU_TestInfo channel_usb_tests[] = {
     { "requests lost, URBs at the device across a reconnect: once each",
       test_requests_lost },
     { "unlink, also across a reconnect", test_unlink },
+    { "LBE back after the export gave its session up: nothing runs twice",
+      test_session_lost },
     { "device unplugged and back reaches the LBE", test_unplug },
     { "a missing export and a disk are refused", test_refusals },
     { "handover: the migrated guest's new session waits for the old URBs",
