@@ -112,6 +112,13 @@ cat "$IMGDIR/dom0-base.cpio" "$OUT/layer.cpio" >"$OUT/dom0.cpio"
 CPU=${NETBUS_REALXEN_CPU:-max,-smap,-smep,-rdtscp,-avx,-avx2,-fma,-f16c,-xsave}
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 bootscrub=false noreboot"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=${SCEN//,/+}"  # QEMU splits modules at commas
+# Scenario usb passes an emulated USB stick of dom0's xHCI to a guest.
+USB_ARGS=()
+if [[ ",$SCEN," == *,usb,* ]]; then
+    rm -f "$OUT/usb-stick.img"; truncate -s 64M "$OUT/usb-stick.img"
+    USB_ARGS=(-device qemu-xhci,id=xhci -drive "if=none,id=stick,file=$OUT/usb-stick.img,format=raw"
+              -device usb-storage,bus=xhci.0,drive=stick)
+fi
 echo "run-scenario: booting Xen + dom0 for '$SCEN' (timeout $TIMEOUT s, log $LOG)"
 T0=$(date +%s)
 set +e
@@ -120,6 +127,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -display none -monitor none -serial stdio -no-reboot \
     -kernel "$IMGDIR/xen" -append "$XEN_ARGS" \
     -initrd "$IMGDIR/vmlinuz $DOM0_ARGS,$OUT/dom0.cpio" \
+    "${USB_ARGS[@]}" \
     </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$LOG" | grep --line-buffered -aE '^(MARK|RESULT|INIT|SCENARIO-END)|RESULT (PASS|FAIL|SKIP)|panic|Panic|crashed'
 QRC=${PIPESTATUS[0]}
 set -e
