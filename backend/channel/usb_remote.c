@@ -3,6 +3,7 @@
 
 #include "backend/vusb/target.h"
 #include "client_open.h"
+#include "evloop.h"
 #include "log.h"
 #include "timer.h"
 
@@ -54,6 +55,10 @@ struct ur {
     struct ur_urb *head, *tail;
     unsigned count;
     struct timer *timer;
+    /* URBs the port submitted together leave in one write, after the
+     * event loop's batch. */
+    struct evloop *loop;
+    struct evloop_deferred flush;
     unsigned io_timeout_ms;
     void (*failed)(void *opaque, const char *why);
     void *failed_opaque;
@@ -396,12 +401,11 @@ static int ur_submit(struct vusb_target *pub, struct vusb_xfer *x)
         t->head = u;
     t->tail = u;
     t->count++;
-    if (t->st == UR_OPEN) {
+    if (t->st == UR_OPEN)
         send_urb(t, u);
-        nb_peer_flush(t->peer);
-    } else {
+    else
         send_open(t);
-    }
+    evloop_defer(t->loop, &t->flush);
     return 0;
 }
 
@@ -418,8 +422,14 @@ static void ur_cancel(struct vusb_target *pub, struct vusb_xfer *x)
     }
     if (t->st == UR_OPEN) {
         send_unlink(t, u);
-        nb_peer_flush(t->peer);
+        evloop_defer(t->loop, &t->flush);
     } /* else sent with the URB after the reconnect */
+}
+
+static void flush_later(void *opaque)
+{
+    struct ur *t = opaque;
+    nb_peer_flush(t->peer);
 }
 
 static unsigned ur_inflight(const struct vusb_target *pub)
@@ -448,6 +458,7 @@ static void ur_close(struct vusb_target *pub)
         nb_peer_send_untracked(t->peer, NB_CLOSE, t->session);
         nb_peer_flush(t->peer);
     }
+    evloop_defer_cancel(t->loop, &t->flush);
     nb_peer_detach(t->peer, &t->user);
     timer_free(t->timer);
     free(t->where);
@@ -521,6 +532,9 @@ struct vusb_target *nb_usb_remote_open(const struct nb_usb_remote_params *p)
     t->failed = p->failed;
     t->failed_opaque = p->opaque;
     t->next_seq = 1;
+    t->loop = p->pool->loop;
+    t->flush.cb = flush_later;
+    t->flush.opaque = t;
     t->user.up = ur_up;
     t->user.down = ur_down;
     t->user.event = ur_event;
