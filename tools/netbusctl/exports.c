@@ -291,9 +291,10 @@ out:
 
 static const char unexport_usage[] =
     "usage: netbusctl unexport NAME [--force] [--timeout SEC]\n"
-    "  Stop publishing NAME and close the device. Refused while sessions\n"
-    "  (guests using it, here or elsewhere) exist, unless --force, which\n"
-    "  ends them: their disks fail from then on.\n";
+    "  Stop publishing NAME and close the device (a USB device is released).\n"
+    "  Refused while sessions (guests using it, here or elsewhere) exist,\n"
+    "  unless --force, which ends them: their disks (or USB devices) fail\n"
+    "  from then on.\n";
 
 int cmd_unexport(int argc, char **argv)
 {
@@ -361,8 +362,8 @@ int cmd_unexport(int argc, char **argv)
             free(peer);
             free(owner);
         }
-        fprintf(stderr, "detach those disks first, or --force to end the "
-                "sessions (their disks fail)\n");
+        fprintf(stderr, "detach those disks (or USB devices) first, or "
+                "--force to end the sessions (their devices fail)\n");
         free(ids);
         goto out;
     }
