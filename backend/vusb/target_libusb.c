@@ -4,6 +4,7 @@
  * kernel must know (SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE
  * ENDPOINT_HALT) are done through usbfs' own calls, as QEMU's usb-host
  * does: sent raw, they would leave the kernel's view of the device stale. */
+#include "superspeed.h"
 #include "target.h"
 #include "usb_host.h"
 
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #define MAX_INTERFACES 32
+#define SS_CONFIG_MAX 4096     /* usbfs' limit for a control transfer */
 #define CLOSE_WAIT_MS 5000
 
 struct lu_xfer {
@@ -24,6 +26,7 @@ struct lu_xfer {
     struct libusb_transfer *tr;
     struct lu_target *t;
     uint8_t *ctrl;             /* setup + data for control transfers */
+    uint8_t descriptor;        /* a GET_DESCRIPTOR to translate: its type */
     struct lu_xfer *prev, *next;
 };
 
@@ -37,6 +40,7 @@ struct lu_target {
     libusb_device *dev;        /* NULL while unplugged */
     libusb_device_handle *h;
     uint32_t claimed;          /* bit per interface number */
+    bool superspeed;           /* shown to the guest as high speed */
     bool gone;                 /* unplugged: waiting for in-flight to end */
     unsigned inflight;
     struct lu_xfer *active;
@@ -150,6 +154,7 @@ static int claim(struct lu_target *t, libusb_device *dev, char *err,
     }
     t->gone = false;
     t->t.speed = speed_of(dev);
+    t->superspeed = libusb_get_device_speed(dev) >= LIBUSB_SPEED_SUPER;
     return 0;
 }
 
@@ -289,6 +294,18 @@ static int status_of(enum libusb_transfer_status st)
     }
 }
 
+/* A SuperSpeed device's GET_DESCRIPTOR answer, as a high-speed device's
+ * (superspeed.h); x->actual may exceed what the guest asked for here (a
+ * configuration is always read whole). */
+static void translate_descriptor(struct lu_xfer *lx)
+{
+    uint8_t *d = lx->ctrl + LIBUSB_CONTROL_SETUP_SIZE;
+    if (lx->descriptor == LIBUSB_DT_DEVICE)
+        superspeed_device_to_high(d, lx->x->actual);
+    else
+        lx->x->actual = (uint32_t)superspeed_config_to_high(d, lx->x->actual);
+}
+
 static void LIBUSB_CALL on_transfer(struct libusb_transfer *tr)
 {
     struct lu_xfer *lx = tr->user_data;
@@ -299,6 +316,10 @@ static void LIBUSB_CALL on_transfer(struct libusb_transfer *tr)
     if (t->gone && x->status == -ECONNRESET)
         x->status = -ENODEV;
     x->actual = tr->actual_length > 0 ? (uint32_t)tr->actual_length : 0;
+    if (lx->descriptor)
+        translate_descriptor(lx);
+    if (x->actual > x->length)
+        x->actual = x->length;
     if (x->type == VUSB_XFER_CTRL && (x->setup[0] & 0x80) && x->actual)
         memcpy(x->data, lx->ctrl + LIBUSB_CONTROL_SETUP_SIZE, x->actual);
     if (x->type == VUSB_XFER_ISO) {
@@ -348,10 +369,20 @@ static int fill(struct lu_target *t, struct lu_xfer *lx)
     int len = (int)x->length;
     switch (x->type) {
     case VUSB_XFER_CTRL:
-        lx->ctrl = malloc(LIBUSB_CONTROL_SETUP_SIZE + x->length);
+        /* A SuperSpeed configuration descriptor is read whole: its
+         * translated length is what the guest must see, even in the
+         * first 9 bytes. */
+        if (t->superspeed && x->setup[0] == 0x80 && x->setup[1] == 6 &&
+            (x->setup[3] == LIBUSB_DT_DEVICE || x->setup[3] == LIBUSB_DT_CONFIG))
+            lx->descriptor = x->setup[3];
+        if (lx->descriptor == LIBUSB_DT_CONFIG)
+            len = SS_CONFIG_MAX;
+        lx->ctrl = malloc(LIBUSB_CONTROL_SETUP_SIZE + (size_t)len);
         if (!lx->ctrl)
             return -ENOMEM;
         memcpy(lx->ctrl, x->setup, LIBUSB_CONTROL_SETUP_SIZE);
+        lx->ctrl[6] = (uint8_t)(len & 0xff);
+        lx->ctrl[7] = (uint8_t)(len >> 8);
         if (!(x->setup[0] & 0x80) && x->length)
             memcpy(lx->ctrl + LIBUSB_CONTROL_SETUP_SIZE, x->data, x->length);
         libusb_fill_control_transfer(tr, t->h, lx->ctrl, on_transfer, lx, 0);
