@@ -24,6 +24,7 @@
 #include "xenfront.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,6 +84,13 @@ static void usb_usage(FILE *f, const char *cmd)
               "  OUT/IN loopback transfers of assorted sizes (Q in flight, default\n"
               "  8) for S seconds (default 10) or C OUT transfers, checks every\n"
               "  byte, then checks the device's transfer counters\n", f);
+    else if (strcmp(cmd, "rtt") == 0)
+        fputs("usage: xenfront usb rtt --port P [--count C] [--devid N] [options]\n"
+              "  enumerates the nb-bulk device on port P, then times C (default\n"
+              "  1000) round trips of each kind, one URB at a time: control\n"
+              "  GET_DESCRIPTOR(device), 512-byte bulk OUT, 512-byte bulk IN (of\n"
+              "  what the OUT wrote, checked); prints the medians in microseconds\n",
+              f);
     else
         fputs("usage: xenfront usb hid --port P --count C [--devid N] [--queue Q] "
               "[options]\n"
@@ -953,6 +961,103 @@ out:
     return rc;
 }
 
+/* ---- rtt ---------------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_us(uint64_t *ns, uint64_t n)
+{
+    qsort(ns, n, sizeof(*ns), cmp_u64);
+    return (double)ns[n / 2] / 1000.0;
+}
+
+/* One URB, timed: 0 with *ns set, or -1 (message printed). */
+static int timed(struct usbfront *uf, struct uf_urb *u, const char *what, uint64_t *ns)
+{
+    uint64_t t0 = uf_now_ns();
+    int st = uf_run(uf, u);
+    *ns = uf_now_ns() - t0;
+    if (st != 0) {
+        fprintf(stderr, "xenfront usb rtt: %s: %s\n", what, uf_status_name(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* Round trips through the whole path (guest ring, backend, device), one
+ * URB in flight: what a class driver waiting on each transfer sees. */
+static int usb_rtt(int argc, char **argv)
+{
+    struct usb_args a;
+    int r = parse_args(&a, argc, argv, "rtt");
+    if (r)
+        return r < 0 ? 0 : r;
+    if (!a.have_port) {
+        fprintf(stderr, "xenfront usb rtt: --port is required\n");
+        usb_usage(stderr, "rtt");
+        return 2;
+    }
+    uint64_t n = a.have_count ? a.count : 1000;
+    uint64_t *t_ctrl = calloc(n, sizeof(uint64_t)), *t_out = calloc(n, sizeof(uint64_t)),
+             *t_in = calloc(n, sizeof(uint64_t));
+    struct usbfront *uf = t_ctrl && t_out && t_in ? open_ctrl(&a, "rtt") : NULL;
+    int rc = 1;
+    struct usbdev d;
+    if (!uf || enumerate(uf, a.port, a.o.timeout_ms, true, &d) < 0)
+        goto out;
+    if (d.dd.id_vendor != NB_VENDOR || d.dd.id_product != NB_BULK_PRODUCT) {
+        fprintf(stderr, "xenfront usb rtt: port %u has %04x:%04x, not nb-bulk\n",
+                a.port, d.dd.id_vendor, d.dd.id_product);
+        goto out;
+    }
+    if (control(uf, d.port, d.addr, 0x40, NB_RESET, 0, 0, NULL, 0, NULL, "RESET") != 0)
+        goto out;
+    uint8_t desc[18], out_buf[512], in_buf[512];
+    for (uint64_t i = 0; i < n; i++) {
+        struct uf_urb u;
+        memset(&u, 0, sizeof(u));
+        u.pipe = uf_pipe(d.port, d.addr, 0, true, UF_CTRL);
+        uf_setup(u.setup, 0x80, 6, 0x0100, 0, sizeof(desc));
+        u.buf = desc;
+        u.len = sizeof(desc);
+        if (timed(uf, &u, "GET_DESCRIPTOR", &t_ctrl[i]) < 0)
+            goto out;
+        memset(out_buf, (int)(i & 0xff), sizeof(out_buf));
+        memset(&u, 0, sizeof(u));
+        u.pipe = uf_pipe(d.port, d.addr, 1, false, UF_BULK);
+        u.buf = out_buf;
+        u.len = sizeof(out_buf);
+        if (timed(uf, &u, "bulk OUT", &t_out[i]) < 0)
+            goto out;
+        memset(&u, 0, sizeof(u));
+        u.pipe = uf_pipe(d.port, d.addr, 1, true, UF_BULK);
+        u.buf = in_buf;
+        u.len = sizeof(in_buf);
+        if (timed(uf, &u, "bulk IN", &t_in[i]) < 0)
+            goto out;
+        if (u.actual != sizeof(in_buf) || memcmp(in_buf, out_buf, sizeof(in_buf)) != 0) {
+            fprintf(stderr, "xenfront usb rtt: bulk IN %" PRIu64 " did not return "
+                    "the 512 bytes written\n", i);
+            goto out;
+        }
+    }
+    printf("result=ok count=%" PRIu64 " control_us=%.1f bulk512_out_us=%.1f "
+           "bulk512_in_us=%.1f\n", n, median_us(t_ctrl, n), median_us(t_out, n),
+           median_us(t_in, n));
+    rc = 0;
+out:
+    free(t_ctrl);
+    free(t_out);
+    free(t_in);
+    if (uf && uf_close(uf) < 0)
+        rc = 1;
+    return rc;
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 int xf_usb_main(int argc, char **argv)
@@ -964,12 +1069,13 @@ int xf_usb_main(int argc, char **argv)
         { "list", usb_list },
         { "verify", usb_verify },
         { "hid", usb_hid },
+        { "rtt", usb_rtt },
     };
     if (argc >= 1)
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
             if (strcmp(argv[0], cmds[i].name) == 0)
                 return cmds[i].fn(argc, argv);
-    fprintf(stderr, "usage: xenfront usb list|verify|hid [OPTIONS]\n"
+    fprintf(stderr, "usage: xenfront usb list|verify|hid|rtt [OPTIONS]\n"
             "  `xenfront usb COMMAND --help` lists a command's options\n");
     return 2;
 }
