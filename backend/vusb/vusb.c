@@ -97,9 +97,9 @@ static void open_port(struct vusb_port *p, const char *name)
     if (!p->target) {
         bool again = errno == EBUSY || errno == ENODEV;
         if (p->retries++ == 0) {
-            log_error(where, "%s%s", err, again ? "; trying again every "
-                      "200 ms" : "");
-            xenbus_printf(dev, key, "%s", err);
+            const char *note = again ? "; trying again every 200 ms" : "";
+            log_error(where, "%s%s", err, note);
+            xenbus_printf(dev, key, "%s%s", err, note);
         }
         if (again)
             timer_at(p->retry, mono_ms() + CLAIM_RETRY_MS);

@@ -24,9 +24,10 @@ set -euo pipefail
 build=${BUILD:-build}
 base=${build%/san}
 xensim=$build/xensim netbusd=$build/netbusd xenfront=$build/xenfront
+netbusctl=$build/netbusctl
 usbdev=$base/usbdev
 SECS=${USB_VERIFY_SECONDS:-20}
-for b in "$xensim" "$netbusd" "$xenfront" "$usbdev"; do
+for b in "$xensim" "$netbusd" "$netbusctl" "$xenfront" "$usbdev"; do
     [ -x "$b" ] || { echo "usb-local: $b is not built"; exit 1; }
 done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/netbus-usb-XXXXXX")
@@ -92,6 +93,16 @@ status_is "usbctrl-attach: too many ports" 2 "$xensim" usbctrl-attach --dir "$A"
 status_is "usbctrl-attach: unknown guest" 1 "$xensim" usbctrl-attach --dir "$A" nobody
 check "usb-list" "0 pv 0 2 8|Port 1: 1-1|Port 2: 1-2|Port 3:" \
     "$("$xensim" usb-list --dir "$A" g | awk 'NR==2 {print $1, $2, $3, $6, $7} NR>2 && NR<6 {$1=$1; print}' | paste -sd'|')"
+# netbusctl usb-plug/usb-unplug: what an xl user runs instead of usbdev-attach.
+nbctl() { XENSIM_DIR=$A "$netbusctl" "$@"; }
+status_is "netbusctl usb-plug: port taken" 1 nbctl usb-plug g 0 1 1-2
+status_is "netbusctl usb-plug: a name that is no device" 1 nbctl usb-plug g 0 3 zz
+check "... and the port is left empty" "" "$(xs xenstore-read "$be/port/3")"
+status_is "netbusctl usb-plug: no such controller" 1 nbctl usb-plug g 7 1 1-1
+status_is "netbusctl usb-plug: a device not there yet waits" 0 nbctl usb-plug g 0 3 1-9
+check "... and says so" "not claimed yet" "$(grep -o 'not claimed yet' "$dir/last.out")"
+status_is "netbusctl usb-unplug" 0 nbctl usb-unplug g 0 3
+check "port/3 emptied" "" "$(xs xenstore-read "$be/port/3")"
 h=$("$xensim" create --dir "$A" --name h --memory 64)
 status_is "another guest cannot read the controller's backend dir" 1 \
     "$xensim" run --dir "$A" --domid "$h" -- xenstore-read "$be/port/1"

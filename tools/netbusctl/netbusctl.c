@@ -25,6 +25,11 @@ static void usage(FILE *out)
             "  swap DOMAIN DEVICE TARGET [--timeout S]\n"
             "                hot-swap a guest disk to another target (a path\n"
             "                or netbus://HOST/EXPORT of the same size)\n"
+            "  usb-plug DOMAIN CONTROLLER PORT DEVICE [--timeout S]\n"
+            "                put a USB device (BUS-PORT, VENDOR:PRODUCT[:SERIAL]\n"
+            "                or netbus://HOST/EXPORT) on a guest controller's port\n"
+            "  usb-unplug DOMAIN CONTROLLER PORT\n"
+            "                take it off again\n"
             "  status [--json] [--last N]\n"
             "                the migration and hot-swap timeline\n"
             "  help          this text\n"
@@ -41,6 +46,29 @@ struct xenif_xs *netbusctl_xs_open(const char *cmd)
     if (!xs)
         fprintf(stderr, "netbusctl %s: %s\n", cmd, err);
     return xs;
+}
+
+long netbusctl_find_domid(struct xenif_xs *xs, const char *arg, const char *cmd)
+{
+    char *end;
+    unsigned long id = strtoul(arg, &end, 10);
+    if (*arg >= '0' && *arg <= '9' && !*end && id < 0x7ff0)
+        return (long)id;
+    unsigned n = 0;
+    char **doms = xenif_xs_directory(xs, 0, "/local/domain", &n);
+    long found = -1;
+    for (unsigned i = 0; doms && i < n && found < 0; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/local/domain/%s/name", doms[i]);
+        char *name = xenif_xs_read(xs, 0, path, NULL);
+        if (name && strcmp(name, arg) == 0)
+            found = strtol(doms[i], NULL, 10);
+        free(name);
+    }
+    free(doms);
+    if (found < 0)
+        fprintf(stderr, "netbusctl %s: no domain with id or name '%s'\n", cmd, arg);
+    return found;
 }
 
 static int cmd_info(void)
@@ -93,6 +121,10 @@ int main(int argc, char **argv)
         return cmd_list(argc - 1, argv + 1);
     if (strcmp(argv[1], "swap") == 0)
         return cmd_swap(argc - 1, argv + 1);
+    if (strcmp(argv[1], "usb-plug") == 0)
+        return cmd_usb_plug(argc - 1, argv + 1);
+    if (strcmp(argv[1], "usb-unplug") == 0)
+        return cmd_usb_unplug(argc - 1, argv + 1);
     if (strcmp(argv[1], "status") == 0)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {

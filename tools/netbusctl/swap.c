@@ -26,30 +26,6 @@ static const char usage[] =
     "  The new target must have the disk's size and sector size. The guest\n"
     "  sees a pause while requests in flight finish on the old target.\n";
 
-/* A domain id from an id or a name; -1 after a message. */
-static long find_domid(struct xenif_xs *xs, const char *arg)
-{
-    char *end;
-    unsigned long id = strtoul(arg, &end, 10);
-    if (*arg >= '0' && *arg <= '9' && !*end && id < 0x7ff0)
-        return (long)id;
-    unsigned n = 0;
-    char **doms = xenif_xs_directory(xs, 0, "/local/domain", &n);
-    long found = -1;
-    for (unsigned i = 0; doms && i < n && found < 0; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/local/domain/%s/name", doms[i]);
-        char *name = xenif_xs_read(xs, 0, path, NULL);
-        if (name && strcmp(name, arg) == 0)
-            found = strtol(doms[i], NULL, 10);
-        free(name);
-    }
-    free(doms);
-    if (found < 0)
-        fprintf(stderr, "netbusctl swap: no domain with id or name '%s'\n", arg);
-    return found;
-}
-
 static char *rd(struct xenif_xs *xs, const char *dir, const char *key)
 {
     char path[300];
@@ -127,7 +103,7 @@ int cmd_swap(int argc, char **argv)
     if (!xs)
         return 1;
     int rc = 1;
-    long domid = find_domid(xs, args[0]);
+    long domid = netbusctl_find_domid(xs, args[0], "swap");
     if (domid < 0)
         goto out;
     char be[160] = "";
