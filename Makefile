@@ -182,7 +182,7 @@ demo: deps
 	tools/demo.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory $(PROGS)
+	@$(MAKE) --no-print-directory $(PROGS) $(BUILD)/usbdev
 	tests/bench/run.sh $(BUILD) $(ONLY)
 
 # --- install ------------------------------------------------------------
