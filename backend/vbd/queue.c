@@ -8,6 +8,7 @@
 
 #include "evloop.h"
 #include "log.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,8 +24,6 @@
 #define BAD_LOG_FIRST 32
 #define BAD_LOG_EVERY 1024
 
-/* Offsets of the index words in the shared ring header. */
-enum { IDX_REQ_PROD = 0, IDX_REQ_EVENT = 1, IDX_RSP_PROD = 2, IDX_RSP_EVENT = 3 };
 
 struct vbd_io {
     struct vbd_target_io tio; /* first: the target hands it back */
@@ -52,11 +51,10 @@ struct vbd_queue {
     struct vbd_disk *disk;
     unsigned index;
     enum blkif_abi abi;
-    size_t slot_size;
     uint8_t *sring;
     unsigned nr_pages;
     uint32_t size;            /* entries, power of two */
-    uint32_t req_cons, rsp_prod_pvt, rsp_pushed;
+    struct back_ring ring;
     struct xenif_evtchn *ec;
     xenif_port port;
     int fd;
@@ -69,26 +67,6 @@ struct vbd_queue {
     unsigned pg_count, pg_max;
     char why[160];
 };
-
-static uint32_t *idx(struct vbd_queue *q, int which)
-{
-    return (uint32_t *)(void *)q->sring + which;
-}
-
-static uint32_t load_idx(struct vbd_queue *q, int which)
-{
-    return __atomic_load_n(idx(q, which), __ATOMIC_RELAXED);
-}
-
-static void store_idx(struct vbd_queue *q, int which, uint32_t v)
-{
-    __atomic_store_n(idx(q, which), v, __ATOMIC_RELAXED);
-}
-
-static uint8_t *slot(struct vbd_queue *q, uint32_t i)
-{
-    return q->sring + BLKIF_RING_HEADER + (size_t)(i & (q->size - 1)) * q->slot_size;
-}
 
 static const char *op_name(uint8_t op)
 {
@@ -120,21 +98,14 @@ static void respond(struct vbd_queue *q, const struct blkif_req *r, int16_t st)
         d->on_first_response = NULL;
         cb(d);
     }
-    blkif_abi_put_response(q->abi, slot(q, q->rsp_prod_pvt), r->id, rsp_op(r), st);
-    q->rsp_prod_pvt++;
+    blkif_abi_put_response(q->abi, back_ring_next_response(&q->ring), r->id,
+                           rsp_op(r), st);
+    back_ring_respond(&q->ring);
 }
 
 static void push(struct vbd_queue *q)
 {
-    if (q->rsp_prod_pvt == q->rsp_pushed)
-        return;
-    uint32_t old = q->rsp_pushed, new = q->rsp_prod_pvt;
-    __atomic_thread_fence(__ATOMIC_RELEASE); /* responses before index */
-    store_idx(q, IDX_RSP_PROD, new);
-    q->rsp_pushed = new;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* index before rsp_event */
-    uint32_t ev = load_idx(q, IDX_RSP_EVENT);
-    if ((uint32_t)(new - ev) < (uint32_t)(new - old) &&
+    if (q->ring.sring && back_ring_push(&q->ring) &&
         xenif_evtchn_notify(q->ec, q->port) < 0)
         log_warn(q->disk->where, "queue %u: notify: %s", q->index, strerror(errno));
 }
@@ -416,34 +387,31 @@ static void consume(struct vbd_queue *q)
 {
     struct vbd_disk *d = q->disk;
     while (!q->stopped && !q->dead && !d->quiesced) {
-        uint32_t rp = load_idx(q, IDX_REQ_PROD);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE); /* index before slots */
-        if (rp - q->req_cons > q->size) {
+        struct back_ring *r = &q->ring;
+        uint32_t rp;
+        if (back_ring_req_prod(r, &rp) < 0) {
             queue_abuse(q, "queue %u: frontend req_prod %u is %u requests "
                         "ahead of req_cons %u, the ring holds %u: disconnecting",
-                        q->index, rp, rp - q->req_cons, q->req_cons, q->size);
+                        q->index, rp, rp - r->req_cons, r->req_cons, r->size);
             break;
         }
         bool blocked = false;
-        while (q->req_cons != rp && !q->dead) {
+        while (r->req_cons != rp && !q->dead) {
             /* At most a ring's worth consumed and unanswered (a frontend
              * keeping to the protocol never reaches this). */
-            if (q->req_cons - q->rsp_prod_pvt >= q->size || !q->free_ios) {
+            if (!back_ring_has_room(r) || !q->free_ios) {
                 blocked = true;
                 break;
             }
             uint8_t copy[BLKIF_SLOT_MAX];
-            memcpy(copy, slot(q, q->req_cons), q->slot_size);
+            memcpy(copy, back_ring_slot(r, r->req_cons), r->slot_size);
             __atomic_signal_fence(__ATOMIC_SEQ_CST); /* parse the copy only */
-            q->req_cons++;
+            r->req_cons++;
             handle(q, copy);
         }
         if (blocked || q->dead)
             break; /* resumed when completions free a slot */
-        /* RING_FINAL_CHECK_FOR_REQUESTS */
-        store_idx(q, IDX_REQ_EVENT, q->req_cons + 1);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (load_idx(q, IDX_REQ_PROD) == q->req_cons)
+        if (!back_ring_final_check(r))
             break;
     }
 }
@@ -582,8 +550,6 @@ struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
     q->abi = p->abi;
     q->fd = -1;
     q->nr_pages = p->nr_pages;
-    q->slot_size = blkif_abi_slot_size(p->abi);
-    q->size = blkif_abi_ring_entries(p->abi, p->nr_pages);
     q->sring = xenif_gnt_map(disk->gnt, disk->domid, p->nr_pages, p->refs,
                              XENIF_GNT_READ | XENIF_GNT_WRITE);
     if (!q->sring) {
@@ -603,16 +569,17 @@ struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
     q->port = (xenif_port)port;
     q->fd = xenif_evtchn_fd(q->ec);
 
-    /* BACK_RING_ATTACH: answered requests end at rsp_prod; whatever lies
-     * between it and req_prod is served now. */
-    uint32_t rsp = load_idx(q, IDX_RSP_PROD), req = load_idx(q, IDX_REQ_PROD);
-    if (req - rsp > q->size) {
-        snprintf(err, errlen, "queue %u: ring indexes req_prod %u rsp_prod %u "
-                 "are more than the ring's %u entries apart", p->index, req,
-                 rsp, q->size);
+    /* Answered requests end at rsp_prod; whatever lies between it and
+     * req_prod is served now. */
+    if (back_ring_attach(&q->ring, q->sring, (size_t)p->nr_pages * PAGE,
+                         blkif_abi_slot_size(p->abi)) < 0) {
+        snprintf(err, errlen, "queue %u: ring indexes req_prod and rsp_prod "
+                 "are more than the ring's %u entries apart", p->index,
+                 q->ring.size);
         goto fail;
     }
-    q->req_cons = q->rsp_prod_pvt = q->rsp_pushed = rsp;
+    uint32_t pending = back_ring_pending_at_attach(&q->ring);
+    q->size = q->ring.size;
 
     q->ios = calloc(q->size, sizeof(*q->ios));
     if (!q->ios) {
@@ -639,9 +606,9 @@ struct vbd_queue *vbd_queue_open(struct vbd_disk *disk,
     }
     q->fd_added = true;
     disk->queues[disk->nr_queues++] = q;
-    if (req != rsp)
+    if (pending)
         log_info(disk->where, "queue %u: %u request(s) already on the ring",
-                 p->index, req - rsp);
+                 p->index, pending);
     queue_process(q);
     return q;
 fail:
