@@ -92,7 +92,7 @@ SAN_PROGS := $(patsubst $(BUILD)/%,$(BUILD)/san/%,$(PROGS))
 # library sources, instrumented.
 FUZZ_SRCS  := $(wildcard tests/fuzz/*.c)
 FUZZ_PROGS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-FUZZ_TIME  ?= 20
+FUZZ_TIME  ?= 12
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -I. -Ibackend/core -Ibackend/xenif -Ixenstore \
