@@ -63,7 +63,7 @@ install -m 755 "$REPO/tools/hotplug/netbus-block" "$L/etc/xen/scripts/"
 install -m 755 "$HERE/dom0/init" "$L/init"
 install -m 755 "$HERE/dom0/run-in-dom0" "$HERE/dom0/standin-vbd-backend" "$HERE/dom0/standin-vusb-backend" \
     "$L/etc/netbus-rx/"
-install -m 644 "$HERE/dom0/lib.sh" "$L/etc/netbus-rx/"
+install -m 644 "$HERE/dom0/lib.sh" "$HERE/dom0/guest-io.sh" "$L/etc/netbus-rx/"
 install -m 644 "$HERE"/scenarios/*.sh "$L/etc/netbus-rx/scenarios/"
 # settings for the scenarios in dom0 (lib.sh sources this file)
 {
@@ -112,13 +112,13 @@ cat "$IMGDIR/dom0-base.cpio" "$OUT/layer.cpio" >"$OUT/dom0.cpio"
 CPU=${NETBUS_REALXEN_CPU:-max,-smap,-smep,-rdtscp,-avx,-avx2,-fma,-f16c,-xsave}
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 bootscrub=false noreboot"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=${SCEN//,/+}"  # QEMU splits modules at commas
-# Scenario usb passes an emulated USB stick of dom0's xHCI to a guest. The
-# xHCI has USB 2 ports only (p3=0): QEMU's usb-storage would otherwise run
-# at SuperSpeed, with a USB 3 device descriptor (bMaxPacketSize0 9).
+# Scenario usb passes an emulated USB stick of dom0's xHCI to a guest. It
+# runs at SuperSpeed on the xHCI's USB 3 port; netbusd shows it to the
+# guest as a high-speed device (usbif stops at USB 2).
 USB_ARGS=()
 if [[ ",$SCEN," == *,usb,* ]]; then
     rm -f "$OUT/usb-stick.img"; truncate -s 64M "$OUT/usb-stick.img"
-    USB_ARGS=(-device qemu-xhci,id=xhci,p3=0 -drive "if=none,id=stick,file=$OUT/usb-stick.img,format=raw"
+    USB_ARGS=(-device qemu-xhci,id=xhci -drive "if=none,id=stick,file=$OUT/usb-stick.img,format=raw"
               -device usb-storage,bus=xhci.0,drive=stick)
 fi
 echo "run-scenario: booting Xen + dom0 for '$SCEN' (timeout $TIMEOUT s, log $LOG)"

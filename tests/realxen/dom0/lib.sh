@@ -11,6 +11,7 @@ RX_MIGRATIONS=3
 RX_NETBUSD_LOG_LEVEL=debug
 RX_GUEST_EXTRA=
 [ -f "$RX/env" ] && . "$RX/env"
+. "$RX/guest-io.sh"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "MARK $*"; }
@@ -62,9 +63,11 @@ guest_up() {
         guest_console "$name"; why "guest $name not up after $secs s"; return 1; }
 }
 
-# guest_console NAME [LINES]: show the tail of the guest's console log
+# guest_console NAME [LINES]: show the tail of the guest's console log (the
+# newest one: a migrated guest's console goes to guest-NAME--incoming.log)
 guest_console() {
-    local f="/var/log/xen/console/guest-$1.log"
+    local f
+    f=$(ls -t /var/log/xen/console/guest-"$1".log /var/log/xen/console/guest-"$1"--incoming.log 2>/dev/null | head -n 1)
     echo "  --- console of $1 (last ${2:-40} lines) ---"
     [ -f "$f" ] && tail -n "${2:-40}" "$f" | sed 's/^/  | /'
     echo "  ---"

@@ -6,26 +6,12 @@
 DISKSPEC="format=raw, access=rw, backendtype=phy, script=netbus-block"
 BE=/local/domain/0/backend/vbd
 D=/var/lib/netbus-rx/disks
-NBLOG=/var/log/netbusd.log
-
-netbusd_start() {
-    setsid netbusd --xenif xen --pidfile /run/netbusd.pid --log-level "$RX_NETBUSD_LOG_LEVEL" \
-        </dev/null >>"$NBLOG" 2>&1 &
-    wait_for 20 test -s /run/netbusd.pid || { tail -20 "$NBLOG"; why "netbusd wrote no pid file"; return 1; }
-    sleep 1
-    kill -0 "$(cat /run/netbusd.pid)" 2>/dev/null || { tail -20 "$NBLOG"; why "netbusd exited"; return 1; }
-}
-netbusd_log() { echo "  --- netbusd log (last ${1:-20} lines) ---"; tail -n "${1:-20}" "$NBLOG" | sed 's/^/  | /'; }
 pat() { cat "$RUN/pat.sha"; }
 # host_sum FILE SKIP_MIB MIB: sha256 of a region of a disk image, in dom0
 host_sum() { dd if="$1" bs=1M skip="$2" count="$3" 2>/dev/null | sha256sum | cut -d' ' -f1; }
-# same_sum WHAT GOT WANT
-same_sum() {
-    [ "$2" = "$3" ] && { note "$1: digest ok"; return 0; }
-    why "$1: digest $2, want $3"
-}
 # gsum NAME ARGS: the digest "rx sum ARGS" prints in the guest
 gsum() { gx "$1" 120 "rx sum $2" >/dev/null || return 1; printf '%s' "$GX_OUT" | tail -1; }
+vbd_connected() { be_state_all "$1" 4; }
 be_state_all() {  # be_state_all DOMID STATE: every vbd backend of DOMID in STATE
     local dev ok=0
     for dev in $(xenstore-list "$BE/$1" 2>/dev/null); do
@@ -83,17 +69,6 @@ check_pv_ext4() {
     same_sum "file on ext4, remounted" "$(printf '%s' "$GX_OUT" | tail -1)" "$p" || return 1
     e2fsck -n -f "$D/disk1.img" >"$RUN/fsck.out" 2>&1 || { sed 's/^/  /' "$RUN/fsck.out"; why "dom0 e2fsck -n of the image is not clean"; return 1; }
     note "dom0 e2fsck -n: clean"
-}
-
-# wait_writer NAME ABOVE SECS: until the guest's writer has done more than ABOVE passes
-wait_writer() {
-    local end=$(( $(date +%s) + $3 )) n
-    while :; do
-        gx "$1" 30 'rx writer-count' >/dev/null && n=$(printf '%s' "$GX_OUT" | tail -1) || n=
-        [ -n "$n" ] && [ "$n" -gt "$2" ] && { echo "$n"; return 0; }
-        [ "$(date +%s)" -ge "$end" ] && { echo "${n:-?}"; return 1; }
-        sleep 1
-    done
 }
 
 check_pv_save_restore() {

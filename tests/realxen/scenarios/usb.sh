@@ -1,112 +1,186 @@
-# usb: QEMU's emulated USB stick on dom0's xHCI, passed by netbusd (backend
-# vusb) to a PV guest running the patched xen-hcd (frontend-patches/linux).
-# The checks share one guest, in order:
-#  - dom0 sees the stick, netbusd starts;
-#  - the guest's xen-hcd connects, the stick (port/1) enumerates as a USB
-#    mass storage disk of the right size, a pattern written reads back;
-#  - across save/restore the guest sees no USB disconnect and the pattern
-#    still reads back through the new backend.
-# Not in the default scenarios (run-scenario.sh adds the stick to QEMU
-# only when this scenario is in its list).
+# usb: QEMU's emulated USB stick on a USB 3 port of dom0's xHCI (so it runs
+# at SuperSpeed there), passed by netbusd (backend vusb) to a PVH guest
+# running the patched xen-hcd (frontend-patches/linux). The checks share
+# one guest, in order:
+#  - dom0 runs the stick at SuperSpeed, netbusd starts;
+#  - the guest's xen-hcd connects, the stick (port/1) enumerates as a
+#    high-speed USB 2.00 mass storage disk of the right size (netbusd
+#    rewrites its USB 3 descriptors), a pattern written reads back;
+#  - a writer keeps writing a pattern to the stick and reading it back
+#    (rx writer-start ... verify) across xl save/xl restore, then across a
+#    live migration to localhost (guest-io.sh's migrate_under_writer): no
+#    failed pass, digests right at the end, and the guest's dmesg shows no
+#    USB disconnect and one enumeration only.
+# PVH, as PV guests cannot live-migrate on Debian's Xen. Not in the default
+# scenarios (run-scenario.sh adds the stick to QEMU only when this scenario
+# is in its list).
 USBCTRL="usbctrl = ['type=pv,version=2,ports=4']"
-NBLOG=/var/log/netbusd.log
+BE_VUSB=/local/domain/0/backend/vusb
 STICK_ID=46f4:0001      # QEMU's usb-storage
+STICK_SECTORS=131072    # run-scenario.sh makes a 64 MiB image
+GUEST=rx-usb
+# 1 MiB at MiB 0 written once, 1 MiB at MiB 1 by the writer: xen-hcd over
+# emulated USB moves a few hundred KiB/s here, larger writes only slow it
+PAT_MIB=1
+WRITER_AT=1
 
-netbusd_log() { echo "  --- netbusd log (last ${1:-20} lines) ---"; tail -n "${1:-20}" "$NBLOG" | sed 's/^/  | /'; }
-be_path() { echo "/local/domain/0/backend/vusb/$(domid_of rx-usb)/0"; }
-fe_path() { echo "/local/domain/$(domid_of rx-usb)/device/vusb/0"; }
-connected() { xs_is "$(fe_path)/state" 4 && xs_is "$(be_path)/state" 4; }
-# stick_busid: the bus id (BUS-PORT) of the emulated stick in dom0's sysfs
-stick_busid() {
+be_path() { echo "$BE_VUSB/$(domid_of $GUEST)/0"; }
+# usb_connected DOMID: the usbif of DOMID is Connected on both ends
+usb_connected() {
+    xs_is "/local/domain/$1/device/vusb/0/state" 4 && xs_is "$BE_VUSB/$1/0/state" 4
+}
+# stick_dev: the stick's sysfs directory in dom0 (BUS-PORT)
+stick_dev() {
     local d
     for d in /sys/bus/usb/devices/*-*; do
         [ -f "$d/idVendor" ] || continue
-        [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = "$STICK_ID" ] && { basename "$d"; return 0; }
+        [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = "$STICK_ID" ] && { echo "$d"; return 0; }
     done
     return 1
 }
-guest_usb_log() { gx rx-usb 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]"'; }
+stick_busid() { local d; d=$(stick_dev) && basename "$d"; }
+guest_usb_log() { gx $GUEST 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]"'; }
 count() { printf '%s\n' "$GX_OUT" | grep -c -- "$1"; }
-
-check_dom0_stick() {
-    [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"
-    modprobe xhci-pci || { why "modprobe xhci-pci failed"; return 1; }
-    wait_for 30 stick_busid || { ls /sys/bus/usb/devices; why "no USB stick $STICK_ID in dom0"; return 1; }
-    note "stick at bus id $(stick_busid)"
-    setsid netbusd --xenif xen --pidfile /run/netbusd.pid --log-level "$RX_NETBUSD_LOG_LEVEL" \
-        </dev/null >>"$NBLOG" 2>&1 &
-    wait_for 20 test -s /run/netbusd.pid || { netbusd_log; why "netbusd wrote no pid file"; return 1; }
-    sleep 1
-    kill -0 "$(cat /run/netbusd.pid)" 2>/dev/null || { netbusd_log; why "netbusd exited"; return 1; }
-}
-
-check_guest_enumerates() {
-    local cfg busid size
-    [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"
-    busid=$(stick_busid) || { why "no stick"; return 1; }
-    cfg=$(guest_cfg rx-usb pv)
-    echo "$USBCTRL" >>"$cfg"
-    xl_logged create "$cfg" || { netbusd_log; why "xl create failed"; return 1; }
-    guest_up rx-usb 120 || return 1
-    wait_for 60 connected || { netbusd_log; xenstore-ls -fp "$(be_path)"; why "usbif not Connected"; return 1; }
-    gx rx-usb 30 'rx debug xen_hcd && modprobe usb-storage && modprobe sd_mod' || { why "usb-storage/sd_mod do not load"; return 1; }
-    xenstore-write "$(be_path)/port/1" "$busid" || { why "cannot write port/1"; return 1; }
-    gx rx-usb 90 'rx wait-dev /dev/sda 80 && cat /sys/block/sda/size' \
-        || { netbusd_log 40; guest_usb_log; why "the stick did not appear as /dev/sda in the guest"; return 1; }
-    size=$(printf '%s' "$GX_OUT" | tail -1)
-    [ "$size" = 131072 ] || { why "/dev/sda has $size sectors, the stick 131072"; return 1; }
-    guest_usb_log
-    # xen-hcd maps a URB's buffer into at most 16 grants (64 KiB) and has
-    # no scatter-gather: larger requests fail with E2BIG ("xenhcd: error:
-    # N grants"). A limit of the upstream driver, not of this patch.
-    gx rx-usb 240 'echo 64 >/sys/block/sda/queue/max_sectors_kb && rx pattern 1 >/dev/null && rx put /dev/sda 0 direct && rx sum /dev/sda 0 1 direct && sha256sum /tmp/pat' \
-        || { netbusd_log 40; guest_usb_log; why "I/O to the stick failed"; return 1; }
-    local got want
-    got=$(printf '%s\n' "$GX_OUT" | tail -2 | head -1)
-    want=$(printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1)
-    [ "$got" = "$want" ] || { guest_usb_log; why "read back $got, wrote $want"; return 1; }
-    echo "$want" >"$RUN/usb-pat.sha"
-    note "1 MiB pattern read back from the stick: $got"
-}
+need_module() { [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"; }
+usb_mig_diag() { mig_diag "$1" $GUEST "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]|I/O error|reset"; }
 
 # The stick is passed by writing port/1 (not usbdev=, which needs Linux's
-# usbback in dom0), so the restored domain's new backend gets it the same
-# way, as a toolstack would: as soon as its backend directory exists.
+# usbback in dom0, and libxl keeps no port assignment of its own), so a
+# restored or migrated domain's new backend gets it the same way, as a
+# toolstack would: as soon as its backend directory exists. On a live
+# migration the old backend still holds the stick until the old domain is
+# destroyed; netbusd retries it every 200 ms and the guest's xen-hcd waits
+# 5 s for the port to be reported again.
 pass_stick_to_new_domain() {
-    local old=$1 busid=$2 be=/local/domain/0/backend/vusb d i
+    local old=$1 busid=$2 d i
     for i in $(seq 1200); do
-        for d in $(xenstore-list $be 2>/dev/null); do
-            [ "$d" != "$old" ] && xenstore-exists "$be/$d/0/port/1" &&
-                xenstore-write "$be/$d/0/port/1" "$busid" && { echo "  port/1 of domain $d: $busid"; return 0; }
+        for d in $(xenstore-list $BE_VUSB 2>/dev/null); do
+            [ "$d" != "$old" ] && xenstore-exists "$BE_VUSB/$d/0/port/1" &&
+                xenstore-write "$BE_VUSB/$d/0/port/1" "$busid" && { echo "  port/1 of domain $d: $busid"; return 0; }
         done
         sleep 0.1
     done
+    echo "  no new vusb backend appeared"
     return 1
 }
 
-check_save_restore() {
-    local got want d0 busid
-    [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"
-    want=$(cat "$RUN/usb-pat.sha") || { why "no pattern written"; return 1; }
-    d0=$(domid_of rx-usb); busid=$(xenstore-read "$(be_path)/port/1")
-    xl_logged save rx-usb "$RUN/usb.save" || { netbusd_log; why "xl save failed"; return 1; }
-    pass_stick_to_new_domain "$d0" "$busid" &
-    xl_logged restore "$RUN/usb.save" || { netbusd_log; why "xl restore failed"; return 1; }
-    wait
-    rm -f "$RUN/usb.save"
-    wait_for 60 connected || { netbusd_log 40; xenstore-ls -fp "$(be_path)"; why "usbif not Connected after restore"; return 1; }
-    note "backend after restore: port/1=$(xenstore-read "$(be_path)/port/1")"
-    gx rx-usb 240 'rx sum /dev/sda 0 1 direct' || { netbusd_log 40; guest_usb_log; why "read after restore failed"; return 1; }
-    got=$(printf '%s' "$GX_OUT" | tail -1)
+# release_stick_at_suspend DOMID: empty port/1 of DOMID's backend once
+# netbusd has quiesced it for the live migration's final suspend (the guest
+# no longer runs there), so that the destination's backend, which retries
+# every 200 ms, claims the stick before the guest runs again. Left to the
+# destruction of the old domain, the hand-over comes after the guest is
+# resumed: its first URBs are answered "no device" (netbusd has not claimed
+# the stick yet) and usb-storage resets the device (first run: I/O errors
+# on the stick from then on).
+release_stick_at_suspend() {
+    local q="$BE_VUSB/$1/0/netbus-quiesced" i
+    for i in $(seq 1200); do
+        if xs_is "$q" 1; then
+            xenstore-write "$BE_VUSB/$1/0/port/1" "" && { echo "  port/1 of domain $1 emptied at its suspend"; return 0; }
+        fi
+        sleep 0.1
+    done
+    echo "  domain $1 was never quiesced"
+    return 1
+}
+
+# the guest saw the stick once and never lost it; N restores logged by xen-hcd
+stick_never_left() {
+    guest_usb_log >/dev/null || { why "guest agent not answering"; return 1; }
+    [ "$(count 'USB disconnect')" = 0 ] || { guest_usb_log; why "the guest saw a USB disconnect"; return 1; }
+    [ "$(count 'new high-speed USB device')" = 1 ] \
+        || { guest_usb_log; why "the stick was enumerated $(count 'new .*USB device') times"; return 1; }
+    [ "$(count 'I/O resumed with the new backend')" = "$1" ] \
+        || { guest_usb_log; why "xen-hcd logged $(count 'I/O resumed with the new backend') resumes with a new backend, want $1"; return 1; }
+}
+
+check_dom0_stick() {
+    local d speed
+    need_module
+    modprobe xhci-pci || { why "modprobe xhci-pci failed"; return 1; }
+    wait_for 30 stick_dev || { ls /sys/bus/usb/devices; why "no USB stick $STICK_ID in dom0"; return 1; }
+    d=$(stick_dev)
+    speed=$(cat "$d/speed")
+    note "stick at bus id $(basename "$d"), $speed Mb/s, USB$(cat "$d/version")"
+    [ "$speed" = 5000 ] || { why "the stick runs at $speed Mb/s in dom0, not SuperSpeed (5000)"; return 1; }
+    netbusd_start
+}
+
+check_guest_enumerates() {
+    local cfg busid out
+    need_module
+    busid=$(stick_busid) || { why "no stick"; return 1; }
+    cfg=$(guest_cfg $GUEST pvh)
+    echo "$USBCTRL" >>"$cfg"
+    xl_logged create "$cfg" || { netbusd_log; why "xl create failed"; return 1; }
+    guest_up $GUEST 120 || return 1
+    wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log; xenstore-ls -fp "$(be_path)"; why "usbif not Connected"; return 1; }
+    gx $GUEST 30 'rx debug xen_hcd && modprobe usb-storage && modprobe sd_mod' || { why "usb-storage/sd_mod do not load"; return 1; }
+    xenstore-write "$(be_path)/port/1" "$busid" || { why "cannot write port/1"; return 1; }
+    gx $GUEST 90 'rx wait-dev /dev/sda 80 && cat /sys/block/sda/size /sys/bus/usb/devices/1-1/speed /sys/bus/usb/devices/1-1/version' \
+        || { netbusd_log 40; guest_usb_log; why "the stick did not appear as /dev/sda in the guest"; return 1; }
+    out=$(printf '%s\n' "$GX_OUT" | tail -3 | tr -s ' \n' ' ')
     guest_usb_log
-    [ "$got" = "$want" ] || { why "read back $got after restore, wrote $want"; return 1; }
-    [ "$(count 'USB disconnect')" = 0 ] || { why "the guest saw a USB disconnect"; return 1; }
-    [ "$(count 'I/O resumed with the new backend')" = 1 ] || { why "xen-hcd did not resume I/O with the new backend"; return 1; }
-    note "pattern still reads back after restore, no disconnect"
+    [ "$out" = "$STICK_SECTORS 480 2.00 " ] \
+        || { why "the guest sees sectors, speed (Mb/s), USB version: $out; want $STICK_SECTORS 480 2.00"; return 1; }
+    note "guest: /dev/sda of $STICK_SECTORS sectors, a high-speed USB 2.00 device"
+    # xen-hcd maps a URB's buffer into at most 16 grants (64 KiB) and has
+    # no scatter-gather: larger requests fail with E2BIG ("xenhcd: error:
+    # N grants"). A limit of the upstream driver, not of this patch.
+    gx $GUEST 240 "echo 64 >/sys/block/sda/queue/max_sectors_kb && rx pattern $PAT_MIB >/dev/null && rx put /dev/sda 0 direct && rx sum /dev/sda 0 $PAT_MIB direct && sha256sum /tmp/pat" \
+        || { netbusd_log 40; guest_usb_log; why "I/O to the stick failed"; return 1; }
+    same_sum "pattern read back from the stick" "$(printf '%s\n' "$GX_OUT" | tail -2 | head -1)" \
+        "$(printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1)" || return 1
+    printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1 >"$RUN/usb-pat.sha"
+}
+
+check_save_restore_io() {
+    local d0 busid passer
+    need_module
+    [ -s "$RUN/usb-pat.sha" ] || { why "no pattern written"; return 1; }
+    d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
+    gx $GUEST 30 "rx writer-start /dev/sda $WRITER_AT verify" || { why "writer did not start"; return 1; }
+    WRITER_PASSES=$(wait_writer $GUEST 0 90) || { netbusd_log 40; guest_usb_log; why "writer made no pass"; return 1; }
+    note "writer passes before save: $WRITER_PASSES"
+    echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
+    xl_logged save $GUEST "$RUN/usb.save" || { netbusd_log; why "xl save failed"; return 1; }
+    pass_stick_to_new_domain "$d0" "$busid" & passer=$!
+    xl_logged restore "$RUN/usb.save" || { netbusd_log; why "xl restore failed"; return 1; }
+    wait $passer || { netbusd_log 40; why "the restored domain got no vusb backend"; return 1; }
+    rm -f "$RUN/usb.save"
+    note "restored as domain $(domid_of $GUEST) (was $d0)"
+    wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log 40; xenstore-ls -fp "$(be_path)"; why "usbif not Connected after restore"; return 1; }
+    WRITER_PASSES=$(wait_writer $GUEST "$(( WRITER_PASSES + 1 ))" 90) \
+        || { netbusd_log 40; guest_usb_log; why "writer stuck after restore (passes $WRITER_PASSES)"; return 1; }
+    note "writer passes after restore: $WRITER_PASSES"
+    echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
+    gx $GUEST 30 'rx writer-errors' || { netbusd_log 40; guest_usb_log; why "writer saw errors across save/restore"; return 1; }
+    stick_never_left 1
+}
+
+check_migrate_io() {
+    local d0 busid sums passer releaser from
+    need_module
+    WRITER_PASSES=$(cat "$RUN/usb-writer-passes") || { why "no writer running"; return 1; }
+    d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
+    from=$(( $(wc -l <"$NBLOG") + 1 ))
+    release_stick_at_suspend "$d0" & releaser=$!
+    pass_stick_to_new_domain "$d0" "$busid" & passer=$!
+    migrate_under_writer $GUEST 1 1 "$BE_VUSB" usb_connected usb_mig_diag || return 1
+    wait $passer || { why "the migrated domain got no vusb backend"; return 1; }
+    wait $releaser || { why "the old domain's backend was not quiesced"; return 1; }
+    gx $GUEST 120 'rx writer-stop' || { usb_mig_diag "$from"; why "writer reported errors"; return 1; }
+    gx $GUEST 120 "rx sum /dev/sda 0 $PAT_MIB direct && rx sum /dev/sda $WRITER_AT $PAT_MIB direct" \
+        || { usb_mig_diag "$from"; why "final read failed"; return 1; }
+    sums=$(printf '%s\n' "$GX_OUT" | tail -2 | tr '\n' ' ')
+    same_sum "stick at MiB 0 and MiB $WRITER_AT after save/restore and migration" "$sums" \
+        "$(cat "$RUN/usb-pat.sha") $(cat "$RUN/usb-pat.sha") " || { usb_mig_diag "$from"; return 1; }
+    stick_never_left 2
 }
 
 CHECKS=(
     usb-dom0-stick:60:check_dom0_stick
     usb-guest-enumerates:480:check_guest_enumerates
-    usb-save-restore:300:check_save_restore
+    usb-save-restore-io:300:check_save_restore_io
+    usb-pvh-migrate-io:360:check_migrate_io
 )
