@@ -22,9 +22,12 @@
 #     backend's netbus-port-error/1 says so; a logs it); a peer holding a
 #     wrong key gets a challenge and a refusal, nothing else (recorded by a
 #     relay), and its guest's port stays empty;
-#   - nb-bulk unplugged at a: the export's speed is none and the guest's
-#     port shows no device; plugged back: the port shows it at high speed,
-#     it enumerates afresh and a short stream runs;
+#   - nb-bulk unplugged at a (idle): the export's speed is none and the
+#     guest's port shows no device; plugged back: the port shows it at
+#     high speed, it enumerates afresh and a short stream runs; nb-hid
+#     unplugged while the guest reads it: the report in flight ends "no
+#     device" through the channel, the port empties; plugged back, the
+#     fresh device's reports start at 1;
 #   - unexport of the bulk export while the guest uses it is refused;
 #     --force ends the session (the guest's port empties, its backend says
 #     why) and releases the device (a new export of 1-1 claims it);
@@ -322,17 +325,24 @@ check "wrong key: no vendor:product in what a sent" "no" "$(yes_no grep -qi '091
 on c "$xensim" destroy intruder >/dev/null 2>&1 || true
 
 # --- unplug and replug at a ---------------------------------------------------------------
-export_speed() { on a "$netbusctl" list --json >"$dir/l.json" && exports "$dir/l.json" | awk '$1=="bulk" {print $3}'; }
-bulk_port() { fe b g list --settle-ms 500 2>/dev/null | grep '^port=1 speed='; }
+# nb-bulk with no transfer going: the guest's port empties and comes back
+# with the device, which enumerates afresh and streams (no verify runs
+# through the unplug: it cannot go on without its device).
+export_speed() { # export
+    on a "$netbusctl" list --json >"$dir/l.json" && exports "$dir/l.json" | awk -v e="$1" '$1==e {print $3}'
+}
+port_line() { # controller: port 1's line of `usb list` on it
+    fe "$host_g" g list --devid "$1" --settle-ms 500 2>/dev/null | grep '^port=1 speed='
+}
 status_is "usbdev: unplug nb-bulk" 0 tell "unplug nb-bulk"
-wait_for 10 eval '[ "$(export_speed)" == none ]' || true
-check "a's export shows the device unplugged" "none" "$(export_speed)"
-check "the guest's port shows no device" "port=1 speed=none" "$(bulk_port)"
+wait_for 10 eval '[ "$(export_speed bulk)" == none ]' || true
+check "a's bulk export shows the device unplugged" "none" "$(export_speed bulk)"
+check "the guest's bulk port shows no device" "port=1 speed=none" "$(port_line 0)"
 check "the guest's backend was told" "yes" \
-    "$(yes_no grep -q "the export's device: unplugged" "$dir/b/netbusd.log")"
+    "$(yes_no grep -q "vusb/[0-9]*/0/port/1: the export's device: unplugged" "$dir/b/netbusd.log")"
 status_is "usbdev: plug nb-bulk" 0 tell "plug nb-bulk"
-wait_for 10 eval '[ "$(export_speed)" == high ]' || true
-check "a claimed it again" "high" "$(export_speed)"
+wait_for 10 eval '[ "$(export_speed bulk)" == high ]' || true
+check "a claimed it again" "high" "$(export_speed bulk)"
 status_is "usb list after the replug" 0 fe b g list
 check "the guest's port shows it again, enumerated afresh" \
     'port=1 speed=high|vid=1209 pid=4e42 serial="NB-BULK-1"' \
@@ -343,6 +353,32 @@ check "the replugged device's counters = that stream" \
     "$(grep -o ' outs=[0-9]*\| out_bytes=[0-9]*\| ins=[0-9]*\| in_bytes=[0-9]*' "$dir/last.out" | cut -d= -f2 | paste -sd' ')" \
     "$(tell "stats nb-bulk")"
 
+# nb-hid while the guest reads it: the interrupt INs at the device end
+# NODEV through the channel (the reader stops at once), the port empties;
+# plugged back, it is a fresh device whose reports start at 1.
+fe b g hid --devid 1 --port 1 --count 3000 --queue 2 --timeout 10 \
+    >"$dir/hid-unplug.out" 2>"$dir/hid-unplug.err" &
+hupid=$!
+pids+=($hupid)
+sleep 1.5
+status_is "usbdev: unplug nb-hid while the guest reads it" 0 tell "unplug nb-hid"
+hrc=0
+timeout 10 tail --pid="$hupid" -f /dev/null || hrc=timeout
+wait "$hupid" 2>/dev/null || hrc=$?
+check "the reader stopped at once" 1 "$hrc"
+check "its report in flight ended: no device" "yes" \
+    "$(yes_no grep -q 'no device' "$dir/hid-unplug.err")"
+[ "$hrc" == 1 ] || sed 's/^/     /' "$dir/hid-unplug.out" "$dir/hid-unplug.err" | tail -10
+wait_for 10 eval '[ "$(export_speed hid)" == none ]' || true
+check "a's hid export shows the device unplugged" "none" "$(export_speed hid)"
+check "the guest's hid port shows no device" "port=1 speed=none" "$(port_line 1)"
+status_is "usbdev: plug nb-hid" 0 tell "plug nb-hid"
+wait_for 10 eval '[ "$(export_speed hid)" == full ]' || true
+check "the guest's hid port shows it again" "port=1 speed=full" "$(port_line 1)"
+status_is "usb hid on the replugged device" 0 fe b g hid --devid 1 --port 1 --count 20
+check "a fresh device: reports from 1" "result=ok reports=20 first=1 last=20" \
+    "$(grep -o 'result=[a-zA-Z]* reports=[0-9]* first=[0-9]* last=[0-9]*' "$dir/last.out")"
+
 # --- unexport ------------------------------------------------------------------------------
 be_g=/local/domain/0/backend/vusb/$(domid_of b g)/0
 status_is "a: unexport bulk while the guest uses it is refused" 1 on a "$netbusctl" unexport bulk
@@ -352,7 +388,7 @@ status_is "a: unexport bulk --force" 0 on a "$netbusctl" unexport bulk --force
 wait_for 10 eval '[ -n "$(port_error b "$be_g" 1)" ]' || true
 check "the guest's backend says the export went" "yes" \
     "$(yes_no grep -q unexported <<<"$(port_error b "$be_g" 1)")"
-check "the guest's port shows no device" "port=1 speed=none" "$(bulk_port)"
+check "the guest's port shows no device" "port=1 speed=none" "$(port_line 0)"
 check "a lists only hid" "hid" \
     "$(on a "$netbusctl" list --json >"$dir/l.json" && exports "$dir/l.json" | cut -d' ' -f1 | paste -sd' ')"
 status_is "the device was released: a new export claims it" 0 on a "$netbusctl" export bulk2 usb:1-1
