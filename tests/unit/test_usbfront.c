@@ -7,6 +7,7 @@
 #include "unit.h"
 
 #include "tools/xenfront/usbfront.c"
+#include "tools/xenfront/xenbus_front.c"
 #include "tools/xensim/usb.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
 /* blkfront: the userspace reference blkif frontend. See blkfront.h. */
 #include "blkfront.h"
+#include "xenbus_front.h"
 #include "xensim_guest.h"
 
 #include <errno.h>
@@ -78,12 +79,7 @@ struct deferred {
 
 struct blkfront {
     struct bf_opts o;
-    struct xenif_config cfg;
-    struct xenif_xs *xs;
-    struct xenif_evtchn *ec;
-    struct xenif_gnt *gnt;
-    xenif_domid self, be_id;
-    char fe_path[128], be_path[256];
+    struct xenbus_front fe;
 
     uint64_t sectors;
     unsigned sector_size, info;
@@ -100,9 +96,8 @@ struct blkfront {
     struct batch *batches;
     struct deferred *deferred;
 
-    bool connected, failed;
+    bool connected;
     /* suspend / resume (xensim) */
-    struct xsg *xsg;
     bool draining;           /* keep mode: suspend asked, waiting for the
                               * backend to answer what it was given */
     uint64_t susp_start_ns;
@@ -111,15 +106,12 @@ struct blkfront {
     unsigned nrequeue, requeue_cap;
     uint64_t last_deadline_check;
     struct bf_stats stats;
-    char err[512];
 };
 
-uint64_t bf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static const struct fe_kind vbd_kind = {
+    .type = "vbd", .name = "disk", .attach = "attach one with `xensim block-attach`",
+    .unit = "device",
+};
 
 void bf_opts_default(struct bf_opts *o)
 {
@@ -132,118 +124,13 @@ void bf_opts_default(struct bf_opts *o)
     o->timeout_ms = 20000;
 }
 
-static void fail(struct blkfront *bf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void fail(struct blkfront *bf, const char *fmt, ...)
-{
-    if (bf->failed)
-        return; /* keep the first reason */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(bf->err, sizeof(bf->err), fmt, ap);
-    va_end(ap);
-    bf->failed = true;
-}
-
-static void vlog(const struct blkfront *bf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void vlog(const struct blkfront *bf, const char *fmt, ...)
-{
-    if (!bf->o.verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "xenfront: vbd/%u: ", bf->o.devid);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static const char *state_name(unsigned long s)
-{
-    static const char *names[] = { "Unknown", "Initialising", "InitWait",
-                                   "Initialised", "Connected", "Closing",
-                                   "Closed", "Reconfiguring", "Reconfigured" };
-    return s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
-}
-
 /* ---- xenstore helpers --------------------------------------------------- */
-
-static int read_uint_at(struct blkfront *bf, const char *dir, const char *key,
-                        unsigned long *out)
-{
-    char path[320];
-    snprintf(path, sizeof(path), "%s/%s", dir, key);
-    return xenif_xs_read_uint(bf->xs, 0, path, out);
-}
 
 static unsigned long be_uint(struct blkfront *bf, const char *key,
                              unsigned long dflt)
 {
     unsigned long v;
-    return read_uint_at(bf, bf->be_path, key, &v) == 0 ? v : dflt;
-}
-
-/* Backend state; XenbusStateUnknown if its directory is gone. */
-static unsigned long be_state(struct blkfront *bf)
-{
-    return be_uint(bf, "state", XenbusStateUnknown);
-}
-
-static int set_state(struct blkfront *bf, unsigned long state)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "%s/state", bf->fe_path);
-    if (xenif_xs_printf(bf->xs, 0, path, "%lu", state) < 0) {
-        fail(bf, "cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    vlog(bf, "frontend -> %s", state_name(state));
-    return 0;
-}
-
-/* Drops pending watch events (we re-read the state after each). */
-static int drain_watch(struct blkfront *bf)
-{
-    char *path, *token;
-    int rc;
-    while ((rc = xenif_xs_next_event(bf->xs, &path, &token)) == 1)
-        free(path);
-    return rc;
-}
-
-/* Waits until the backend reaches a state in `want` (bit mask of states).
- * States in `bad` fail at once. Returns the state, or -1 after fail(). */
-static long wait_be_state(struct blkfront *bf, unsigned want, unsigned bad,
-                          const char *what)
-{
-    uint64_t deadline = bf_now_ns() + (uint64_t)bf->o.timeout_ms * 1000000ull;
-    unsigned long s = XenbusStateUnknown;
-    for (;;) {
-        if (drain_watch(bf) < 0) {
-            fail(bf, "xenstore connection lost while %s", what);
-            return -1;
-        }
-        s = be_state(bf);
-        if (s < 32 && (want & (1u << s)))
-            return (long)s;
-        if (s < 32 && (bad & (1u << s))) {
-            fail(bf, "backend %s went %s while %s", bf->be_path, state_name(s), what);
-            return -1;
-        }
-        uint64_t now = bf_now_ns();
-        if (now >= deadline)
-            break;
-        struct pollfd p = { .fd = xenif_xs_fd(bf->xs), .events = POLLIN };
-        int ms = (int)((deadline - now) / 1000000ull) + 1;
-        if (poll(&p, 1, ms < 200 ? ms : 200) < 0 && errno != EINTR) {
-            fail(bf, "poll: %s", strerror(errno));
-            return -1;
-        }
-    }
-    fail(bf, "timed out after %d ms %s: backend %s is %s (is netbusd serving "
-         "this device?)", bf->o.timeout_ms, what, bf->be_path, state_name(s));
-    return -1;
+    return fe_read_uint(&bf->fe, bf->fe.be_path, key, &v) == 0 ? v : dflt;
 }
 
 /* ---- grants ------------------------------------------------------------- */
@@ -267,7 +154,7 @@ static int pool_grow(struct blkfront *bf, unsigned need)
         bf->pool = p;
         bf->pool_cap = cap;
     }
-    void *addr = refs && b ? xenif_gnt_share(bf->gnt, bf->be_id, count, refs, true)
+    void *addr = refs && b ? xenif_gnt_share(bf->fe.gnt, bf->fe.be_id, count, refs, true)
                            : NULL;
     if (!addr) {
         int e = errno;
@@ -293,7 +180,7 @@ static void try_deferred(struct blkfront *bf)
 {
     for (struct deferred **pp = &bf->deferred; *pp;) {
         struct deferred *d = *pp;
-        if (xenif_gnt_unshare(bf->gnt, d->addr, d->count) == 0) {
+        if (xenif_gnt_unshare(bf->fe.gnt, d->addr, d->count) == 0) {
             bf->stats.grants_revoked += d->count;
             *pp = d->next;
             free(d);
@@ -310,7 +197,7 @@ static void revoke_share(struct blkfront *bf, void *addr, unsigned count)
 {
     if (!addr)
         return;
-    if (xenif_gnt_unshare(bf->gnt, addr, count) == 0) {
+    if (xenif_gnt_unshare(bf->fe.gnt, addr, count) == 0) {
         bf->stats.grants_revoked += count;
         return;
     }
@@ -335,7 +222,7 @@ static int grant_pages(struct blkfront *bf, struct shadow *s, bool backend_write
         return 0;
     }
     xenif_gref refs[BF_MAX_INDIRECT];
-    s->data_share = s->nseg ? xenif_gnt_share(bf->gnt, bf->be_id, s->nseg, refs,
+    s->data_share = s->nseg ? xenif_gnt_share(bf->fe.gnt, bf->fe.be_id, s->nseg, refs,
                                               backend_writes) : NULL;
     if (s->nseg && !s->data_share)
         return -1;
@@ -343,7 +230,7 @@ static int grant_pages(struct blkfront *bf, struct shadow *s, bool backend_write
         s->pg[i] = (struct gpage){ (uint8_t *)s->data_share + (size_t)i * XENIF_PAGE_SIZE,
                                    refs[i] };
     if (s->nind) {
-        s->ind_share = xenif_gnt_share(bf->gnt, bf->be_id, s->nind, refs, false);
+        s->ind_share = xenif_gnt_share(bf->fe.gnt, bf->fe.be_id, s->nind, refs, false);
         if (!s->ind_share) {
             int e = errno;
             revoke_share(bf, s->data_share, s->nseg);
@@ -376,10 +263,10 @@ static void release_pages(struct blkfront *bf, struct shadow *s)
 static int setup_ring(struct blkfront *bf, struct ring *r)
 {
     r->npages = 1u << bf->order;
-    r->sring = xenif_gnt_share(bf->gnt, bf->be_id, r->npages, r->refs, true);
+    r->sring = xenif_gnt_share(bf->fe.gnt, bf->fe.be_id, r->npages, r->refs, true);
     if (!r->sring) {
-        fail(bf, "cannot share %u ring page(s) with domain %u: %s", r->npages,
-             bf->be_id, strerror(errno));
+        fe_fail(&bf->fe, "cannot share %u ring page(s) with domain %u: %s", r->npages,
+                bf->fe.be_id, strerror(errno));
         return -1;
     }
     bf->stats.grants_shared += r->npages;
@@ -387,13 +274,8 @@ static int setup_ring(struct blkfront *bf, struct ring *r)
     SHARED_RING_INIT(sring);
     FRONT_RING_INIT(&r->front, sring, (size_t)XENIF_PAGE_SIZE * r->npages);
     r->size = RING_SIZE(&r->front);
-    r->port = xenif_evtchn_alloc_unbound(bf->ec, bf->be_id);
-    if (r->port < 0) {
-        fail(bf, "cannot allocate an event channel for domain %u: %s",
-             bf->be_id, strerror(errno));
-        return -1;
-    }
-    return 0;
+    r->port = fe_alloc_port(&bf->fe);
+    return r->port < 0 ? -1 : 0;
 }
 
 static int write_ring_nodes(struct blkfront *bf, xenif_txn t, const struct ring *r,
@@ -402,17 +284,17 @@ static int write_ring_nodes(struct blkfront *bf, xenif_txn t, const struct ring 
     char path[256];
     if (r->npages == 1) {
         snprintf(path, sizeof(path), "%s/ring-ref", dir);
-        if (xenif_xs_printf(bf->xs, t, path, "%u", r->refs[0]) < 0)
+        if (xenif_xs_printf(bf->fe.xs, t, path, "%u", r->refs[0]) < 0)
             return -1;
     } else {
         for (unsigned i = 0; i < r->npages; i++) {
             snprintf(path, sizeof(path), "%s/ring-ref%u", dir, i);
-            if (xenif_xs_printf(bf->xs, t, path, "%u", r->refs[i]) < 0)
+            if (xenif_xs_printf(bf->fe.xs, t, path, "%u", r->refs[i]) < 0)
                 return -1;
         }
     }
     snprintf(path, sizeof(path), "%s/event-channel", dir);
-    return xenif_xs_printf(bf->xs, t, path, "%d", r->port);
+    return xenif_xs_printf(bf->fe.xs, t, path, "%d", r->port);
 }
 
 /* An earlier connection (another queue count or ring order) may have left
@@ -423,7 +305,7 @@ static int remove_old_keys(struct blkfront *bf, xenif_txn t)
                                             "ring-page-order", "queue-",
                                             "multi-queue-num-queues" };
     unsigned n = 0;
-    char **names = xenif_xs_directory(bf->xs, t, bf->fe_path, &n);
+    char **names = xenif_xs_directory(bf->fe.xs, t, bf->fe.fe_path, &n);
     if (!names)
         return -1;
     int rc = 0;
@@ -431,8 +313,8 @@ static int remove_old_keys(struct blkfront *bf, xenif_txn t)
         for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
             if (strncmp(names[i], prefixes[k], strlen(prefixes[k])) == 0) {
                 char path[300];
-                snprintf(path, sizeof(path), "%s/%s", bf->fe_path, names[i]);
-                if (xenif_xs_rm(bf->xs, t, path) < 0 && errno != ENOENT)
+                snprintf(path, sizeof(path), "%s/%s", bf->fe.fe_path, names[i]);
+                if (xenif_xs_rm(bf->fe.xs, t, path) < 0 && errno != ENOENT)
                     rc = -1;
                 break;
             }
@@ -440,72 +322,52 @@ static int remove_old_keys(struct blkfront *bf, xenif_txn t)
     return rc;
 }
 
-/* talk_to_blkback: publish rings, event channels and protocol in one
- * transaction, then Initialised. */
-static int publish_rings(struct blkfront *bf)
+/* talk_to_blkback's transaction: rings, event channels and protocol. */
+static int write_rings(void *arg, xenif_txn t)
 {
+    struct blkfront *bf = arg;
     char path[256];
-    for (int attempt = 0; attempt < 100; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(bf->xs);
-        if (!t) {
-            fail(bf, "starting transaction: %s", strerror(errno));
-            return -1;
-        }
-        int rc = remove_old_keys(bf, t);
-        if (rc == 0 && bf->order > 0) {
-            snprintf(path, sizeof(path), "%s/ring-page-order", bf->fe_path);
-            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->order);
-        }
-        if (rc == 0 && bf->nr_rings == 1) {
-            rc = write_ring_nodes(bf, t, &bf->rings[0], bf->fe_path);
-        } else if (rc == 0) {
-            snprintf(path, sizeof(path), "%s/multi-queue-num-queues", bf->fe_path);
-            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->nr_rings);
-            for (unsigned i = 0; rc == 0 && i < bf->nr_rings; i++) {
-                char dir[200];
-                snprintf(dir, sizeof(dir), "%s/queue-%u", bf->fe_path, i);
-                rc = write_ring_nodes(bf, t, &bf->rings[i], dir);
-            }
-        }
-        if (rc == 0) {
-            snprintf(path, sizeof(path), "%s/protocol", bf->fe_path);
-            rc = xenif_xs_printf(bf->xs, t, path, "%s", XEN_IO_PROTO_ABI_NATIVE);
-        }
-        if (rc == 0) {
-            snprintf(path, sizeof(path), "%s/feature-persistent", bf->fe_path);
-            rc = xenif_xs_printf(bf->xs, t, path, "%u", bf->o.persistent ? 1 : 0);
-        }
-        if (rc < 0) {
-            int e = errno;
-            xenif_xs_transaction_end(bf->xs, t, true);
-            fail(bf, "writing ring references under %s: %s", bf->fe_path, strerror(e));
-            return -1;
-        }
-        if (xenif_xs_transaction_end(bf->xs, t, false) == 0)
-            return set_state(bf, XenbusStateInitialised);
-        if (errno != EAGAIN) {
-            fail(bf, "completing transaction: %s", strerror(errno));
-            return -1;
+    int rc = remove_old_keys(bf, t);
+    if (rc == 0 && bf->order > 0) {
+        snprintf(path, sizeof(path), "%s/ring-page-order", bf->fe.fe_path);
+        rc = xenif_xs_printf(bf->fe.xs, t, path, "%u", bf->order);
+    }
+    if (rc == 0 && bf->nr_rings == 1) {
+        rc = write_ring_nodes(bf, t, &bf->rings[0], bf->fe.fe_path);
+    } else if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/multi-queue-num-queues", bf->fe.fe_path);
+        rc = xenif_xs_printf(bf->fe.xs, t, path, "%u", bf->nr_rings);
+        for (unsigned i = 0; rc == 0 && i < bf->nr_rings; i++) {
+            char dir[200];
+            snprintf(dir, sizeof(dir), "%s/queue-%u", bf->fe.fe_path, i);
+            rc = write_ring_nodes(bf, t, &bf->rings[i], dir);
         }
     }
-    fail(bf, "transaction kept conflicting");
-    return -1;
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/protocol", bf->fe.fe_path);
+        rc = xenif_xs_printf(bf->fe.xs, t, path, "%s", XEN_IO_PROTO_ABI_NATIVE);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/feature-persistent", bf->fe.fe_path);
+        rc = xenif_xs_printf(bf->fe.xs, t, path, "%u", bf->o.persistent ? 1 : 0);
+    }
+    return rc;
 }
 
 /* blkfront_connect: the backend is Connected; read the disk and features. */
 static int read_disk(struct blkfront *bf)
 {
     unsigned long sectors, info, ssize;
-    if (read_uint_at(bf, bf->be_path, "sectors", &sectors) < 0 ||
-        read_uint_at(bf, bf->be_path, "info", &info) < 0 ||
-        read_uint_at(bf, bf->be_path, "sector-size", &ssize) < 0) {
-        fail(bf, "backend %s is Connected but lacks sectors/info/sector-size",
-             bf->be_path);
+    if (fe_read_uint(&bf->fe, bf->fe.be_path, "sectors", &sectors) < 0 ||
+        fe_read_uint(&bf->fe, bf->fe.be_path, "info", &info) < 0 ||
+        fe_read_uint(&bf->fe, bf->fe.be_path, "sector-size", &ssize) < 0) {
+        fe_fail(&bf->fe, "backend %s is Connected but lacks sectors/info/sector-size",
+                bf->fe.be_path);
         return -1;
     }
     if (ssize < BF_SECTOR || ssize > XENIF_PAGE_SIZE || ssize % BF_SECTOR ||
         (ssize & (ssize - 1))) {
-        fail(bf, "backend sector-size %lu is not a power of two in 512..4096", ssize);
+        fe_fail(&bf->fe, "backend sector-size %lu is not a power of two in 512..4096", ssize);
         return -1;
     }
     bf->sectors = sectors;
@@ -530,12 +392,12 @@ static int read_disk(struct blkfront *bf)
     bf->max_segs = ind ? (unsigned)ind : BLKIF_MAX_SEGMENTS_PER_REQUEST;
     bf->max_ind_pages = ind ? (unsigned)((ind + SEGS_PER_INDIRECT_PAGE - 1) /
                                          SEGS_PER_INDIRECT_PAGE) : 0;
-    vlog(bf, "disk: %llu sectors, sector-size %u, info %#x, flush %d, "
-         "barrier %d, discard %d (granularity %u), indirect %u, persistent %d, "
-         "pooled grants %d",
-         (unsigned long long)bf->sectors, bf->sector_size, bf->info, bf->flush,
-         bf->barrier, bf->discard, bf->discard_gran, bf->max_indirect,
-         bf->persistent, bf->pooled);
+    fe_vlog(&bf->fe, "disk: %llu sectors, sector-size %u, info %#x, flush %d, "
+            "barrier %d, discard %d (granularity %u), indirect %u, persistent %d, "
+            "pooled grants %d",
+            (unsigned long long)bf->sectors, bf->sector_size, bf->info, bf->flush,
+            bf->barrier, bf->discard, bf->discard_gran, bf->max_indirect,
+            bf->persistent, bf->pooled);
     return 0;
 }
 
@@ -558,42 +420,11 @@ static int alloc_shadows(struct blkfront *bf)
     return 0;
 }
 
-/* xenbus_read_otherend_details: our frontend directory (for our current
- * domid), the backend's path and domain; watches the backend's state. */
+/* The backend's path and domain (again after a migration); watches its
+ * state. */
 static int read_otherend(struct blkfront *bf)
 {
-    bf->self = xenif_xs_own_domid(bf->xs);
-    snprintf(bf->fe_path, sizeof(bf->fe_path), "/local/domain/%u/device/vbd/%u",
-             bf->self, bf->o.devid);
-    char path[200];
-    snprintf(path, sizeof(path), "%s/backend", bf->fe_path);
-    char *be = xenif_xs_read(bf->xs, 0, path, NULL);
-    unsigned long be_id;
-    if (!be || read_uint_at(bf, bf->fe_path, "backend-id", &be_id) < 0) {
-        fail(bf, "domain %u has no disk vbd/%u (%s/backend and backend-id); "
-             "attach one with `xensim block-attach`", bf->self, bf->o.devid,
-             bf->fe_path);
-        free(be);
-        return -1;
-    }
-    char prefix[40];
-    int plen = snprintf(prefix, sizeof(prefix), "/local/domain/%lu/", be_id);
-    if (be_id > 0x7fef || strlen(be) >= sizeof(bf->be_path) ||
-        strncmp(be, prefix, (size_t)plen) != 0) {
-        fail(bf, "%s/backend = '%s' is not under backend-id %lu's home",
-             bf->fe_path, be, be_id);
-        free(be);
-        return -1;
-    }
-    strcpy(bf->be_path, be);
-    free(be);
-    bf->be_id = (xenif_domid)be_id;
-    snprintf(path, sizeof(path) + 0, "%.180s/state", bf->be_path);
-    if (xenif_xs_watch(bf->xs, path, "be") < 0) {
-        fail(bf, "cannot watch %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fe_find_backend(&bf->fe) < 0 || fe_watch_backend(&bf->fe) < 0 ? -1 : 0;
 }
 
 /* Waits for InitWait and settles ring order, queue count and grants from
@@ -601,7 +432,7 @@ static int read_otherend(struct blkfront *bf)
 static int negotiate(struct blkfront *bf, unsigned *max_order, unsigned *max_queues,
                      bool *be_persistent)
 {
-    if (wait_be_state(bf, 1u << XenbusStateInitWait, 0, "waiting for InitWait") < 0)
+    if (fe_wait_backend(&bf->fe, 1u << XenbusStateInitWait, 0, "waiting for InitWait") < 0)
         return -1;
     *max_order = (unsigned)be_uint(bf, "max-ring-page-order", 0);
     *max_queues = (unsigned)be_uint(bf, "multi-queue-max-queues", 1);
@@ -625,22 +456,23 @@ static void set_geometry(struct blkfront *bf, unsigned max_order, unsigned max_q
 /* Initialised -> the backend's Connected -> disk properties -> Connected. */
 static int finish_connect(struct blkfront *bf, bool shadows)
 {
-    if (publish_rings(bf) < 0)
+    if (fe_publish(&bf->fe, write_rings, bf) < 0 ||
+        fe_set_state(&bf->fe, XenbusStateInitialised) < 0)
         return -1;
-    if (wait_be_state(bf, 1u << XenbusStateConnected,
-                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
-                      "waiting for Connected") < 0)
+    if (fe_wait_backend(&bf->fe, 1u << XenbusStateConnected,
+                        1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                        "waiting for Connected") < 0)
         return -1;
     if (read_disk(bf) < 0)
         return -1;
     if (shadows && alloc_shadows(bf) < 0) {
-        fail(bf, "out of memory");
+        fe_fail(&bf->fe, "out of memory");
         return -1;
     }
-    if (set_state(bf, XenbusStateConnected) < 0)
+    if (fe_set_state(&bf->fe, XenbusStateConnected) < 0)
         return -1;
     bf->connected = true;
-    bf->last_deadline_check = bf_now_ns();
+    bf->last_deadline_check = fe_now_ns();
     return 0;
 }
 
@@ -654,40 +486,16 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
     bf->o = *o;
     for (unsigned i = 0; i < BF_MAX_QUEUES; i++)
         bf->rings[i].port = -1;
-    xenif_config_from_env(&bf->cfg);
-    char why[256];
-    bf->xs = xenif_xs_open(&bf->cfg, why, sizeof(why));
-    if (bf->xs)
-        bf->ec = xenif_evtchn_open(&bf->cfg, why, sizeof(why));
-    if (bf->ec)
-        bf->gnt = xenif_gnt_open(&bf->cfg, why, sizeof(why));
-    if (!bf->gnt) {
-        snprintf(err, errlen, "cannot open the hypervisor interface: %s "
-                 "(run under `xensim run --domid N --` or on Xen)", why);
+    if (fe_open(&bf->fe, &vbd_kind, o->devid, o->timeout_ms, o->verbose, err,
+                errlen) < 0)
         goto fail_quiet;
-    }
     if (read_otherend(bf) < 0)
         goto fail;
 
-    /* An earlier frontend died while connected (kexec, crash): take the
-     * backend through Closing and Closed first, as Linux's
-     * xenbus_reset_frontend does. */
-    unsigned long bs = be_state(bf);
-    if (bs == XenbusStateConnected || bs == XenbusStateInitialised) {
-        vlog(bf, "backend is %s from an earlier frontend: resetting it",
-             state_name(bs));
-        if (set_state(bf, XenbusStateClosing) < 0 ||
-            wait_be_state(bf, 1u << XenbusStateClosing | 1u << XenbusStateClosed,
-                          0, "resetting an earlier connection (Closing)") < 0 ||
-            set_state(bf, XenbusStateClosed) < 0 ||
-            wait_be_state(bf, 1u << XenbusStateClosed, 0,
-                          "resetting an earlier connection (Closed)") < 0)
-            goto fail;
-    }
-    /* Start over if an earlier frontend left the device Closed. */
-    unsigned long fe_state = XenbusStateUnknown;
-    read_uint_at(bf, bf->fe_path, "state", &fe_state);
-    if (fe_state != XenbusStateInitialising && set_state(bf, XenbusStateInitialising) < 0)
+    /* An earlier frontend died while connected (kexec, crash); or one
+     * left the device Closed: start over. */
+    if (fe_reset_earlier(&bf->fe, 1u << XenbusStateClosed) < 0 ||
+        fe_start_initialising(&bf->fe) < 0)
         goto fail;
 
     unsigned max_order, max_queues;
@@ -702,22 +510,17 @@ struct blkfront *bf_open(const struct bf_opts *o, char *err, size_t errlen)
         if (setup_ring(bf, &bf->rings[i]) < 0)
             goto fail;
     }
-    vlog(bf, "backend %s (domain %u): %u ring(s) of %u page(s)", bf->be_path,
-         bf->be_id, bf->nr_rings, 1u << bf->order);
+    fe_vlog(&bf->fe, "backend %s (domain %u): %u ring(s) of %u page(s)", bf->fe.be_path,
+            bf->fe.be_id, bf->nr_rings, 1u << bf->order);
     if (finish_connect(bf, true) < 0)
         goto fail;
-    if (o->resume != BF_RESUME_OFF) {
-        bf->xsg = xsg_open(&bf->cfg, why, sizeof(why));
-        if (!bf->xsg && errno != ENOTSUP) {
-            fail(bf, "cannot register for suspend/resume: %s", why);
-            goto fail;
-        }
-    }
+    if (o->resume != BF_RESUME_OFF && fe_follow_suspend(&bf->fe) < 0)
+        goto fail;
     return bf;
 
 fail:
-    snprintf(err, errlen, "%s", bf->err);
-    bf->failed = false;
+    snprintf(err, errlen, "%s", bf->fe.err);
+    bf->fe.failed = false;
     bf_close(bf);
     return NULL;
 fail_quiet:
@@ -771,7 +574,7 @@ static int submit_one(struct blkfront *bf, struct bf_io *io);
 
 int bf_submit(struct blkfront *bf, struct bf_io *io)
 {
-    if (bf->failed || !bf->connected) {
+    if (bf->fe.failed || !bf->connected) {
         errno = EIO;
         return -1;
     }
@@ -828,8 +631,8 @@ static int submit_one(struct blkfront *bf, struct bf_io *io)
                 errno = EAGAIN;
                 return -1;
             }
-            fail(bf, "cannot grant %u page(s) to domain %u: %s", s->nseg + s->nind,
-                 bf->be_id, strerror(errno));
+            fe_fail(&bf->fe, "cannot grant %u page(s) to domain %u: %s", s->nseg + s->nind,
+                    bf->fe.be_id, strerror(errno));
             errno = EIO;
             return -1;
         }
@@ -880,7 +683,7 @@ static int submit_one(struct blkfront *bf, struct bf_io *io)
     r->free_head = s->next_free;
     s->busy = true;
     s->io = io;
-    io->submit_ns = bf_now_ns();
+    io->submit_ns = fe_now_ns();
     memcpy(RING_GET_REQUEST(&r->front, r->front.req_prod_pvt), &req, sizeof(req));
     r->front.req_prod_pvt++;
     r->in_flight++;
@@ -901,10 +704,8 @@ int bf_kick(struct blkfront *bf)
         int notify;
         RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&r->front, notify);
         r->pushed = r->front.req_prod_pvt;
-        if (notify && xenif_evtchn_notify(bf->ec, (xenif_port)r->port) < 0) {
-            fail(bf, "event channel notify: %s", strerror(errno));
+        if (notify && fe_notify(&bf->fe, r->port) < 0)
             return -1;
-        }
     }
     return 0;
 }
@@ -943,8 +744,8 @@ static int take_responses(struct blkfront *bf, struct ring *r)
         RING_IDX rp = r->front.sring->rsp_prod;
         rmb();
         if (RING_RESPONSE_PROD_OVERFLOW(&r->front, rp)) {
-            fail(bf, "ring %u: backend produced %u responses at once (ring has %u)",
-                 r->idx, rp - r->front.rsp_cons, r->size);
+            fe_fail(&bf->fe, "ring %u: backend produced %u responses at once (ring has %u)",
+                    r->idx, rp - r->front.rsp_cons, r->size);
             return -1;
         }
         for (RING_IDX i = r->front.rsp_cons; i != rp; i++) {
@@ -952,21 +753,21 @@ static int take_responses(struct blkfront *bf, struct ring *r)
             RING_COPY_RESPONSE(&r->front, i, &rsp);
             r->front.rsp_cons = i + 1;
             if (rsp.id >= r->size || !r->shadow[rsp.id].busy) {
-                fail(bf, "ring %u: response with id %llu that is not in flight",
-                     r->idx, (unsigned long long)rsp.id);
+                fe_fail(&bf->fe, "ring %u: response with id %llu that is not in flight",
+                        r->idx, (unsigned long long)rsp.id);
                 return -1;
             }
             struct shadow *s = &r->shadow[rsp.id];
             if (rsp.operation != s->rsp_op) {
-                fail(bf, "ring %u: response to id %llu has operation %u, request "
-                     "had %u", r->idx, (unsigned long long)rsp.id, rsp.operation,
-                     s->rsp_op);
+                fe_fail(&bf->fe, "ring %u: response to id %llu has operation %u, request "
+                        "had %u", r->idx, (unsigned long long)rsp.id, rsp.operation,
+                        s->rsp_op);
                 return -1;
             }
             if (rsp.status != BLKIF_RSP_OKAY && rsp.status != BLKIF_RSP_ERROR &&
                 rsp.status != BLKIF_RSP_EOPNOTSUPP) {
-                fail(bf, "ring %u: response to id %llu has unknown status %d",
-                     r->idx, (unsigned long long)rsp.id, rsp.status);
+                fe_fail(&bf->fe, "ring %u: response to id %llu has unknown status %d",
+                        r->idx, (unsigned long long)rsp.id, rsp.status);
                 return -1;
             }
             complete(bf, r, (unsigned)rsp.id, rsp.status);
@@ -979,16 +780,16 @@ static int take_responses(struct blkfront *bf, struct ring *r)
 
 static int check_deadlines(struct blkfront *bf)
 {
-    uint64_t now = bf_now_ns(), limit = (uint64_t)bf->o.timeout_ms * 1000000ull;
+    uint64_t now = fe_now_ns(), limit = (uint64_t)bf->o.timeout_ms * 1000000ull;
     bf->last_deadline_check = now;
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         struct ring *r = &bf->rings[i];
         for (unsigned id = 0; r->in_flight && id < r->size; id++) {
             struct shadow *s = &r->shadow[id];
             if (s->busy && now - s->io->submit_ns > limit) {
-                fail(bf, "ring %u: no response to request id %u (operation %u, "
-                     "sector %llu) after %d ms", i, id, s->rsp_op,
-                     (unsigned long long)s->io->sector, bf->o.timeout_ms);
+                fe_fail(&bf->fe, "ring %u: no response to request id %u (operation %u, "
+                        "sector %llu) after %d ms", i, id, s->rsp_op,
+                        (unsigned long long)s->io->sector, bf->o.timeout_ms);
                 return -1;
             }
         }
@@ -1021,7 +822,7 @@ static unsigned pushed_unanswered(const struct blkfront *bf)
 
 static void restart_deadlines(struct blkfront *bf)
 {
-    uint64_t now = bf_now_ns();
+    uint64_t now = fe_now_ns();
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         struct ring *r = &bf->rings[i];
         for (unsigned id = 0; r->shadow && id < r->size; id++)
@@ -1034,57 +835,30 @@ static void restart_deadlines(struct blkfront *bf)
 /* Grant, event-channel and xenstore handles onto the new host. */
 static int move_handles(struct blkfront *bf)
 {
-    char why[512];
-    if (xsg_gnt_move(bf->xsg, bf->gnt, why, sizeof(why)) < 0) {
-        fail(bf, "moving grants to the new host: %s", why);
+    if (fe_move_grants(&bf->fe) < 0)
         return -1;
-    }
-    xenif_evtchn_close(bf->ec);
     for (unsigned i = 0; i < BF_MAX_QUEUES; i++)
         bf->rings[i].port = -1;
-    bf->ec = xenif_evtchn_open(&bf->cfg, why, sizeof(why));
-    if (!bf->ec) {
-        fail(bf, "event channels on the new host: %s", why);
+    if (fe_reopen_handles(&bf->fe) < 0 || read_otherend(bf) < 0 ||
+        fe_leave_old_host(&bf->fe) < 0)
         return -1;
-    }
-    xenif_xs_close(bf->xs);
-    bf->xs = xenif_xs_open(&bf->cfg, why, sizeof(why));
-    if (!bf->xs) {
-        fail(bf, "xenstore on the new host: %s", why);
-        return -1;
-    }
-    if (read_otherend(bf) < 0)
-        return -1;
-    if (xsg_resumed(bf->xsg, why, sizeof(why)) < 0) {
-        fail(bf, "leaving the old host: %s", why);
-        return -1;
-    }
     return 0;
-}
-
-static int regrant(struct blkfront *bf, void *addr, unsigned count)
-{
-    if (!addr || xsg_gnt_regrant(bf->gnt, addr, count, bf->be_id) == 0)
-        return 0;
-    fail(bf, "granting %u page(s) again to domain %u: %s", count, bf->be_id,
-         strerror(errno));
-    return -1;
 }
 
 static int keep_resume(struct blkfront *bf, bool be_persistent)
 {
     for (unsigned i = 0; i < bf->nr_rings; i++)
-        if (regrant(bf, bf->rings[i].sring, bf->rings[i].npages) < 0)
+        if (fe_regrant(&bf->fe, bf->rings[i].sring, bf->rings[i].npages) < 0)
             return -1;
     for (struct batch *b = bf->batches; b; b = b->next)
-        if (regrant(bf, b->addr, b->count) < 0)
+        if (fe_regrant(&bf->fe, b->addr, b->count) < 0)
             return -1;
     for (unsigned i = 0; i < bf->nr_rings && !bf->pooled; i++) {
         struct ring *r = &bf->rings[i];
         for (unsigned id = 0; id < r->size; id++) {
             struct shadow *s = &r->shadow[id];
-            if (s->busy && (regrant(bf, s->data_share, s->nseg) < 0 ||
-                            regrant(bf, s->ind_share, s->nind) < 0))
+            if (s->busy && (fe_regrant(&bf->fe, s->data_share, s->nseg) < 0 ||
+                            fe_regrant(&bf->fe, s->ind_share, s->nind) < 0))
                 return -1;
         }
     }
@@ -1092,12 +866,9 @@ static int keep_resume(struct blkfront *bf, bool be_persistent)
     unsigned kept = 0;
     for (unsigned i = 0; i < bf->nr_rings; i++) {
         struct ring *r = &bf->rings[i];
-        r->port = xenif_evtchn_alloc_unbound(bf->ec, bf->be_id);
-        if (r->port < 0) {
-            fail(bf, "cannot allocate an event channel for domain %u: %s",
-                 bf->be_id, strerror(errno));
+        r->port = fe_alloc_port(&bf->fe);
+        if (r->port < 0)
             return -1;
-        }
         /* The held requests go on the ring now, before the backend
          * connects: it serves them when it attaches the ring. */
         kept += r->front.req_prod_pvt - r->pushed;
@@ -1116,14 +887,12 @@ static int keep_resume(struct blkfront *bf, bool be_persistent)
         bf->max_indirect = max_indirect;
         bf->max_ind_pages = max_ind_pages;
     }
-    vlog(bf, "resumed with the ring kept: %u request(s) left on it for the "
-         "new backend", kept);
+    fe_vlog(&bf->fe, "resumed with the ring kept: %u request(s) left on it for the "
+            "new backend", kept);
     restart_deadlines(bf);
     for (unsigned i = 0; i < bf->nr_rings; i++)
-        if (xenif_evtchn_notify(bf->ec, (xenif_port)bf->rings[i].port) < 0) {
-            fail(bf, "event channel notify: %s", strerror(errno));
+        if (fe_notify(&bf->fe, bf->rings[i].port) < 0)
             return -1;
-        }
     return 0;
 }
 
@@ -1149,7 +918,7 @@ static int drain_requeue(struct blkfront *bf)
         if (submit_one(bf, bf->requeue[done]) < 0) {
             if (errno == EAGAIN)
                 break;
-            fail(bf, "re-issuing a request after resume: %s", strerror(errno));
+            fe_fail(&bf->fe, "re-issuing a request after resume: %s", strerror(errno));
             return -1;
         }
         done++;
@@ -1171,7 +940,7 @@ static int reissue_resume(struct blkfront *bf, unsigned max_order,
             struct shadow *s = &r->shadow[id];
             if (s->busy) {
                 if (requeue_push(bf, s->io) < 0) {
-                    fail(bf, "out of memory");
+                    fe_fail(&bf->fe, "out of memory");
                     return -1;
                 }
                 release_pages(bf, s);
@@ -1206,7 +975,7 @@ static int reissue_resume(struct blkfront *bf, unsigned max_order,
     if (finish_connect(bf, true) < 0)
         return -1;
     bf->stats.reissued += n;
-    vlog(bf, "resumed with fresh rings: %u request(s) re-issued", n);
+    fe_vlog(&bf->fe, "resumed with fresh rings: %u request(s) re-issued", n);
     return drain_requeue(bf);
 }
 
@@ -1238,26 +1007,26 @@ static int do_suspend(struct blkfront *bf)
     unsigned held = 0;
     for (unsigned i = 0; i < bf->nr_rings; i++)
         held += bf->rings[i].front.req_prod_pvt - bf->rings[i].pushed;
-    vlog(bf, "suspending: %u request(s) in flight, %u held on the ring",
-         bf_in_flight(bf), held);
+    fe_vlog(&bf->fe, "suspending: %u request(s) in flight, %u held on the ring",
+            bf_in_flight(bf), held);
     bf->stats.suspends++;
-    int r = xsg_suspend(bf->xsg, why, sizeof(why));
+    int r = xsg_suspend(bf->fe.xsg, why, sizeof(why));
     bf->draining = false;
     if (r < 0) {
-        fail(bf, "%s", why);
+        fe_fail(&bf->fe, "%s", why);
         return -1;
     }
     if (r == XSG_CANCELLED) {
-        vlog(bf, "suspend cancelled: carrying on");
+        fe_vlog(&bf->fe, "suspend cancelled: carrying on");
         bf->stats.cancelled++;
         restart_deadlines(bf);
     } else {
-        vlog(bf, "resumed as domain %u of %s", xsg_domid(bf->xsg), xsg_dir(bf->xsg));
+        fe_vlog(&bf->fe, "resumed as domain %u of %s", xsg_domid(bf->fe.xsg), xsg_dir(bf->fe.xsg));
         if (resume_moved(bf) < 0)
             return -1;
         bf->stats.migrations++;
     }
-    uint64_t pause = bf_now_ns() - bf->susp_start_ns;
+    uint64_t pause = fe_now_ns() - bf->susp_start_ns;
     bf->stats.pause_ns_total += pause;
     if (pause > bf->stats.pause_ns_max)
         bf->stats.pause_ns_max = pause;
@@ -1267,9 +1036,9 @@ static int do_suspend(struct blkfront *bf)
 /* The xsg fd was readable. */
 static int suspend_check(struct blkfront *bf)
 {
-    if (!xsg_suspend_requested(bf->xsg))
+    if (!xsg_suspend_requested(bf->fe.xsg))
         return 0;
-    bf->susp_start_ns = bf_now_ns();
+    bf->susp_start_ns = fe_now_ns();
     if (bf->o.resume == BF_RESUME_KEEP) {
         bf->draining = true; /* do_suspend once the backend answered */
         return 0;
@@ -1279,10 +1048,10 @@ static int suspend_check(struct blkfront *bf)
 
 int bf_poll(struct blkfront *bf, int timeout_ms)
 {
-    if (bf->failed || bf_kick(bf) < 0)
+    if (bf->fe.failed || bf_kick(bf) < 0)
         return -1;
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
-                        : bf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+                        : fe_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int done = 0;
     for (;;) {
         for (unsigned i = 0; i < bf->nr_rings; i++) {
@@ -1300,52 +1069,36 @@ int bf_poll(struct blkfront *bf, int timeout_ms)
         /* Completions may have queued more: push them before waiting. */
         if (bf_kick(bf) < 0)
             return -1;
-        uint64_t now = bf_now_ns();
+        uint64_t now = fe_now_ns();
         if (now - bf->last_deadline_check > 500000000ull && check_deadlines(bf) < 0)
             return -1;
         if (done > 0 || now >= deadline)
             return done;
         struct pollfd p[3] = {
-            { .fd = xenif_evtchn_fd(bf->ec), .events = POLLIN },
-            { .fd = xenif_xs_fd(bf->xs), .events = POLLIN },
-            { .fd = bf->xsg && !bf->draining ? xsg_fd(bf->xsg) : -1,
+            { .fd = xenif_evtchn_fd(bf->fe.ec), .events = POLLIN },
+            { .fd = xenif_xs_fd(bf->fe.xs), .events = POLLIN },
+            { .fd = bf->fe.xsg && !bf->draining ? xsg_fd(bf->fe.xsg) : -1,
               .events = POLLIN },
         };
         uint64_t left_ms = (deadline - now + 999999) / 1000000ull;
         int rc = poll(p, 3, left_ms > 500 ? 500 : (int)left_ms);
         if (rc < 0 && errno != EINTR) {
-            fail(bf, "poll: %s", strerror(errno));
+            fe_fail(&bf->fe, "poll: %s", strerror(errno));
             return -1;
         }
         if (rc > 0 && p[0].revents) {
             /* At most one event per ring (each port is masked once handed
              * out); the loop above then looks at every ring anyway. */
             for (unsigned i = 0; i < bf->nr_rings; i++) {
-                int port = xenif_evtchn_pending(bf->ec);
-                if (port < 0) {
-                    if (errno == EAGAIN)
-                        break;
-                    fail(bf, "event channel: %s", strerror(errno));
+                int taken = fe_take_event(&bf->fe);
+                if (taken < 0)
                     return -1;
-                }
-                if (xenif_evtchn_unmask(bf->ec, (xenif_port)port) < 0) {
-                    fail(bf, "event channel unmask: %s", strerror(errno));
-                    return -1;
-                }
+                if (taken == 0)
+                    break;
             }
         }
-        if (rc > 0 && p[1].revents) {
-            if (drain_watch(bf) < 0) {
-                fail(bf, "xenstore connection lost");
-                return -1;
-            }
-            unsigned long s = be_state(bf);
-            if (s != XenbusStateConnected) {
-                fail(bf, "backend %s went %s while connected", bf->be_path,
-                     state_name(s));
-                return -1;
-            }
-        }
+        if (rc > 0 && p[1].revents && fe_check_connected(&bf->fe) < 0)
+            return -1;
         /* Last: a suspend may replace every handle polled above. */
         if (rc > 0 && p[2].revents && suspend_check(bf) < 0)
             return -1;
@@ -1362,63 +1115,36 @@ unsigned bf_in_flight(const struct blkfront *bf)
 
 /* ---- close -------------------------------------------------------------- */
 
-/* Revokes a share, waiting (bounded) while the backend still maps it. */
-static int unshare_wait(struct blkfront *bf, void *addr, unsigned count,
-                        const char *what)
+/* fe_unshare_wait, counted. */
+static void unshare_wait(struct blkfront *bf, void *addr, unsigned count,
+                         const char *what)
 {
-    for (int i = 0; i < 200; i++) {
-        if (xenif_gnt_unshare(bf->gnt, addr, count) == 0) {
-            bf->stats.grants_revoked += count;
-            return 0;
-        }
-        if (errno != EBUSY)
-            break;
-        usleep(10000);
-    }
-    fail(bf, "cannot revoke %s (%u page(s)): %s%s", what, count, strerror(errno),
-         errno == EBUSY ? " (the backend still maps it after closing)" : "");
-    return -1;
+    if (fe_unshare_wait(&bf->fe, addr, count, what) == 0)
+        bf->stats.grants_revoked += count;
 }
 
 int bf_close(struct blkfront *bf)
 {
     if (!bf)
         return 0;
-    if (bf->connected && !bf->failed) {
+    if (bf->connected && !bf->fe.failed) {
         /* Finish what is in flight first. */
-        uint64_t end = bf_now_ns() + (uint64_t)bf->o.timeout_ms * 1000000ull;
-        while (bf_in_flight(bf) > 0 && !bf->failed && bf_now_ns() < end)
+        uint64_t end = fe_now_ns() + (uint64_t)bf->o.timeout_ms * 1000000ull;
+        while (bf_in_flight(bf) > 0 && !bf->fe.failed && fe_now_ns() < end)
             bf_poll(bf, 100);
         if (bf_in_flight(bf) > 0)
-            fail(bf, "%u request(s) still in flight at close", bf_in_flight(bf));
+            fe_fail(&bf->fe, "%u request(s) still in flight at close", bf_in_flight(bf));
     }
     bool had_rings = bf->rings[0].sring != NULL;
-    if (bf->xs && had_rings) {
-        unsigned long s = be_state(bf);
-        /* Closing, wait for the backend to disconnect, Closed. */
-        if (set_state(bf, XenbusStateClosing) == 0 && s != XenbusStateUnknown &&
-            s != XenbusStateClosed) {
-            /* A failure before close keeps its message; a close problem
-             * after a clean run is reported. */
-            bool was_failed = bf->failed;
-            char saved[sizeof(bf->err)];
-            memcpy(saved, bf->err, sizeof(saved));
-            bf->failed = false;
-            wait_be_state(bf, 1u << XenbusStateClosing | 1u << XenbusStateClosed |
-                              1u << XenbusStateUnknown, 0, "closing");
-            if (was_failed) {
-                bf->failed = true;
-                memcpy(bf->err, saved, sizeof(saved));
-            }
-        }
-        set_state(bf, XenbusStateClosed);
-        vlog(bf, "backend is %s", state_name(be_state(bf)));
+    if (bf->fe.xs && had_rings) {
+        fe_close_backend(&bf->fe);
+        fe_vlog(&bf->fe, "backend is %s", fe_state_name(fe_backend_state(&bf->fe)));
     }
     bf->connected = false;
     for (unsigned i = 0; i < BF_MAX_QUEUES; i++) {
         struct ring *r = &bf->rings[i];
-        if (r->port >= 0 && bf->ec)
-            xenif_evtchn_unbind(bf->ec, (xenif_port)r->port);
+        if (r->port >= 0 && bf->fe.ec)
+            xenif_evtchn_unbind(bf->fe.ec, (xenif_port)r->port);
         if (r->sring)
             unshare_wait(bf, r->sring, r->npages, "ring");
         if (r->shadow) {
@@ -1443,8 +1169,8 @@ int bf_close(struct blkfront *bf)
         unsigned n = 0;
         for (struct deferred *d = bf->deferred; d; d = d->next)
             n += d->count;
-        fail(bf, "%u data page(s) could not be revoked: the backend answered "
-             "requests without unmapping their grants", n);
+        fe_fail(&bf->fe, "%u data page(s) could not be revoked: the backend answered "
+                "requests without unmapping their grants", n);
         while (bf->deferred) {
             struct deferred *d = bf->deferred;
             bf->deferred = d->next;
@@ -1463,16 +1189,7 @@ int bf_close(struct blkfront *bf)
                 bf->stats.pause_ns_max / 1e6);
     free(bf->pool);
     free(bf->requeue);
-    xsg_close(bf->xsg);
-    int rc = bf->failed ? -1 : 0;
-    if (rc < 0)
-        fprintf(stderr, "xenfront: vbd/%u: %s\n", bf->o.devid, bf->err);
-    if (bf->gnt)
-        xenif_gnt_close(bf->gnt);
-    if (bf->ec)
-        xenif_evtchn_close(bf->ec);
-    if (bf->xs)
-        xenif_xs_close(bf->xs);
+    int rc = fe_release(&bf->fe);
     free(bf);
     return rc;
 }
@@ -1493,4 +1210,4 @@ unsigned bf_ring_size(const struct blkfront *bf) { return bf->rings[0].size; }
 bool bf_persistent(const struct blkfront *bf) { return bf->persistent; }
 bool bf_pooled_grants(const struct blkfront *bf) { return bf->pooled; }
 const struct bf_stats *bf_stats(const struct blkfront *bf) { return &bf->stats; }
-const char *bf_error(const struct blkfront *bf) { return bf->err; }
+const char *bf_error(const struct blkfront *bf) { return bf->fe.err; }

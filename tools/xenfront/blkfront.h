@@ -139,6 +139,4 @@ int bf_kick(struct blkfront *bf);
 int bf_poll(struct blkfront *bf, int timeout_ms);
 unsigned bf_in_flight(const struct blkfront *bf);
 
-uint64_t bf_now_ns(void);
-
 #endif

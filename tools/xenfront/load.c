@@ -6,6 +6,7 @@
  *   LOAD rw=randread bs=4096 qd=32 seconds=5.00 ops=N iops=X mbps=Y lat_us=Z
  */
 #include "pattern.h"
+#include "xenbus_front.h"
 #include "xenfront.h"
 
 #include <errno.h>
@@ -39,7 +40,7 @@ static void load_done(struct bf_io *io, int st)
     if (st != BLKIF_RSP_OKAY)
         l->errors++;
     l->ops++;
-    l->lat_ns += bf_now_ns() - io->submit_ns;
+    l->lat_ns += fe_now_ns() - io->submit_ns;
     if (!l->stop)
         submit_one(l, x);
 }
@@ -173,7 +174,7 @@ int xf_blk_load(int argc, char **argv)
     pool = calloc(qd, sizeof(*pool));
     if (!pool)
         goto out;
-    uint64_t t0 = bf_now_ns(), end = t0 + seconds * 1000000000ull;
+    uint64_t t0 = fe_now_ns(), end = t0 + seconds * 1000000000ull;
     for (uint64_t i = 0; i < qd; i++) {
         pool[i].l = &l;
         if (submit_one(&l, &pool[i]) < 0) {
@@ -183,11 +184,11 @@ int xf_blk_load(int argc, char **argv)
             goto out;
         }
     }
-    while (bf_now_ns() < end)
+    while (fe_now_ns() < end)
         if (bf_poll(l.bf, 200) < 0)
             goto out;
     l.stop = true;
-    uint64_t t1 = bf_now_ns();
+    uint64_t t1 = fe_now_ns();
     uint64_t ops_at_end = l.ops;
     while (bf_in_flight(l.bf) > 0)
         if (bf_poll(l.bf, 1000) < 0)

@@ -21,6 +21,7 @@
  * exactly the transfers and bytes that completed: none lost, none run
  * twice. */
 #include "usbfront.h"
+#include "xenbus_front.h"
 #include "xenfront.h"
 
 #include <errno.h>
@@ -186,7 +187,7 @@ static int parse_args(struct usb_args *a, int argc, char **argv, const char *cmd
     a->seconds = 10;
     a->window = NB_FIFO_MAX;
     a->settle_ms = 1000;
-    a->seed = (uint64_t)time(NULL) ^ ((uint64_t)uf_now_ns() << 20);
+    a->seed = (uint64_t)time(NULL) ^ ((uint64_t)fe_now_ns() << 20);
     int c;
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         int r = usb_option(a, c, optarg, cmd);
@@ -386,8 +387,8 @@ static int usb_list(int argc, char **argv)
     if (!uf)
         return 1;
     int rc = 0;
-    uint64_t end = uf_now_ns() + (uint64_t)a.settle_ms * 1000000ull;
-    while (uf_now_ns() < end)
+    uint64_t end = fe_now_ns() + (uint64_t)a.settle_ms * 1000000ull;
+    while (fe_now_ns() < end)
         if (uf_poll(uf, 50) < 0) {
             rc = 1;
             goto out;
@@ -658,8 +659,8 @@ static int unlink_check(struct vctx *v)
                 *uf_error(v->uf) ? uf_error(v->uf) : strerror(errno));
         return -1;
     }
-    uint64_t t0 = uf_now_ns();
-    while (uf_now_ns() - t0 < 100000000ull) {
+    uint64_t t0 = fe_now_ns();
+    while (fe_now_ns() - t0 < 100000000ull) {
         int n = uf_poll(v->uf, 20);
         if (n < 0)
             return -1;
@@ -674,8 +675,8 @@ static int unlink_check(struct vctx *v)
         fprintf(stderr, "xenfront usb verify: unlink: %s\n", strerror(errno));
         return -1;
     }
-    uint64_t end = uf_now_ns() + 5000000000ull;
-    while (!done && uf_now_ns() < end) {
+    uint64_t end = fe_now_ns() + 5000000000ull;
+    while (!done && fe_now_ns() < end) {
         int n = uf_poll(v->uf, 100);
         if (n < 0)
             return -1;
@@ -755,11 +756,11 @@ static int usb_verify(int argc, char **argv)
     if (unlink_check(&v) < 0)
         goto out;
 
-    uint64_t t0 = uf_now_ns(), deadline = t0 + a.seconds * 1000000000ull;
+    uint64_t t0 = fe_now_ns(), deadline = t0 + a.seconds * 1000000000ull;
     bool outs_allowed = true;
     for (;;) {
         if (outs_allowed && (a.have_count ? v.out_next_seq >= a.count
-                                          : uf_now_ns() >= deadline))
+                                          : fe_now_ns() >= deadline))
             outs_allowed = false;
         if (v.errors || v.mismatches)
             outs_allowed = false;
@@ -778,7 +779,7 @@ static int usb_verify(int argc, char **argv)
         if (uf_poll(v.uf, 200) < 0)
             goto out;
     }
-    double secs = (uf_now_ns() - t0) / 1e9;
+    double secs = (fe_now_ns() - t0) / 1e9;
     if (v.errors || v.mismatches) {
         fprintf(stderr, "xenfront usb verify: stopped: %llu error(s), %llu "
                 "mismatch(es)\n", (unsigned long long)v.errors,
@@ -878,7 +879,7 @@ static int usb_hid(int argc, char **argv)
                 d.dd.id_vendor, d.dd.id_product, NB_VENDOR, NB_HID_PRODUCT);
         goto out;
     }
-    uint64_t t0 = uf_now_ns();
+    uint64_t t0 = fe_now_ns();
     unsigned next_check = 0; /* reports complete in submission order */
     unsigned in_flight = 0;
     while (got < a.count && !bad) {
@@ -933,7 +934,7 @@ static int usb_hid(int argc, char **argv)
             last = seq;
         }
     }
-    double secs = (uf_now_ns() - t0) / 1e9;
+    double secs = (fe_now_ns() - t0) / 1e9;
     if (!bad) {
         uint8_t buf[HID_REPORT_LEN];
         uint32_t n;
@@ -978,9 +979,9 @@ static double median_us(uint64_t *ns, uint64_t n)
 /* One URB, timed: 0 with *ns set, or -1 (message printed). */
 static int timed(struct usbfront *uf, struct uf_urb *u, const char *what, uint64_t *ns)
 {
-    uint64_t t0 = uf_now_ns();
+    uint64_t t0 = fe_now_ns();
     int st = uf_run(uf, u);
-    *ns = uf_now_ns() - t0;
+    *ns = fe_now_ns() - t0;
     if (st != 0) {
         fprintf(stderr, "xenfront usb rtt: %s: %s\n", what, uf_status_name(st));
         return -1;

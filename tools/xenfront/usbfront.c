@@ -4,6 +4,7 @@
 #define rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
 #include "usbfront.h"
+#include "xenbus_front.h"
 #include "xensim_guest.h"
 
 #include <errno.h>
@@ -281,12 +282,7 @@ struct port {
 
 struct usbfront {
     struct uf_opts o;
-    struct xenif_config cfg;
-    struct xenif_xs *xs;
-    struct xenif_evtchn *ec;
-    struct xenif_gnt *gnt;
-    xenif_domid self, be_id;
-    char fe_path[128], be_path[256];
+    struct xenbus_front fe;
     unsigned num_ports, usb_ver;
     struct port ports[USBIF_MAX_PORTNR + 1];
 
@@ -301,23 +297,19 @@ struct usbfront {
     unsigned busy_slots;
     bool unpushed, conn_unpushed;
 
-    bool connected, failed;
-    struct xsg *xsg;
+    bool connected;
     bool suspending;
     bool resuming;             /* in resume_moved: its polls do not suspend */
     uint64_t susp_start_ns, drain_deadline_ns, unlink_deadline_ns;
     bool drain_unlinked;
     uint64_t last_deadline_check;
     struct uf_stats stats;
-    char err[512];
 };
 
-uint64_t uf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static const struct fe_kind vusb_kind = {
+    .type = "vusb", .name = "USB controller",
+    .attach = "add one with `xensim usbctrl-attach`", .unit = "controller",
+};
 
 void uf_opts_default(struct uf_opts *o)
 {
@@ -327,167 +319,34 @@ void uf_opts_default(struct uf_opts *o)
     o->follow_suspend = true;
 }
 
-static void fail(struct usbfront *uf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void fail(struct usbfront *uf, const char *fmt, ...)
-{
-    if (uf->failed)
-        return; /* keep the first reason */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(uf->err, sizeof(uf->err), fmt, ap);
-    va_end(ap);
-    uf->failed = true;
-}
-
-static void vlog(const struct usbfront *uf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void vlog(const struct usbfront *uf, const char *fmt, ...)
-{
-    if (!uf->o.verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "xenfront: vusb/%u: ", uf->o.devid);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static const char *state_name(unsigned long s)
-{
-    static const char *names[] = { "Unknown", "Initialising", "InitWait",
-                                   "Initialised", "Connected", "Closing",
-                                   "Closed", "Reconfiguring", "Reconfigured" };
-    return s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
-}
-
 /* ---- xenstore ------------------------------------------------------------ */
-
-static int be_read_uint(struct usbfront *uf, const char *key, unsigned long *out)
-{
-    char path[320];
-    snprintf(path, sizeof(path), "%s/%s", uf->be_path, key);
-    return xenif_xs_read_uint(uf->xs, 0, path, out);
-}
-
-static unsigned long be_state(struct usbfront *uf)
-{
-    unsigned long v;
-    return be_read_uint(uf, "state", &v) == 0 ? v : XenbusStateUnknown;
-}
-
-static int set_state(struct usbfront *uf, unsigned long state)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "%s/state", uf->fe_path);
-    if (xenif_xs_printf(uf->xs, 0, path, "%lu", state) < 0) {
-        fail(uf, "cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    vlog(uf, "frontend -> %s", state_name(state));
-    return 0;
-}
-
-static int drain_watch(struct usbfront *uf)
-{
-    char *path, *token;
-    int rc;
-    while ((rc = xenif_xs_next_event(uf->xs, &path, &token)) == 1)
-        free(path);
-    return rc;
-}
-
-/* Waits until the backend's state is in want (bit mask); bad fails at once.
- * Returns the state or -1 after fail(). */
-static long wait_be_state(struct usbfront *uf, unsigned want, unsigned bad,
-                          const char *what)
-{
-    uint64_t deadline = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
-    unsigned long s = XenbusStateUnknown;
-    for (;;) {
-        if (drain_watch(uf) < 0) {
-            fail(uf, "xenstore connection lost while %s", what);
-            return -1;
-        }
-        s = be_state(uf);
-        if (s < 32 && (want & (1u << s)))
-            return (long)s;
-        if (s < 32 && (bad & (1u << s))) {
-            fail(uf, "backend %s went %s while %s", uf->be_path, state_name(s), what);
-            return -1;
-        }
-        uint64_t now = uf_now_ns();
-        if (now >= deadline)
-            break;
-        struct pollfd p = { .fd = xenif_xs_fd(uf->xs), .events = POLLIN };
-        int ms = (int)((deadline - now) / 1000000ull) + 1;
-        if (poll(&p, 1, ms < 200 ? ms : 200) < 0 && errno != EINTR) {
-            fail(uf, "poll: %s", strerror(errno));
-            return -1;
-        }
-    }
-    fail(uf, "timed out after %d ms %s: backend %s is %s (is netbusd serving "
-         "this controller?)", uf->o.timeout_ms, what, uf->be_path, state_name(s));
-    return -1;
-}
 
 /* Our frontend directory, the backend's path and domain, and the
  * controller's geometry; watches the backend's state. */
 static int read_otherend(struct usbfront *uf)
 {
-    uf->self = xenif_xs_own_domid(uf->xs);
-    snprintf(uf->fe_path, sizeof(uf->fe_path), "/local/domain/%u/device/vusb/%u",
-             uf->self, uf->o.devid);
-    char path[200];
-    snprintf(path, sizeof(path), "%s/backend", uf->fe_path);
-    char *be = xenif_xs_read(uf->xs, 0, path, NULL);
-    unsigned long be_id;
-    snprintf(path, sizeof(path), "%s/backend-id", uf->fe_path);
-    if (!be || xenif_xs_read_uint(uf->xs, 0, path, &be_id) < 0) {
-        fail(uf, "domain %u has no USB controller vusb/%u (%s/backend and "
-             "backend-id); add one with `xensim usbctrl-attach`", uf->self,
-             uf->o.devid, uf->fe_path);
-        free(be);
+    if (fe_find_backend(&uf->fe) < 0)
         return -1;
-    }
-    char prefix[40];
-    int plen = snprintf(prefix, sizeof(prefix), "/local/domain/%lu/", be_id);
-    if (be_id > 0x7fef || strlen(be) >= sizeof(uf->be_path) ||
-        strncmp(be, prefix, (size_t)plen) != 0) {
-        fail(uf, "%s/backend = '%s' is not under backend-id %lu's home",
-             uf->fe_path, be, be_id);
-        free(be);
-        return -1;
-    }
-    strcpy(uf->be_path, be);
-    free(be);
-    uf->be_id = (xenif_domid)be_id;
     /* Read before any state, as xenhcd_probe does. */
     unsigned long ports, ver;
-    if (be_read_uint(uf, "num-ports", &ports) < 0 || ports < 1 ||
+    if (fe_read_uint(&uf->fe, uf->fe.be_path, "num-ports", &ports) < 0 || ports < 1 ||
         ports > USBIF_MAX_PORTNR) {
-        fail(uf, "%s/num-ports is missing or not 1..%u", uf->be_path,
-             USBIF_MAX_PORTNR);
+        fe_fail(&uf->fe, "%s/num-ports is missing or not 1..%u", uf->fe.be_path,
+                USBIF_MAX_PORTNR);
         return -1;
     }
-    if (be_read_uint(uf, "usb-ver", &ver) < 0 || ver < USB_VER_USB11 ||
+    if (fe_read_uint(&uf->fe, uf->fe.be_path, "usb-ver", &ver) < 0 || ver < USB_VER_USB11 ||
         ver > USB_VER_USB20) {
-        fail(uf, "%s/usb-ver is missing or not 1 or 2", uf->be_path);
+        fe_fail(&uf->fe, "%s/usb-ver is missing or not 1 or 2", uf->fe.be_path);
         return -1;
     }
     if (uf->num_ports && ports != uf->num_ports) {
-        fail(uf, "the new backend has %lu ports, we had %u", ports, uf->num_ports);
+        fe_fail(&uf->fe, "the new backend has %lu ports, we had %u", ports, uf->num_ports);
         return -1;
     }
     uf->num_ports = (unsigned)ports;
     uf->usb_ver = (unsigned)ver;
-    snprintf(path, sizeof(path), "%.180s/state", uf->be_path);
-    if (xenif_xs_watch(uf->xs, path, "be") < 0) {
-        fail(uf, "cannot watch %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fe_watch_backend(&uf->fe);
 }
 
 /* ---- rings --------------------------------------------------------------- */
@@ -495,15 +354,15 @@ static int read_otherend(struct usbfront *uf)
 /* Grants the ring pages and the data pages (once per frontend). */
 static int share_pages(struct usbfront *uf)
 {
-    uf->urb_sring = xenif_gnt_share(uf->gnt, uf->be_id, 1, &uf->urb_ref, true);
-    uf->conn_sring = uf->urb_sring ? xenif_gnt_share(uf->gnt, uf->be_id, 1,
+    uf->urb_sring = xenif_gnt_share(uf->fe.gnt, uf->fe.be_id, 1, &uf->urb_ref, true);
+    uf->conn_sring = uf->urb_sring ? xenif_gnt_share(uf->fe.gnt, uf->fe.be_id, 1,
                                                      &uf->conn_ref, true) : NULL;
-    uf->pool = uf->conn_sring ? xenif_gnt_share(uf->gnt, uf->be_id,
+    uf->pool = uf->conn_sring ? xenif_gnt_share(uf->fe.gnt, uf->fe.be_id,
                                                 URB_SLOTS * UF_MAX_SEGS,
                                                 uf->pool_refs, true) : NULL;
     if (!uf->pool) {
-        fail(uf, "cannot share the rings and %u data pages with domain %u: %s",
-             URB_SLOTS * UF_MAX_SEGS, uf->be_id, strerror(errno));
+        fe_fail(&uf->fe, "cannot share the rings and %u data pages with domain %u: %s",
+                URB_SLOTS * UF_MAX_SEGS, uf->fe.be_id, strerror(errno));
         return -1;
     }
     for (unsigned i = 0; i < URB_SLOTS; i++) {
@@ -535,47 +394,23 @@ static int init_rings(struct usbfront *uf)
         RING_GET_REQUEST(&uf->conn, i)->id = (uint16_t)i;
     uf->conn.req_prod_pvt = CONN_SLOTS;
     uf->conn_unpushed = true;
-    uf->port_ec = xenif_evtchn_alloc_unbound(uf->ec, uf->be_id);
-    if (uf->port_ec < 0) {
-        fail(uf, "cannot allocate an event channel for domain %u: %s", uf->be_id,
-             strerror(errno));
-        return -1;
-    }
-    return 0;
+    uf->port_ec = fe_alloc_port(&uf->fe);
+    return uf->port_ec < 0 ? -1 : 0;
 }
 
-/* xenhcd_talk_to_backend: the three keys in one transaction. */
-static int publish(struct usbfront *uf)
+/* xenhcd_talk_to_backend's transaction: the three keys. */
+static int write_rings(void *arg, xenif_txn t)
 {
+    struct usbfront *uf = arg;
     char path[200];
-    for (int attempt = 0; attempt < 100; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(uf->xs);
-        if (!t) {
-            fail(uf, "starting transaction: %s", strerror(errno));
-            return -1;
-        }
-        int rc = 0;
-        snprintf(path, sizeof(path), "%s/urb-ring-ref", uf->fe_path);
-        rc |= xenif_xs_printf(uf->xs, t, path, "%u", uf->urb_ref);
-        snprintf(path, sizeof(path), "%s/conn-ring-ref", uf->fe_path);
-        rc |= xenif_xs_printf(uf->xs, t, path, "%u", uf->conn_ref);
-        snprintf(path, sizeof(path), "%s/event-channel", uf->fe_path);
-        rc |= xenif_xs_printf(uf->xs, t, path, "%d", uf->port_ec);
-        if (rc) {
-            int e = errno;
-            xenif_xs_transaction_end(uf->xs, t, true);
-            fail(uf, "writing ring references under %s: %s", uf->fe_path, strerror(e));
-            return -1;
-        }
-        if (xenif_xs_transaction_end(uf->xs, t, false) == 0)
-            return 0;
-        if (errno != EAGAIN) {
-            fail(uf, "completing transaction: %s", strerror(errno));
-            return -1;
-        }
-    }
-    fail(uf, "transaction kept conflicting");
-    return -1;
+    int rc = 0;
+    snprintf(path, sizeof(path), "%s/urb-ring-ref", uf->fe.fe_path);
+    rc |= xenif_xs_printf(uf->fe.xs, t, path, "%u", uf->urb_ref);
+    snprintf(path, sizeof(path), "%s/conn-ring-ref", uf->fe.fe_path);
+    rc |= xenif_xs_printf(uf->fe.xs, t, path, "%u", uf->conn_ref);
+    snprintf(path, sizeof(path), "%s/event-channel", uf->fe.fe_path);
+    rc |= xenif_xs_printf(uf->fe.xs, t, path, "%d", uf->port_ec);
+    return rc ? -1 : 0;
 }
 
 /* The backend is ready for us (InitWait or later) -> rings published, conn
@@ -584,29 +419,25 @@ static int connect_backend(struct usbfront *uf)
 {
     /* Closed is no failure here: a backend that served an earlier frontend
      * goes back to InitWait once it sees us Initialising. */
-    if (wait_be_state(uf, 1u << XenbusStateInitWait | 1u << XenbusStateInitialised |
+    if (fe_wait_backend(&uf->fe, 1u << XenbusStateInitWait | 1u << XenbusStateInitialised |
                           1u << XenbusStateConnected, 0,
                       "waiting for InitWait") < 0)
         return -1;
-    if (init_rings(uf) < 0 || publish(uf) < 0 || uf_kick(uf) < 0 ||
-        set_state(uf, XenbusStateConnected) < 0)
+    if (init_rings(uf) < 0 || fe_publish(&uf->fe, write_rings, uf) < 0 || uf_kick(uf) < 0 ||
+        fe_set_state(&uf->fe, XenbusStateConnected) < 0)
         return -1;
-    if (wait_be_state(uf, 1u << XenbusStateConnected,
-                      1u << XenbusStateClosing | 1u << XenbusStateClosed,
-                      "waiting for Connected") < 0)
+    if (fe_wait_backend(&uf->fe, 1u << XenbusStateConnected,
+                        1u << XenbusStateClosing | 1u << XenbusStateClosed,
+                        "waiting for Connected") < 0)
         return -1;
     uf->connected = true;
-    uf->last_deadline_check = uf_now_ns();
-    vlog(uf, "connected to %s (domain %u): %u port(s), USB %s, urb ring %u slots, "
-         "event channel %d", uf->be_path, uf->be_id, uf->num_ports,
-         uf->usb_ver == USB_VER_USB20 ? "2.0" : "1.1", (unsigned)URB_SLOTS,
-         uf->port_ec);
+    uf->last_deadline_check = fe_now_ns();
+    fe_vlog(&uf->fe, "connected to %s (domain %u): %u port(s), USB %s, urb ring %u slots, "
+            "event channel %d", uf->fe.be_path, uf->fe.be_id, uf->num_ports,
+            uf->usb_ver == USB_VER_USB20 ? "2.0" : "1.1", (unsigned)URB_SLOTS,
+            uf->port_ec);
     /* Nudge the backend once more now that it listens. */
-    if (xenif_evtchn_notify(uf->ec, (xenif_port)uf->port_ec) < 0) {
-        fail(uf, "event channel notify: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fe_notify(&uf->fe, uf->port_ec);
 }
 
 struct usbfront *uf_open(const struct uf_opts *o, char *err, size_t errlen)
@@ -618,49 +449,25 @@ struct usbfront *uf_open(const struct uf_opts *o, char *err, size_t errlen)
     }
     uf->o = *o;
     uf->port_ec = -1;
-    xenif_config_from_env(&uf->cfg);
-    char why[256];
-    uf->xs = xenif_xs_open(&uf->cfg, why, sizeof(why));
-    if (uf->xs)
-        uf->ec = xenif_evtchn_open(&uf->cfg, why, sizeof(why));
-    if (uf->ec)
-        uf->gnt = xenif_gnt_open(&uf->cfg, why, sizeof(why));
-    if (!uf->gnt) {
-        snprintf(err, errlen, "cannot open the hypervisor interface: %s (run under "
-                 "`xensim run --domid N --` or on Xen)", why);
+    if (fe_open(&uf->fe, &vusb_kind, o->devid, o->timeout_ms, o->verbose, err,
+                errlen) < 0) {
         uf_close(uf);
         return NULL;
     }
-    if (read_otherend(uf) < 0)
-        goto fail;
     /* An earlier frontend died while connected: take the backend through
-     * Closing and Closed first (xenbus_reset_frontend). */
-    unsigned long bs = be_state(uf);
-    if (bs == XenbusStateConnected || bs == XenbusStateInitialised) {
-        vlog(uf, "backend is %s from an earlier frontend: resetting it",
-             state_name(bs));
-        if (set_state(uf, XenbusStateClosing) < 0 ||
-            wait_be_state(uf, 1u << XenbusStateClosing | 1u << XenbusStateClosed, 0,
-                          "resetting an earlier connection (Closing)") < 0 ||
-            set_state(uf, XenbusStateClosed) < 0 ||
-            wait_be_state(uf, 1u << XenbusStateClosed | 1u << XenbusStateInitWait, 0,
-                          "resetting an earlier connection (Closed)") < 0)
-            goto fail;
-    }
-    if (set_state(uf, XenbusStateInitialising) < 0 || share_pages(uf) < 0 ||
+     * Closing and Closed first. */
+    if (read_otherend(uf) < 0 ||
+        fe_reset_earlier(&uf->fe, 1u << XenbusStateClosed | 1u << XenbusStateInitWait) < 0)
+        goto fail;
+    if (fe_set_state(&uf->fe, XenbusStateInitialising) < 0 || share_pages(uf) < 0 ||
         connect_backend(uf) < 0)
         goto fail;
-    if (o->follow_suspend) {
-        uf->xsg = xsg_open(&uf->cfg, why, sizeof(why));
-        if (!uf->xsg && errno != ENOTSUP) {
-            fail(uf, "cannot register for suspend/resume: %s", why);
-            goto fail;
-        }
-    }
+    if (o->follow_suspend && fe_follow_suspend(&uf->fe) < 0)
+        goto fail;
     return uf;
 fail:
-    snprintf(err, errlen, "%s", uf->err);
-    uf->failed = false;
+    snprintf(err, errlen, "%s", uf->fe.err);
+    uf->fe.failed = false;
     uf_close(uf);
     return NULL;
 }
@@ -688,7 +495,7 @@ static void put_request(struct usbfront *uf, const struct usbif_urb_request *req
 
 int uf_submit(struct usbfront *uf, struct uf_urb *u)
 {
-    if (uf->failed) {
+    if (uf->fe.failed) {
         errno = EIO;
         return -1;
     }
@@ -725,7 +532,7 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
     u->status = 0;
     u->actual = 0;
     u->unlinked = false;
-    u->submit_ns = uf_now_ns();
+    u->submit_ns = fe_now_ns();
     put_request(uf, &req);
     uf->in_flight++;
     uf->stats.urbs++;
@@ -735,7 +542,7 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
 
 int uf_unlink(struct usbfront *uf, struct uf_urb *u)
 {
-    if (uf->failed || !uf->connected) {
+    if (uf->fe.failed || !uf->connected) {
         errno = EIO;
         return -1;
     }
@@ -776,11 +583,7 @@ int uf_kick(struct usbfront *uf)
         RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&uf->conn, n);
         notify |= n;
     }
-    if (notify && xenif_evtchn_notify(uf->ec, (xenif_port)uf->port_ec) < 0) {
-        fail(uf, "event channel notify: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return notify ? fe_notify(&uf->fe, uf->port_ec) : 0;
 }
 
 static void release_slot(struct usbfront *uf, unsigned id)
@@ -833,8 +636,8 @@ static int take_urb_responses(struct usbfront *uf)
         RING_IDX rp = uf->urb.sring->rsp_prod;
         rmb();
         if (RING_RESPONSE_PROD_OVERFLOW(&uf->urb, rp)) {
-            fail(uf, "urb ring: backend produced %u responses at once (ring has %u)",
-                 rp - uf->urb.rsp_cons, (unsigned)URB_SLOTS);
+            fe_fail(&uf->fe, "urb ring: backend produced %u responses at once (ring has %u)",
+                    rp - uf->urb.rsp_cons, (unsigned)URB_SLOTS);
             return -1;
         }
         for (RING_IDX i = uf->urb.rsp_cons; i != rp; i++) {
@@ -842,13 +645,13 @@ static int take_urb_responses(struct usbfront *uf)
             RING_COPY_RESPONSE(&uf->urb, i, &rsp);
             uf->urb.rsp_cons = i + 1;
             if (rsp.id >= URB_SLOTS || !uf->slots[rsp.id].busy) {
-                fail(uf, "urb ring: response with id %u that is not in flight", rsp.id);
+                fe_fail(&uf->fe, "urb ring: response with id %u that is not in flight", rsp.id);
                 return -1;
             }
             struct slot *s = &uf->slots[rsp.id];
             if (s->is_unlink) {
                 /* The unlink's own answer; the URB has (or gets) its own. */
-                vlog(uf, "unlink of id %u answered %d", s->target, rsp.status);
+                fe_vlog(&uf->fe, "unlink of id %u answered %d", s->target, rsp.status);
                 unsigned target = s->target;
                 release_slot(uf, rsp.id);
                 unlink_answered(uf, target);
@@ -856,8 +659,8 @@ static int take_urb_responses(struct usbfront *uf)
             }
             char why[160];
             if (uf_check_urb_response(&rsp, s->length, why, sizeof(why)) < 0) {
-                fail(uf, "urb ring: response to id %u (pipe %#x): %s", rsp.id,
-                     s->urb->pipe, why);
+                fe_fail(&uf->fe, "urb ring: response to id %u (pipe %#x): %s", rsp.id,
+                        s->urb->pipe, why);
                 return -1;
             }
             complete(uf, rsp.id, rsp.status, (uint32_t)rsp.actual_length);
@@ -876,8 +679,8 @@ static int take_conn_responses(struct usbfront *uf)
         RING_IDX rp = uf->conn.sring->rsp_prod;
         rmb();
         if (RING_RESPONSE_PROD_OVERFLOW(&uf->conn, rp)) {
-            fail(uf, "conn ring: backend produced %u responses at once",
-                 rp - uf->conn.rsp_cons);
+            fe_fail(&uf->fe, "conn ring: backend produced %u responses at once",
+                    rp - uf->conn.rsp_cons);
             return -1;
         }
         for (RING_IDX i = uf->conn.rsp_cons; i != rp; i++) {
@@ -886,7 +689,7 @@ static int take_conn_responses(struct usbfront *uf)
             uf->conn.rsp_cons = i + 1;
             char why[160];
             if (uf_check_conn_response(&rsp, uf->num_ports, why, sizeof(why)) < 0) {
-                fail(uf, "conn ring: %s", why);
+                fe_fail(&uf->fe, "conn ring: %s", why);
                 return -1;
             }
             struct port *p = &uf->ports[rsp.portnum];
@@ -897,8 +700,8 @@ static int take_conn_responses(struct usbfront *uf)
                 p->connects++;
             else if (rsp.speed == USBIF_SPEED_NONE && p->speed != USBIF_SPEED_NONE)
                 p->disconnects++;
-            vlog(uf, "port %u: %s speed (was %s)", rsp.portnum,
-                 uf_speed_name(rsp.speed), uf_speed_name(p->speed));
+            fe_vlog(&uf->fe, "port %u: %s speed (was %s)", rsp.portnum,
+                    uf_speed_name(rsp.speed), uf_speed_name(p->speed));
             p->speed = rsp.speed;
             uf->stats.conn_events++;
             RING_GET_REQUEST(&uf->conn, uf->conn.req_prod_pvt)->id = rsp.id;
@@ -912,7 +715,7 @@ static int take_conn_responses(struct usbfront *uf)
 
 static int check_deadlines(struct usbfront *uf)
 {
-    uint64_t now = uf_now_ns(), limit = (uint64_t)uf->o.timeout_ms * 1000000ull;
+    uint64_t now = fe_now_ns(), limit = (uint64_t)uf->o.timeout_ms * 1000000ull;
     uf->last_deadline_check = now;
     for (unsigned id = 0; id < URB_SLOTS; id++) {
         struct slot *s = &uf->slots[id];
@@ -921,8 +724,8 @@ static int check_deadlines(struct usbfront *uf)
          * answer. */
         if (s->busy && !s->is_unlink && now - s->urb->submit_ns > limit &&
             (usbif_pipectrl(s->urb->pipe) || !s->in)) {
-            fail(uf, "no response to URB id %u (pipe %#x, %u bytes) after %d ms", id,
-                 s->urb->pipe, s->length, uf->o.timeout_ms);
+            fe_fail(&uf->fe, "no response to URB id %u (pipe %#x, %u bytes) after %d ms", id,
+                    s->urb->pipe, s->length, uf->o.timeout_ms);
             return -1;
         }
     }
@@ -939,20 +742,11 @@ static int check_deadlines(struct usbfront *uf)
 
 static void restart_deadlines(struct usbfront *uf)
 {
-    uint64_t now = uf_now_ns();
+    uint64_t now = fe_now_ns();
     for (unsigned id = 0; id < URB_SLOTS; id++)
         if (uf->slots[id].busy && !uf->slots[id].is_unlink)
             uf->slots[id].urb->submit_ns = now;
     uf->last_deadline_check = now;
-}
-
-static int regrant(struct usbfront *uf, void *addr, unsigned count)
-{
-    if (xsg_gnt_regrant(uf->gnt, addr, count, uf->be_id) == 0)
-        return 0;
-    fail(uf, "granting %u page(s) again to domain %u: %s", count, uf->be_id,
-         strerror(errno));
-    return -1;
 }
 
 /* Waits (bounded) until this domain's device/vusb/DEVID names a backend
@@ -961,17 +755,17 @@ static int wait_controller(struct usbfront *uf)
 {
     char path[160];
     snprintf(path, sizeof(path), "/local/domain/%u/device/vusb/%u/backend",
-             xenif_xs_own_domid(uf->xs), uf->o.devid);
-    uint64_t end = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
+             xenif_xs_own_domid(uf->fe.xs), uf->o.devid);
+    uint64_t end = fe_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
     for (;;) {
-        char *be = xenif_xs_read(uf->xs, 0, path, NULL);
+        char *be = xenif_xs_read(uf->fe.xs, 0, path, NULL);
         free(be);
         if (be)
             return 0;
-        if (uf_now_ns() >= end) {
-            fail(uf, "after the migration: no %s on the new host within %d ms (the "
-                 "toolstack did not recreate the USB controller)", path,
-                 uf->o.timeout_ms);
+        if (fe_now_ns() >= end) {
+            fe_fail(&uf->fe, "after the migration: no %s on the new host within %d ms (the "
+                    "toolstack did not recreate the USB controller)", path,
+                    uf->o.timeout_ms);
             return -1;
         }
         usleep(50000);
@@ -980,45 +774,24 @@ static int wait_controller(struct usbfront *uf)
 
 static int resume_moved(struct usbfront *uf)
 {
-    char why[512];
     uf->connected = false;
-    if (xsg_gnt_move(uf->xsg, uf->gnt, why, sizeof(why)) < 0) {
-        fail(uf, "moving grants to the new host: %s", why);
+    if (fe_move_grants(&uf->fe) < 0)
         return -1;
-    }
-    xenif_evtchn_close(uf->ec);
     uf->port_ec = -1;
-    uf->ec = xenif_evtchn_open(&uf->cfg, why, sizeof(why));
-    if (!uf->ec) {
-        fail(uf, "event channels on the new host: %s", why);
-        return -1;
-    }
-    xenif_xs_close(uf->xs);
-    uf->xs = xenif_xs_open(&uf->cfg, why, sizeof(why));
-    if (!uf->xs) {
-        fail(uf, "xenstore on the new host: %s", why);
-        return -1;
-    }
     /* Leave the old host first: its toolstack finishes (destroys the old
      * domain, its backend lets the device go) before a toolstack that
      * writes the controller on this host only after the migration does. */
-    if (xsg_resumed(uf->xsg, why, sizeof(why)) < 0) {
-        fail(uf, "leaving the old host: %s", why);
+    if (fe_reopen_handles(&uf->fe) < 0 || fe_leave_old_host(&uf->fe) < 0)
         return -1;
-    }
     if (wait_controller(uf) < 0 || read_otherend(uf) < 0)
         return -1;
-    if (regrant(uf, uf->urb_sring, 1) < 0 || regrant(uf, uf->conn_sring, 1) < 0 ||
-        regrant(uf, uf->pool, URB_SLOTS * UF_MAX_SEGS) < 0)
+    if (fe_regrant(&uf->fe, uf->urb_sring, 1) < 0 || fe_regrant(&uf->fe, uf->conn_sring, 1) < 0 ||
+        fe_regrant(&uf->fe, uf->pool, URB_SLOTS * UF_MAX_SEGS) < 0)
+        return -1;
+    if (fe_start_initialising(&uf->fe) < 0)
         return -1;
     /* The new backend learns the ports anew: until it reports them they
      * count as they were, so a device it brings back is no new connect. */
-    unsigned long fs = XenbusStateUnknown;
-    char path[200];
-    snprintf(path, sizeof(path), "%s/state", uf->fe_path);
-    xenif_xs_read_uint(uf->xs, 0, path, &fs);
-    if (fs != XenbusStateInitialising && set_state(uf, XenbusStateInitialising) < 0)
-        return -1;
     unsigned before[USBIF_MAX_PORTNR + 1];
     for (unsigned p = 1; p <= uf->num_ports; p++) {
         before[p] = uf->ports[p].carried = uf->ports[p].speed;
@@ -1030,14 +803,14 @@ static int resume_moved(struct usbfront *uf)
         if (before[p] == USBIF_SPEED_NONE)
             continue;
         if (uf_wait_port(uf, p, true, uf->o.timeout_ms) < 0) {
-            fail(uf, "port %u had a %s-speed device before the migration; the new "
-                 "backend did not report it within %d ms", p,
-                 uf_speed_name(before[p]), uf->o.timeout_ms);
+            fe_fail(&uf->fe, "port %u had a %s-speed device before the migration; the new "
+                    "backend did not report it within %d ms", p,
+                    uf_speed_name(before[p]), uf->o.timeout_ms);
             return -1;
         }
         if (uf->ports[p].speed != before[p]) {
-            fail(uf, "port %u: %s speed before the migration, %s after", p,
-                 uf_speed_name(before[p]), uf_speed_name(uf->ports[p].speed));
+            fe_fail(&uf->fe, "port %u: %s speed before the migration, %s after", p,
+                    uf_speed_name(before[p]), uf_speed_name(uf->ports[p].speed));
             return -1;
         }
     }
@@ -1047,21 +820,21 @@ static int resume_moved(struct usbfront *uf)
 static int do_suspend(struct usbfront *uf)
 {
     char why[512];
-    vlog(uf, "suspending with %u URB(s) unanswered", uf->in_flight);
+    fe_vlog(&uf->fe, "suspending with %u URB(s) unanswered", uf->in_flight);
     uf->stats.suspends++;
     /* uf->suspending stays set until we run again: no URB is taken, and
      * the polls of the resume do not suspend again. */
-    int r = xsg_suspend(uf->xsg, why, sizeof(why));
+    int r = xsg_suspend(uf->fe.xsg, why, sizeof(why));
     if (r < 0) {
-        fail(uf, "%s", why);
+        fe_fail(&uf->fe, "%s", why);
         return -1;
     }
     if (r == XSG_CANCELLED) {
-        vlog(uf, "suspend cancelled: carrying on");
+        fe_vlog(&uf->fe, "suspend cancelled: carrying on");
         uf->stats.cancelled++;
         restart_deadlines(uf);
     } else {
-        vlog(uf, "resumed as domain %u of %s", xsg_domid(uf->xsg), xsg_dir(uf->xsg));
+        fe_vlog(&uf->fe, "resumed as domain %u of %s", xsg_domid(uf->fe.xsg), xsg_dir(uf->fe.xsg));
         uf->connected = false;
         /* What the drain could not finish went with the old rings. */
         for (unsigned id = 0; id < URB_SLOTS; id++) {
@@ -1079,7 +852,7 @@ static int do_suspend(struct usbfront *uf)
         uf->stats.migrations++;
     }
     uf->suspending = false;
-    uint64_t pause = uf_now_ns() - uf->susp_start_ns;
+    uint64_t pause = fe_now_ns() - uf->susp_start_ns;
     if (pause > uf->stats.pause_ns_max)
         uf->stats.pause_ns_max = pause;
     return 0;
@@ -1090,14 +863,14 @@ static int do_suspend(struct usbfront *uf)
  * URB timeout to answer; suspend once nothing is in flight, or then. */
 static int suspend_step(struct usbfront *uf)
 {
-    uint64_t now = uf_now_ns();
+    uint64_t now = fe_now_ns();
     if (uf->busy_slots == 0)
         return do_suspend(uf);
     if (now < uf->drain_deadline_ns)
         return 0;
     if (!uf->drain_unlinked) {
-        vlog(uf, "drain: %u URB(s) still in flight after %d ms: unlinking",
-             uf->in_flight, uf->o.drain_ms);
+        fe_vlog(&uf->fe, "drain: %u URB(s) still in flight after %d ms: unlinking",
+                uf->in_flight, uf->o.drain_ms);
         uf->drain_unlinked = true;
         uf->unlink_deadline_ns = now + (uint64_t)uf->o.timeout_ms * 1000000ull;
     }
@@ -1119,13 +892,13 @@ static int suspend_step(struct usbfront *uf)
 
 static int suspend_check(struct usbfront *uf)
 {
-    if (uf->suspending || !xsg_suspend_requested(uf->xsg))
+    if (uf->suspending || !xsg_suspend_requested(uf->fe.xsg))
         return 0;
     uf->suspending = true;
     uf->drain_unlinked = false;
-    uf->susp_start_ns = uf_now_ns();
+    uf->susp_start_ns = fe_now_ns();
     uf->drain_deadline_ns = uf->susp_start_ns + (uint64_t)uf->o.drain_ms * 1000000ull;
-    vlog(uf, "suspend requested: draining %u URB(s)", uf->in_flight);
+    fe_vlog(&uf->fe, "suspend requested: draining %u URB(s)", uf->in_flight);
     return 0;
 }
 
@@ -1133,10 +906,10 @@ static int suspend_check(struct usbfront *uf)
 
 int uf_poll(struct usbfront *uf, int timeout_ms)
 {
-    if (uf->failed || uf_kick(uf) < 0)
+    if (uf->fe.failed || uf_kick(uf) < 0)
         return -1;
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
-                        : uf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+                        : fe_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int done = 0;
     for (;;) {
         uint64_t events = uf->stats.conn_events;
@@ -1149,47 +922,28 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
             return -1;
         if (uf_kick(uf) < 0)
             return -1;
-        uint64_t now = uf_now_ns();
+        uint64_t now = fe_now_ns();
         if (now - uf->last_deadline_check > 500000000ull && !uf->suspending &&
             check_deadlines(uf) < 0)
             return -1;
         if (done > 0 || port_news || now >= deadline)
             return done;
         struct pollfd p[3] = {
-            { .fd = xenif_evtchn_fd(uf->ec), .events = POLLIN },
-            { .fd = xenif_xs_fd(uf->xs), .events = POLLIN },
-            { .fd = uf->xsg && !uf->suspending ? xsg_fd(uf->xsg) : -1,
+            { .fd = xenif_evtchn_fd(uf->fe.ec), .events = POLLIN },
+            { .fd = xenif_xs_fd(uf->fe.xs), .events = POLLIN },
+            { .fd = uf->fe.xsg && !uf->suspending ? xsg_fd(uf->fe.xsg) : -1,
               .events = POLLIN },
         };
         uint64_t left_ms = (deadline - now + 999999) / 1000000ull;
         int rc = poll(p, 3, left_ms > 100 ? 100 : (int)left_ms);
         if (rc < 0 && errno != EINTR) {
-            fail(uf, "poll: %s", strerror(errno));
+            fe_fail(&uf->fe, "poll: %s", strerror(errno));
             return -1;
         }
-        if (rc > 0 && p[0].revents) {
-            int port = xenif_evtchn_pending(uf->ec);
-            if (port < 0 && errno != EAGAIN) {
-                fail(uf, "event channel: %s", strerror(errno));
-                return -1;
-            }
-            if (port >= 0 && xenif_evtchn_unmask(uf->ec, (xenif_port)port) < 0) {
-                fail(uf, "event channel unmask: %s", strerror(errno));
-                return -1;
-            }
-        }
-        if (rc > 0 && p[1].revents) {
-            if (drain_watch(uf) < 0) {
-                fail(uf, "xenstore connection lost");
-                return -1;
-            }
-            unsigned long s = be_state(uf);
-            if (s != XenbusStateConnected) {
-                fail(uf, "backend %s went %s while connected", uf->be_path,
-                     state_name(s));
-                return -1;
-            }
-        }
+        if (rc > 0 && p[0].revents && fe_take_event(&uf->fe) < 0)
+            return -1;
+        if (rc > 0 && p[1].revents && fe_check_connected(&uf->fe) < 0)
+            return -1;
         /* Last: a suspend may replace every handle polled above. */
         if (rc > 0 && p[2].revents && suspend_check(uf) < 0)
             return -1;
@@ -1198,12 +952,12 @@ int uf_poll(struct usbfront *uf, int timeout_ms)
 
 int uf_wait_port(struct usbfront *uf, unsigned port, bool connected, int timeout_ms)
 {
-    uint64_t end = uf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t end = fe_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     for (;;) {
         if (port >= 1 && port <= uf->num_ports &&
             (uf->ports[port].speed != USBIF_SPEED_NONE) == connected)
             return 0;
-        uint64_t now = uf_now_ns();
+        uint64_t now = fe_now_ns();
         if (now >= end) {
             errno = ETIMEDOUT;
             return -1;
@@ -1233,18 +987,18 @@ int uf_run(struct usbfront *uf, struct uf_urb *u)
         if (errno != EAGAIN || uf_poll(uf, 100) < 0)
             return UF_STATUS_FAILED;
     }
-    uint64_t end = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
+    uint64_t end = fe_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
     while (!st.done) {
         if (uf_poll(uf, 100) < 0)
             return UF_STATUS_FAILED;
-        if (!st.done && uf_now_ns() > end && !u->unlinked) {
+        if (!st.done && fe_now_ns() > end && !u->unlinked) {
             /* An IN the device does not answer: take it back. */
             if (uf_unlink(uf, u) < 0 && errno != EAGAIN)
                 return UF_STATUS_FAILED;
-            end = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
-        } else if (!st.done && u->unlinked && uf_now_ns() > end) {
-            fail(uf, "URB id %u (pipe %#x) unlinked after %d ms without an answer",
-                 u->id, u->pipe, uf->o.timeout_ms);
+            end = fe_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
+        } else if (!st.done && u->unlinked && fe_now_ns() > end) {
+            fe_fail(&uf->fe, "URB id %u (pipe %#x) unlinked after %d ms without an answer",
+                    u->id, u->pipe, uf->o.timeout_ms);
             return UF_STATUS_FAILED;
         }
     }
@@ -1253,57 +1007,26 @@ int uf_run(struct usbfront *uf, struct uf_urb *u)
 
 /* ---- close --------------------------------------------------------------- */
 
-static void unshare_wait(struct usbfront *uf, void *addr, unsigned count,
-                         const char *what)
-{
-    if (!addr)
-        return;
-    for (int i = 0; i < 200; i++) {
-        if (xenif_gnt_unshare(uf->gnt, addr, count) == 0)
-            return;
-        if (errno != EBUSY)
-            break;
-        usleep(10000);
-    }
-    fail(uf, "cannot revoke %s (%u page(s)): %s%s", what, count, strerror(errno),
-         errno == EBUSY ? " (the backend still maps it after closing)" : "");
-}
-
 int uf_close(struct usbfront *uf)
 {
     if (!uf)
         return 0;
-    if (uf->connected && !uf->failed) {
-        uint64_t end = uf_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
-        while (uf->busy_slots > 0 && !uf->failed && uf_now_ns() < end)
+    if (uf->connected && !uf->fe.failed) {
+        uint64_t end = fe_now_ns() + (uint64_t)uf->o.timeout_ms * 1000000ull;
+        while (uf->busy_slots > 0 && !uf->fe.failed && fe_now_ns() < end)
             uf_poll(uf, 100);
         if (uf->busy_slots > 0)
-            fail(uf, "%u URB(s) still in flight at close", uf->in_flight);
+            fe_fail(&uf->fe, "%u URB(s) still in flight at close", uf->in_flight);
     }
-    if (uf->xs && uf->urb_sring) {
-        unsigned long s = be_state(uf);
-        if (set_state(uf, XenbusStateClosing) == 0 && s != XenbusStateUnknown &&
-            s != XenbusStateClosed) {
-            bool was_failed = uf->failed;
-            char saved[sizeof(uf->err)];
-            memcpy(saved, uf->err, sizeof(saved));
-            uf->failed = false;
-            wait_be_state(uf, 1u << XenbusStateClosing | 1u << XenbusStateClosed |
-                              1u << XenbusStateUnknown, 0, "closing");
-            if (was_failed) {
-                uf->failed = true;
-                memcpy(uf->err, saved, sizeof(saved));
-            }
-        }
-        set_state(uf, XenbusStateClosed);
-    }
+    if (uf->fe.xs && uf->urb_sring)
+        fe_close_backend(&uf->fe);
     uf->connected = false;
-    if (uf->port_ec >= 0 && uf->ec)
-        xenif_evtchn_unbind(uf->ec, (xenif_port)uf->port_ec);
-    if (uf->gnt) {
-        unshare_wait(uf, uf->urb_sring, 1, "the urb ring");
-        unshare_wait(uf, uf->conn_sring, 1, "the conn ring");
-        unshare_wait(uf, uf->pool, URB_SLOTS * UF_MAX_SEGS, "the data pages");
+    if (uf->port_ec >= 0 && uf->fe.ec)
+        xenif_evtchn_unbind(uf->fe.ec, (xenif_port)uf->port_ec);
+    if (uf->fe.gnt) {
+        fe_unshare_wait(&uf->fe, uf->urb_sring, 1, "the urb ring");
+        fe_unshare_wait(&uf->fe, uf->conn_sring, 1, "the conn ring");
+        fe_unshare_wait(&uf->fe, uf->pool, URB_SLOTS * UF_MAX_SEGS, "the data pages");
     }
     if (uf->stats.suspends)
         fprintf(stderr, "xenfront: vusb/%u: suspended %llu time(s): %llu "
@@ -1315,16 +1038,7 @@ int uf_close(struct usbfront *uf)
                 (unsigned long long)uf->stats.drained,
                 (unsigned long long)uf->stats.drain_unlinked,
                 uf->stats.pause_ns_max / 1e6);
-    xsg_close(uf->xsg);
-    int rc = uf->failed ? -1 : 0;
-    if (rc < 0)
-        fprintf(stderr, "xenfront: vusb/%u: %s\n", uf->o.devid, uf->err);
-    if (uf->gnt)
-        xenif_gnt_close(uf->gnt);
-    if (uf->ec)
-        xenif_evtchn_close(uf->ec);
-    if (uf->xs)
-        xenif_xs_close(uf->xs);
+    int rc = fe_release(&uf->fe);
     free(uf);
     return rc;
 }
@@ -1346,4 +1060,4 @@ uint64_t uf_port_disconnects(const struct usbfront *uf, unsigned port)
     return port >= 1 && port <= uf->num_ports ? uf->ports[port].disconnects : 0;
 }
 const struct uf_stats *uf_stats(const struct usbfront *uf) { return &uf->stats; }
-const char *uf_error(const struct usbfront *uf) { return uf->err; }
+const char *uf_error(const struct usbfront *uf) { return uf->fe.err; }

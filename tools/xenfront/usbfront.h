@@ -211,6 +211,4 @@ int uf_wait_port(struct usbfront *uf, unsigned port, bool connected, int timeout
 #define UF_STATUS_FAILED (-1000)
 int uf_run(struct usbfront *uf, struct uf_urb *u);
 
-uint64_t uf_now_ns(void);
-
 #endif

@@ -17,6 +17,7 @@
  * `xenfront blk check-file` checks an image from dom0 against the model a
  * verify run saved (--model-out), bypassing the backend. */
 #include "pattern.h"
+#include "xenbus_front.h"
 #include "xenfront.h"
 
 #include <errno.h>
@@ -533,10 +534,10 @@ int xf_blk_verify(int argc, char **argv)
                                                  : ", discard (unspecified)") : "");
 
     /* Phase 1: random operations. */
-    uint64_t issued = 0, end = seconds ? bf_now_ns() + seconds * 1000000000ull : 0;
+    uint64_t issued = 0, end = seconds ? fe_now_ns() + seconds * 1000000000ull : 0;
     bool failed = false;
     for (;;) {
-        bool more = seconds ? bf_now_ns() < end : issued < ops;
+        bool more = seconds ? fe_now_ns() < end : issued < ops;
         while (more && v.free) {
             int r = issue_random(&v);
             if (r < 0) {
