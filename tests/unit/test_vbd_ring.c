@@ -14,7 +14,7 @@
 #include "backend/vbd/target.h"
 #include "evloop.h"
 #include "log.h"
-#include "test_xensim.h"
+#include "test_backend_child.h"
 #include "unit.h"
 
 #include <errno.h>
@@ -68,11 +68,7 @@ struct be_disk {
     char failmsg[256];
 };
 
-static struct sim_host host;
-static char *logpath;
-static int be_sock = -1;
-static pid_t be_pid;
-static struct evloop *be_loop;
+static struct be_child be;
 static struct be_disk be_disks[MAX_DISKS];
 static struct xenif_config be_cfg;
 
@@ -97,6 +93,12 @@ static void be_close_disk(struct be_disk *b)
     b->d.target->ops->close(b->d.target);
     xenif_gnt_close(b->d.gnt);
     memset(b, 0, sizeof(*b));
+}
+
+static void be_close_all(void)
+{
+    for (unsigned i = 0; i < MAX_DISKS; i++)
+        be_close_disk(&be_disks[i]);
 }
 
 static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaque)
@@ -169,8 +171,7 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
-        for (unsigned i = 0; i < MAX_DISKS; i++)
-            be_close_disk(&be_disks[i]);
+        be_close_all();
         evloop_stop(loop);
         break;
     default:
@@ -183,34 +184,13 @@ out:
 
 static int be_main(int sock)
 {
-    int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (lfd >= 0) {
-        dup2(lfd, 2);
-        close(lfd);
-    }
-    log_init("netbusd-test", LOG_LVL_INFO, false);
-    be_cfg = sim_config(&host, 0);
-    be_loop = evloop_new();
-    if (!be_loop || evloop_add(be_loop, sock, EPOLLIN, be_command, NULL) < 0)
-        return 3;
-    evloop_run(be_loop);
-    for (unsigned i = 0; i < MAX_DISKS; i++)
-        be_close_disk(&be_disks[i]);
-    evloop_free(be_loop);
-    close(sock);
-    return 0;
+    be_cfg = sim_config(&be.host, 0);
+    return be_child_serve(&be, sock, LOG_LVL_INFO, be_command, be_close_all);
 }
 
 static int be_call(struct be_cmd *c, struct be_rsp *r)
 {
-    if (send(be_sock, c, sizeof(*c), 0) != (ssize_t)sizeof(*c))
-        return -1;
-    struct pollfd p = { .fd = be_sock, .events = POLLIN };
-    if (poll(&p, 1, 10000) != 1)
-        return -1;
-    if (recv(be_sock, r, sizeof(*r), 0) != (ssize_t)sizeof(*r))
-        return -1;
-    return r->rc;
+    return be_child_call(&be, c, sizeof(*c), r, sizeof(*r)) < 0 ? -1 : r->rc;
 }
 
 /* Persistent grants for the disks opened next. */
@@ -268,8 +248,6 @@ struct fe {
     xenif_gref data_refs[NDATA], ro_refs[NRO], ind_refs[NIND];
 };
 
-static unsigned dom_a, dom_b;
-
 static uint32_t *fe_idx(struct fe *f, int i)
 {
     return (uint32_t *)(void *)f->sring + i;
@@ -285,7 +263,7 @@ static int fe_open(struct fe *f, unsigned domid, enum blkif_abi abi,
 {
     memset(f, 0, sizeof(*f));
     char err[256];
-    struct xenif_config cfg = sim_config(&host, domid);
+    struct xenif_config cfg = sim_config(&be.host, domid);
     f->domid = domid;
     f->abi = abi;
     f->nr_pages = nr_pages;
@@ -413,7 +391,7 @@ static uint8_t pattern(unsigned disk, uint64_t off)
 static int make_disk(unsigned disk)
 {
     free(disk_path[disk]);
-    if (asprintf(&disk_path[disk], "%s/disk%u.img", host.dir, disk) < 0)
+    if (asprintf(&disk_path[disk], "%s/disk%u.img", be.host.dir, disk) < 0)
         return -1;
     int fd = open(disk_path[disk], O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
@@ -466,27 +444,8 @@ static int disk_read(unsigned disk, uint64_t off, void *buf, size_t len)
 
 static int suite_init_common(const char *tag)
 {
-    if (sim_host_start(&host, tag) < 0)
+    if (be_child_start(&be, tag, be_main) < 0)
         return -1;
-    int a = sim_create(&host, "guest-a"), b = sim_create(&host, "guest-b");
-    if (a < 0 || b < 0)
-        return -1;
-    dom_a = (unsigned)a;
-    dom_b = (unsigned)b;
-    if (asprintf(&logpath, "%s/netbusd.log", host.dir) < 0)
-        return -1;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return -1;
-    be_pid = fork();
-    if (be_pid < 0)
-        return -1;
-    if (be_pid == 0) {
-        close(sv[0]);
-        _exit(be_main(sv[1]));
-    }
-    close(sv[1]);
-    be_sock = sv[0];
     for (unsigned i = 0; i < MAX_DISKS; i++)
         if (make_disk(i) < 0)
             return -1;
@@ -498,27 +457,12 @@ static int suite_cleanup(void)
     struct be_cmd c = { .op = CMD_QUIT };
     struct be_rsp r;
     be_call(&c, &r);
-    int status = -1;
-    waitpid(be_pid, &status, 0);
-    close(be_sock);
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok) { /* the log goes with the host directory: show it first */
-        fprintf(stderr, "backend child: wait status %#x; its log:\n", status);
-        FILE *fp = fopen(logpath, "r");
-        char line[2048];
-        while (fp && fgets(line, sizeof(line), fp))
-            fputs(line, stderr);
-        if (fp)
-            fclose(fp);
-    }
+    int rc = be_child_stop(&be);
     for (unsigned i = 0; i < MAX_DISKS; i++) {
         free(disk_path[i]);
         disk_path[i] = NULL;
     }
-    int hs = sim_host_stop(&host); /* removes the log too */
-    free(logpath);
-    logpath = NULL;
-    return ok && WIFEXITED(hs) && WEXITSTATUS(hs) == 0 ? 0 : -1;
+    return rc;
 }
 
 static int ring_init(void) { return suite_init_common("vbd-ring"); }
@@ -527,15 +471,7 @@ static int hostile_init(void) { return suite_init_common("vbd-hostile"); }
 /* 1 if the daemon's log contains s. */
 static int log_has(const char *s)
 {
-    FILE *fp = fopen(logpath, "r");
-    if (!fp)
-        return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, s) != NULL;
-    fclose(fp);
-    return found;
+    return be_child_log_has(&be, s);
 }
 
 /* ---- I/O --------------------------------------------------------------- */
@@ -551,8 +487,8 @@ static void fill_page(uint8_t *p, uint64_t seed)
 static void io_round(enum blkif_abi abi, unsigned nr_pages, unsigned disk)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, abi, nr_pages), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(disk, disk_path[disk], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, abi, nr_pages), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(disk, disk_path[disk], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, disk, 0), 0);
 
     /* NDATA single-page writes in flight at once, sectors 64*i. */
@@ -631,8 +567,8 @@ static void test_io_persistent(void)
     open_persistent = true;
     io_round(BLKIF_ABI_NATIVE, 2, 2);
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], be.dom_a, false), 0);
     open_persistent = false;
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 2, 0), 0);
     for (unsigned round = 0; round < 3; round++)
@@ -659,8 +595,8 @@ static void test_io_persistent(void)
 static void test_ring_full(void)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0, 0), 0);
     for (unsigned round = 0; round < 20; round++) {
         for (unsigned i = 0; i < f.size; i++) {
@@ -690,7 +626,7 @@ static void test_ring_full(void)
 static void test_ring_not_empty_at_connect(void)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_X86_32, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_X86_32, 1), 0);
     /* As if 5 requests were answered before: indexes start at 5. */
     *fe_idx(&f, 0) = *fe_idx(&f, 2) = 5;
     f.req_prod_pvt = f.rsp_cons = 5;
@@ -701,7 +637,7 @@ static void test_ring_not_empty_at_connect(void)
         fe_put(&f, &r);
     }
     __atomic_store_n(fe_idx(&f, 0), f.req_prod_pvt, __ATOMIC_RELEASE);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(1, disk_path[1], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(1, disk_path[1], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 1, 0), 0);
     unsigned ok = 0;
     for (unsigned i = 0; i < 6; i++) {
@@ -730,8 +666,8 @@ static void test_ring_not_empty_at_connect(void)
 static void test_quiesce_resume(void)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 2, 0), 0);
     uint64_t id;
     uint8_t op;
@@ -786,9 +722,9 @@ static void test_quiesce_resume(void)
 static void test_multi_queue(void)
 {
     struct fe f[2];
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(2, disk_path[2], be.dom_a, false), 0);
     for (unsigned q = 0; q < 2; q++) {
-        CU_ASSERT_EQUAL_FATAL(fe_open(&f[q], dom_a, BLKIF_ABI_NATIVE, 2), 0);
+        CU_ASSERT_EQUAL_FATAL(fe_open(&f[q], be.dom_a, BLKIF_ABI_NATIVE, 2), 0);
         CU_ASSERT_EQUAL_FATAL(fe_connect(&f[q], 2, q), 0);
     }
     for (unsigned q = 0; q < 2; q++) {
@@ -824,8 +760,8 @@ static void test_multi_queue(void)
 static void test_ops(void)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_X86_64, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(3, disk_path[3], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_X86_64, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(3, disk_path[3], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 3, 0), 0);
 
     /* indirect write of NDATA segments starting at sector 4096 */
@@ -875,9 +811,9 @@ static void test_ops(void)
 
     /* Read-only: reads work, writes/flush/discard fail, file unchanged. */
     CU_ASSERT_EQUAL_FATAL(make_disk(3), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(3, disk_path[3], dom_a, true), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(3, disk_path[3], be.dom_a, true), 0);
     fe_close(&f);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 3, 0), 0);
     struct blkif_raw_req r = fe_rw(BLKIF_REQ_READ, 90, 8, f.data_refs, 1);
     CU_ASSERT_EQUAL(fe_do(&f, &r), BLKIF_ST_OKAY);
@@ -912,9 +848,9 @@ enum { N = 2000 };
 static double run_reads(bool persistent)
 {
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
     open_persistent = persistent;
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], be.dom_a, false), 0);
     open_persistent = false;
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0, 0), 0);
     /* Pipelined 11-segment reads (44 KiB), ring full. */
@@ -954,16 +890,16 @@ static void test_measure_mapping(void)
         best_pers = b < best_pers ? b : best_pers;
     }
     struct fe f;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
 
     /* The mapping alone, as the backend does it per request. */
     char err[256];
-    struct xenif_config cfg = sim_config(&host, 0);
+    struct xenif_config cfg = sim_config(&be.host, 0);
     struct xenif_gnt *g = xenif_gnt_open(&cfg, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     double t0 = now_s();
     for (unsigned i = 0; i < N; i++) {
-        void *m = xenif_gnt_map(g, (xenif_domid)dom_a, 11, f.data_refs,
+        void *m = xenif_gnt_map(g, (xenif_domid)be.dom_a, 11, f.data_refs,
                                 XENIF_GNT_READ | XENIF_GNT_WRITE);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
         CU_ASSERT_EQUAL(xenif_gnt_unmap(g, m, 11), 0);
@@ -982,10 +918,10 @@ static void test_measure_mapping(void)
 static void test_hostile(void)
 {
     struct fe a, b;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&b, dom_b, BLKIF_ABI_X86_32, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(1, disk_path[1], dom_b, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&b, be.dom_b, BLKIF_ABI_X86_32, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], be.dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(1, disk_path[1], be.dom_b, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&a, 0, 0), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&b, 1, 0), 0);
 
@@ -1110,8 +1046,8 @@ static void test_hostile(void)
     /* A reconnects with a fresh ring: served again. */
     CU_ASSERT_EQUAL(be_close(0), 0);
     fe_close(&a);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], be.dom_a, false), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&a, 0, 0), 0);
     r = fe_rw(BLKIF_REQ_READ, 8, 0, a.data_refs, 1);
     CU_ASSERT_EQUAL(fe_do(&a, &r), BLKIF_ST_OKAY);
@@ -1120,8 +1056,8 @@ static void test_hostile(void)
     /* A ring whose indexes are already a ring apart at connect is refused. */
     CU_ASSERT_EQUAL(be_close(0), 0);
     fe_close(&a);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a, BLKIF_ABI_NATIVE, 1), 0);
-    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], dom_a, false), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a, BLKIF_ABI_NATIVE, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(be_open_disk(0, disk_path[0], be.dom_a, false), 0);
     *fe_idx(&a, 0) = 1000;
     CU_ASSERT_NOT_EQUAL(fe_connect(&a, 0, 0), 0);
 

@@ -21,7 +21,7 @@
 #include "backend/vusb/hc.h"
 #include "evloop.h"
 #include "log.h"
-#include "test_xensim.h"
+#include "test_backend_child.h"
 #include "timer.h"
 #include "unit.h"
 
@@ -369,10 +369,7 @@ struct be_hc {
     char failmsg[256];
 };
 
-static struct sim_host host;
-static char *logpath;
-static int be_sock = -1;
-static pid_t be_pid;
+static struct be_child be;
 static struct be_hc be_hcs[MAX_HC];
 static struct xenif_config be_cfg;
 
@@ -397,6 +394,12 @@ static void be_close_hc(struct be_hc *b)
     if (b->dev)
         b->dev->t.ops->close(&b->dev->t);
     memset(b, 0, sizeof(*b));
+}
+
+static void be_close_all(void)
+{
+    for (unsigned i = 0; i < MAX_HC; i++)
+        be_close_hc(&be_hcs[i]);
 }
 
 static int be_open_hc(struct be_hc *b, struct evloop *loop, const struct be_cmd *c,
@@ -478,8 +481,7 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
-        for (unsigned i = 0; i < MAX_HC; i++)
-            be_close_hc(&be_hcs[i]);
+        be_close_all();
         evloop_stop(loop);
         break;
     default:
@@ -492,34 +494,13 @@ out:
 
 static int be_main(int sock)
 {
-    int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (lfd >= 0) {
-        dup2(lfd, 2);
-        close(lfd);
-    }
-    log_init("netbusd-test", LOG_LVL_DEBUG, false);
-    be_cfg = sim_config(&host, 0);
-    struct evloop *loop = evloop_new();
-    if (!loop || evloop_add(loop, sock, EPOLLIN, be_command, NULL) < 0)
-        return 3;
-    evloop_run(loop);
-    for (unsigned i = 0; i < MAX_HC; i++)
-        be_close_hc(&be_hcs[i]);
-    evloop_free(loop);
-    close(sock);
-    return 0;
+    be_cfg = sim_config(&be.host, 0);
+    return be_child_serve(&be, sock, LOG_LVL_DEBUG, be_command, be_close_all);
 }
 
 static int be_call(struct be_cmd *c, struct be_rsp *r)
 {
-    if (send(be_sock, c, sizeof(*c), 0) != (ssize_t)sizeof(*c))
-        return -1;
-    struct pollfd p = { .fd = be_sock, .events = POLLIN };
-    if (poll(&p, 1, 10000) != 1)
-        return -1;
-    if (recv(be_sock, r, sizeof(*r), 0) != (ssize_t)sizeof(*r))
-        return -1;
-    return r->rc;
+    return be_child_call(&be, c, sizeof(*c), r, sizeof(*r)) < 0 ? -1 : r->rc;
 }
 
 static int be_op(enum cmd_op op, unsigned hc, int arg)
@@ -552,8 +533,6 @@ struct fe {
     xenif_gref data_refs[NDATA], ro_refs[NRO];
 };
 
-static unsigned dom_a, dom_b;
-
 static uint32_t *idx(uint8_t *ring, int i)
 {
     return (uint32_t *)(void *)ring + i;
@@ -573,7 +552,7 @@ static int fe_open(struct fe *f, unsigned domid)
 {
     memset(f, 0, sizeof(*f));
     char err[256];
-    struct xenif_config cfg = sim_config(&host, domid);
+    struct xenif_config cfg = sim_config(&be.host, domid);
     f->domid = domid;
     f->urb_size = USB_URB_RING_SIZE;
     f->conn_size = USB_CONN_RING_SIZE;
@@ -843,7 +822,7 @@ static int nothing_mapped(struct fe *f)
 {
     for (unsigned i = 0; i < NDATA + NRO; i++) {
         xenif_gref ref = i < NDATA ? f->data_refs[i] : f->ro_refs[i - NDATA];
-        int flags = sim_grant_flags(&host, f->domid, ref);
+        int flags = sim_grant_flags(&be.host, f->domid, ref);
         if (flags < 0 || (flags & (XENSIM_GTF_reading | XENSIM_GTF_writing)))
             return 0;
     }
@@ -860,28 +839,7 @@ static int reset_device(struct fe *f)
 
 static int suite_init_common(const char *tag)
 {
-    if (sim_host_start(&host, tag) < 0)
-        return -1;
-    int a = sim_create(&host, "guest-a"), b = sim_create(&host, "guest-b");
-    if (a < 0 || b < 0)
-        return -1;
-    dom_a = (unsigned)a;
-    dom_b = (unsigned)b;
-    if (asprintf(&logpath, "%s/netbusd.log", host.dir) < 0)
-        return -1;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return -1;
-    be_pid = fork();
-    if (be_pid < 0)
-        return -1;
-    if (be_pid == 0) {
-        close(sv[0]);
-        _exit(be_main(sv[1]));
-    }
-    close(sv[1]);
-    be_sock = sv[0];
-    return 0;
+    return be_child_start(&be, tag, be_main);
 }
 
 static int suite_cleanup(void)
@@ -889,23 +847,7 @@ static int suite_cleanup(void)
     struct be_cmd c = { .op = CMD_QUIT };
     struct be_rsp r;
     be_call(&c, &r);
-    int status = -1;
-    waitpid(be_pid, &status, 0);
-    close(be_sock);
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok) { /* the log goes with the host directory: show it first */
-        fprintf(stderr, "backend child: wait status %#x; its log:\n", status);
-        FILE *fp = fopen(logpath, "r");
-        char line[2048];
-        while (fp && fgets(line, sizeof(line), fp))
-            fputs(line, stderr);
-        if (fp)
-            fclose(fp);
-    }
-    int hs = sim_host_stop(&host); /* removes the log too */
-    free(logpath);
-    logpath = NULL;
-    return ok && WIFEXITED(hs) && WEXITSTATUS(hs) == 0 ? 0 : -1;
+    return be_child_stop(&be);
 }
 
 static int ring_init(void) { return suite_init_common("vusb-ring"); }
@@ -914,15 +856,7 @@ static int hostile_init(void) { return suite_init_common("vusb-hostile"); }
 /* 1 if the daemon's log contains s. */
 static int log_has(const char *s)
 {
-    FILE *fp = fopen(logpath, "r");
-    if (!fp)
-        return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, s) != NULL;
-    fclose(fp);
-    return found;
+    return be_child_log_has(&be, s);
 }
 
 /* Polls the controller's stats until done(r) or about 3 s. */
@@ -949,7 +883,7 @@ static void test_conn_ring(void)
     struct fe f;
     struct usbif_conn_response c;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     conn_post(&f, 2, 1);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL_FATAL(conn_get(&f, &c, 5000), 0);
@@ -1014,7 +948,7 @@ static void test_addresses(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     memset(page(&f, NDATA - 1), 0xee, 4096);
     struct usbif_urb_request q = ctrl_urb(&f, 1, 0, 0x80, 6, 0x0100, 0, 64, NDATA - 1);
@@ -1078,7 +1012,7 @@ static void test_control(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL(reset_device(&f), USBIF_STATUS_OK);
     uint64_t c[4] = { 1, 1, 1, 1 };
@@ -1162,7 +1096,7 @@ static void test_bulk_loopback(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL(reset_device(&f), USBIF_STATUS_OK);
 
@@ -1265,7 +1199,7 @@ static void test_unlink(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL(reset_device(&f), USBIF_STATUS_OK);
 
@@ -1340,7 +1274,7 @@ static void test_ring_not_empty_at_connect(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     *idx(f.urb, 0) = *idx(f.urb, 2) = 5;
     f.urb_prod = f.urb_cons = 5;
     struct usbif_urb_request q = ctrl_urb(&f, 100, 0, 0x40, 2, 0, 0, 0, 0);
@@ -1376,7 +1310,7 @@ static void test_quiesce(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL(reset_device(&f), USBIF_STATUS_OK);
 
@@ -1472,7 +1406,7 @@ static void test_iso(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     const struct vusb_iso_packet *p = (void *)page(&f, 1);
     for (int bounced = 0; bounced < 2; bounced++) {
@@ -1528,7 +1462,7 @@ static void test_full_ring(void)
 {
     struct fe f;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&f, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(f.urb_size, 16);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
     CU_ASSERT_EQUAL(reset_device(&f), USBIF_STATUS_OK);
@@ -1596,8 +1530,8 @@ static void test_hostile(void)
 {
     struct fe a, b;
     struct usbif_urb_response rsp;
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a), 0);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&b, dom_b), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&b, be.dom_b), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&a, 0), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&b, 1), 0);
     CU_ASSERT_EQUAL(reset_device(&b), USBIF_STATUS_OK);
@@ -1607,7 +1541,7 @@ static void test_hostile(void)
 
     /* A: a page granted to B instead of dom0 */
     xenif_gref to_b;
-    uint8_t *other = xenif_gnt_share(a.g, (xenif_domid)dom_b, 1, &to_b, true);
+    uint8_t *other = xenif_gnt_share(a.g, (xenif_domid)be.dom_b, 1, &to_b, true);
     CU_ASSERT_PTR_NOT_NULL_FATAL(other);
     memset(a.ro, 0x5a, NRO * 4096);
     memset(other, 0x5a, 4096);
@@ -1816,7 +1750,7 @@ static void test_hostile(void)
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     CU_ASSERT_EQUAL(xenif_gnt_unshare(a.g, other, 1), 0);
     fe_close(&a);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a), 0);
     CU_ASSERT_EQUAL_FATAL(fe_connect(&a, 0), 0);
     q = get_desc(&a, 1, 0);
     CU_ASSERT_EQUAL(urb_do(&a, &q, NULL), USBIF_STATUS_OK);
@@ -1832,7 +1766,7 @@ static void test_hostile(void)
     /* A ring whose indexes are already a ring apart is refused at connect. */
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     fe_close(&a);
-    CU_ASSERT_EQUAL_FATAL(fe_open(&a, dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_open(&a, be.dom_a), 0);
     *idx(a.urb, 0) = 1000;
     CU_ASSERT_NOT_EQUAL(fe_connect(&a, 0), 0);
     CU_ASSERT(log_has("open refused: ring indexes more than a ring apart"));
