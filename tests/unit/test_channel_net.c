@@ -14,6 +14,7 @@
 #include "backend/channel/server.h"
 #include "backend/vbd/target.h"
 #include "evloop.h"
+#include "test_channel_link.h"
 #include "test_xensim.h"
 #include "timer.h"
 #include "unit.h"
@@ -36,10 +37,8 @@ static struct xenif_config cfg0;
 static struct evloop *loop;
 static struct xenif_xs *ts;
 static struct nb_exports *reg;
-static struct nb_server *srv;
-static struct nb_keyring *keys;
-static struct nb_conn_cfg scfg, ccfg;
-static struct nb_peer_pool pool;
+/* The server and the remote target's peer pool, with the proxy between. */
+static struct test_link chan;
 static char img[512];
 
 #define PUMP_UNTIL(cond, ms)                                                 \
@@ -48,139 +47,6 @@ static char img[512];
         while (!(cond) && mono_ms() < end_)                                  \
             evloop_run_once(loop, 10);                                       \
     } while (0)
-
-/* ---- the proxy ----------------------------------------------------------- */
-
-struct dir {
-    int from, to;
-    uint8_t buf[4096];
-    size_t len, off;
-};
-
-struct pconn {
-    struct dir d[2];
-    struct pconn *next;
-};
-
-static struct {
-    int lfd;
-    unsigned port;
-    struct sockaddr_in server;
-    unsigned chop;           /* 0: whole reads, else 1..chop bytes a read */
-    bool down;               /* refuse connections */
-    uint64_t bytes, kill_at; /* kill every connection once bytes >= kill_at */
-    unsigned accepted;
-    struct pconn *list;
-} px;
-
-static void pconn_kill(struct pconn *pc)
-{
-    for (struct pconn **pp = &px.list; *pp; pp = &(*pp)->next)
-        if (*pp == pc) {
-            *pp = pc->next;
-            break;
-        }
-    for (int i = 0; i < 2; i++) {
-        evloop_del(loop, pc->d[i].from);
-        close(pc->d[i].from);
-    }
-    free(pc);
-}
-
-static void proxy_kill_all(void)
-{
-    while (px.list)
-        pconn_kill(px.list);
-}
-
-/* Moves bytes one way; -1 if the connection is to be killed. */
-static int move(struct dir *d)
-{
-    for (;;) {
-        if (d->off < d->len) {
-            ssize_t n = write(d->to, d->buf + d->off, d->len - d->off);
-            if (n < 0)
-                return errno == EAGAIN ? 0 : -1;
-            d->off += (size_t)n;
-            continue;
-        }
-        size_t want = px.chop ? 1 + (size_t)rand() % px.chop : sizeof(d->buf);
-        ssize_t n = read(d->from, d->buf, want);
-        if (n == 0 || (n < 0 && errno != EAGAIN))
-            return -1;
-        if (n < 0)
-            return 0;
-        d->len = (size_t)n;
-        d->off = 0;
-        px.bytes += (uint64_t)n;
-        if (px.kill_at && px.bytes >= px.kill_at)
-            return -1;
-    }
-}
-
-static void on_pconn(struct evloop *l, int fd, uint32_t events, void *opaque)
-{
-    (void)l; (void)fd; (void)events;
-    struct pconn *pc = opaque;
-    if (move(&pc->d[0]) < 0 || move(&pc->d[1]) < 0) {
-        if (px.kill_at && px.bytes >= px.kill_at)
-            px.kill_at = 0; /* once */
-        pconn_kill(pc);
-        return;
-    }
-    for (int i = 0; i < 2; i++) {
-        /* fd d[i].from reads for d[i] and writes for d[1-i] */
-        uint32_t ev = (pc->d[i].off < pc->d[i].len ? 0 : EPOLLIN) |
-                      (pc->d[1 - i].off < pc->d[1 - i].len ? EPOLLOUT : 0);
-        evloop_mod(loop, pc->d[i].from, ev);
-    }
-}
-
-static void on_accept(struct evloop *l, int fd, uint32_t events, void *opaque)
-{
-    (void)l; (void)events; (void)opaque;
-    int a = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (a < 0)
-        return;
-    if (px.down) {
-        close(a);
-        return;
-    }
-    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(b, (struct sockaddr *)&px.server, sizeof(px.server)) < 0) {
-        close(a);
-        close(b);
-        return;
-    }
-    fcntl(b, F_SETFL, O_NONBLOCK);
-    struct pconn *pc = calloc(1, sizeof(*pc));
-    pc->d[0].from = a;
-    pc->d[0].to = b;
-    pc->d[1].from = b;
-    pc->d[1].to = a;
-    pc->next = px.list;
-    px.list = pc;
-    px.accepted++;
-    evloop_add(loop, a, EPOLLIN, on_pconn, pc);
-    evloop_add(loop, b, EPOLLIN, on_pconn, pc);
-}
-
-static int proxy_start(unsigned server_port)
-{
-    px.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    if (bind(px.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(px.lfd, 16) < 0 ||
-        getsockname(px.lfd, (struct sockaddr *)&sa, &len) < 0)
-        return -1;
-    px.port = ntohs(sa.sin_port);
-    px.server = (struct sockaddr_in){ .sin_family = AF_INET,
-                                      .sin_port = htons((uint16_t)server_port),
-                                      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    return evloop_add(loop, px.lfd, EPOLLIN, on_accept, NULL);
-}
 
 /* ---- the LBE side ---------------------------------------------------------- */
 
@@ -241,7 +107,7 @@ static struct vbd_target *open_remote(const char *name, unsigned timeout_ms,
 {
     memset(o, 0, sizeof(*o));
     struct nb_remote_params p = {
-        .pool = &pool, .host = "127.0.0.1", .port = px.port,
+        .pool = &chan.pool, .host = "127.0.0.1", .port = chan.px.port,
         .export_name = name, .owner = "test", .io_timeout_ms = timeout_ms,
         .where = "test lbe", .ready = on_ready, .ready_opaque = o };
     struct vbd_target *t = nb_remote_open(&p);
@@ -355,14 +221,14 @@ static void test_many_in_flight(void)
 
 static void test_short_reads_writes(void)
 {
-    px.chop = 13; /* every read of the proxy 1..13 bytes */
+    chan.px.chop = 13; /* every read of the proxy 1..13 bytes */
     struct opened o;
     struct vbd_target *t = open_remote("disk1", 20000, &o);
     CU_ASSERT_STRING_EQUAL_FATAL(o.err, "");
     CU_ASSERT_EQUAL(write_all(t, 16384, 2, 20000), NIO);
     CU_ASSERT_EQUAL(read_check(t, 16384, 2), NIO);
     t->ops->close(t);
-    px.chop = 0;
+    chan.px.chop = 0;
     PUMP_UNTIL(false, 50);
 }
 
@@ -371,16 +237,16 @@ static void test_peer_dies_mid_request(void)
     struct opened o;
     struct vbd_target *t = open_remote("disk1", 20000, &o);
     CU_ASSERT_STRING_EQUAL_FATAL(o.err, "");
-    unsigned before = px.accepted;
+    unsigned before = chan.px.accepted;
     /* Kill every connection once ~1.5 MiB went through: writes are then
      * partly answered, partly on the wire, partly not sent. */
-    px.kill_at = px.bytes + 1536 * 1024;
+    chan.px.kill_at = chan.px.bytes + 1536 * 1024;
     CU_ASSERT_EQUAL(write_all(t, 65536, 3, 20000), NIO);
-    CU_ASSERT(px.accepted > before); /* it reconnected */
-    CU_ASSERT_EQUAL(px.kill_at, 0);  /* the kill happened */
+    CU_ASSERT(chan.px.accepted > before); /* it reconnected */
+    CU_ASSERT_EQUAL(chan.px.kill_at, 0);  /* the kill happened */
     CU_ASSERT_EQUAL(read_check(t, 65536, 3), NIO);
     /* And once more while reads are in flight. */
-    px.kill_at = px.bytes + 1024 * 1024;
+    chan.px.kill_at = chan.px.bytes + 1024 * 1024;
     CU_ASSERT_EQUAL(read_check(t, 65536, 3), NIO);
     t->ops->close(t);
     PUMP_UNTIL(false, 50);
@@ -391,8 +257,8 @@ static void test_wait_limit(void)
     struct opened o;
     struct vbd_target *t = open_remote("disk1", 400, &o);
     CU_ASSERT_STRING_EQUAL_FATAL(o.err, "");
-    px.down = true;
-    proxy_kill_all();
+    chan.px.down = true;
+    proxy_kill_all(&chan.px);
     uint64_t t0 = mono_ms();
     struct tio x = { 0 };
     int err = one(t, VBD_IO_READ, 0, 4096, &x);
@@ -400,7 +266,7 @@ static void test_wait_limit(void)
     CU_ASSERT_EQUAL(err, -EIO);
     CU_ASSERT(took >= 350 && took < 3000);
     /* The peer is back: the next request works. */
-    px.down = false;
+    chan.px.down = false;
     CU_ASSERT_EQUAL(one(t, VBD_IO_WRITE, 0, 4096, &x), 0);
     free(x.buf);
     t->ops->close(t);
@@ -431,13 +297,13 @@ static void test_shared_connection(void)
     struct vbd_target *t2 = open_remote("disk1", 5000, &o2);
     CU_ASSERT_STRING_EQUAL_FATAL(o1.err, "");
     CU_ASSERT_STRING_EQUAL_FATAL(o2.err, "");
-    unsigned conns = px.accepted;
+    unsigned conns = chan.px.accepted;
     struct tio x = { 0 };
     CU_ASSERT_EQUAL(one(t1, VBD_IO_WRITE, 8192, 4096, &x), 0);
     t1->ops->close(t1); /* its CLOSE is answered on the shared connection */
     PUMP_UNTIL(false, 100);
     CU_ASSERT_EQUAL(one(t2, VBD_IO_READ, 8192, 4096, &x), 0);
-    CU_ASSERT_EQUAL(px.accepted, conns); /* one connection all along */
+    CU_ASSERT_EQUAL(chan.px.accepted, conns); /* one connection all along */
     free(x.buf);
     t2->ops->close(t2);
     PUMP_UNTIL(false, 50);
@@ -529,22 +395,9 @@ static int init(void)
         if (!state_is(names[i], "ready"))
             return init_failed("the export did not become ready", names[i]);
     }
-    keys = nb_keyring_parse("* 00112233445566778899aabbccddeeff\n", "test",
-                            err, sizeof(err));
-    scfg = (struct nb_conn_cfg){ .role = NB_ROLE_SERVER, .my_name = "hostB",
-                                 .keys = keys, .keepalive_ms = 200,
-                                 .handshake_ms = 2000 };
-    ccfg = (struct nb_conn_cfg){ .role = NB_ROLE_CLIENT, .my_name = "hostA",
-                                 .keys = keys, .keepalive_ms = 200,
-                                 .handshake_ms = 2000 };
-    srv = nb_server_new(loop, reg, &scfg, "127.0.0.1:0", err, sizeof(err));
-    if (!srv)
-        return init_failed("server", err);
-    const char *colon = strrchr(nb_server_addr(srv), ':');
-    if (proxy_start((unsigned)atoi(colon + 1)) < 0)
-        return init_failed("proxy", strerror(errno));
-    pool = (struct nb_peer_pool){ .loop = loop, .cfg = &ccfg,
-                                  .reconnect_max_ms = 200 };
+    const char *what = test_link_start(&chan, loop, reg, 200, err, sizeof(err));
+    if (what)
+        return init_failed(what, err);
     return 0;
 }
 
@@ -552,14 +405,8 @@ static int cleanup(void)
 {
     for (unsigned i = 0; i < NIO; i++)
         free(ios[i].buf);
-    proxy_kill_all();
-    if (px.lfd > 0) {
-        evloop_del(loop, px.lfd);
-        close(px.lfd);
-    }
-    nb_server_free(srv);
+    test_link_stop(&chan);
     nb_exports_free(reg);
-    nb_keyring_free(keys);
     if (ts)
         xenif_xs_close(ts);
     for (int i = 0; loop && i < 5; i++)

@@ -21,6 +21,7 @@
 #include "backend/channel/usb_remote.h"
 #include "backend/vusb/target.h"
 #include "evloop.h"
+#include "test_channel_link.h"
 #include "test_xensim.h"
 #include "timer.h"
 #include "unit.h"
@@ -42,10 +43,8 @@ static struct sim_host host;
 static struct evloop *loop;
 static struct xenif_xs *ts;
 static struct nb_exports *reg;
-static struct nb_server *srv;
-static struct nb_keyring *keys;
-static struct nb_conn_cfg scfg, ccfg;
-static struct nb_peer_pool pool;
+/* The server and the remote target's peer pool, with the proxy between. */
+static struct test_link chan;
 
 #define PUMP_UNTIL(cond, ms)                                                 \
     do {                                                                     \
@@ -240,137 +239,6 @@ static void dev_reset_counts(void)
     dev.submits = 0;
 }
 
-/* ---- the proxy: holds either direction, kills connections ---------------------- */
-
-struct pdir {
-    int from, to;
-    uint8_t buf[65536];
-    size_t len, off;
-};
-
-struct pconn {
-    struct pdir d[2]; /* 0: client -> server, 1: server -> client */
-    struct pconn *next;
-};
-
-static struct {
-    int lfd;
-    unsigned port;
-    struct sockaddr_in server;
-    bool hold[2];
-    bool down;               /* refuse connections: the export host is gone */
-    unsigned accepted;
-    struct pconn *list;
-} px;
-
-static void pconn_kill(struct pconn *pc)
-{
-    for (struct pconn **pp = &px.list; *pp; pp = &(*pp)->next)
-        if (*pp == pc) {
-            *pp = pc->next;
-            break;
-        }
-    for (int i = 0; i < 2; i++) {
-        evloop_del(loop, pc->d[i].from);
-        close(pc->d[i].from);
-    }
-    free(pc);
-}
-
-static void proxy_kill_all(void)
-{
-    while (px.list)
-        pconn_kill(px.list);
-    px.hold[0] = px.hold[1] = false;
-}
-
-/* -1: the connection ended. */
-static int pmove(struct pdir *d, bool hold)
-{
-    for (;;) {
-        if (d->off < d->len) {
-            if (hold)
-                return 0;
-            ssize_t n = write(d->to, d->buf + d->off, d->len - d->off);
-            if (n < 0)
-                return errno == EAGAIN ? 0 : -1;
-            d->off += (size_t)n;
-            continue;
-        }
-        ssize_t n = read(d->from, d->buf, sizeof(d->buf));
-        if (n == 0 || (n < 0 && errno != EAGAIN))
-            return -1;
-        if (n < 0)
-            return 0;
-        d->len = (size_t)n;
-        d->off = 0;
-    }
-}
-
-static void on_pconn(struct evloop *l, int fd, uint32_t events, void *opaque)
-{
-    (void)l; (void)fd; (void)events;
-    struct pconn *pc = opaque;
-    if (pmove(&pc->d[0], px.hold[0]) < 0 || pmove(&pc->d[1], px.hold[1]) < 0) {
-        pconn_kill(pc);
-        return;
-    }
-    for (int i = 0; i < 2; i++) {
-        /* fd d[i].from reads for d[i] and writes for d[1-i] */
-        struct pdir *mine = &pc->d[i], *other = &pc->d[1 - i];
-        uint32_t ev = (mine->off < mine->len ? 0 : EPOLLIN) |
-                      (other->off < other->len && !px.hold[1 - i] ? EPOLLOUT
-                                                                   : 0);
-        evloop_mod(loop, mine->from, ev);
-    }
-}
-
-static void on_accept(struct evloop *l, int fd, uint32_t events, void *opaque)
-{
-    (void)l; (void)events; (void)opaque;
-    int a = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (a < 0)
-        return;
-    if (px.down) {
-        close(a);
-        return;
-    }
-    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(b, (struct sockaddr *)&px.server, sizeof(px.server)) < 0) {
-        close(a);
-        close(b);
-        return;
-    }
-    fcntl(b, F_SETFL, O_NONBLOCK);
-    struct pconn *pc = calloc(1, sizeof(*pc));
-    pc->d[0].from = a;
-    pc->d[0].to = b;
-    pc->d[1].from = b;
-    pc->d[1].to = a;
-    pc->next = px.list;
-    px.list = pc;
-    px.accepted++;
-    evloop_add(loop, a, EPOLLIN, on_pconn, pc);
-    evloop_add(loop, b, EPOLLIN, on_pconn, pc);
-}
-
-static int proxy_start(unsigned server_port)
-{
-    px.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    if (bind(px.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(px.lfd, 16) < 0 ||
-        getsockname(px.lfd, (struct sockaddr *)&sa, &len) < 0)
-        return -1;
-    px.port = ntohs(sa.sin_port);
-    px.server = (struct sockaddr_in){ .sin_family = AF_INET,
-                                      .sin_port = htons((uint16_t)server_port),
-                                      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    return evloop_add(loop, px.lfd, EPOLLIN, on_accept, NULL);
-}
-
 /* ---- the LBE side ------------------------------------------------------------------ */
 
 struct cx {
@@ -432,7 +300,7 @@ static struct vusb_target *open_as(const char *name, const char *owner,
 {
     failed_why[0] = '\0';
     struct nb_usb_remote_params p = {
-        .pool = &pool, .host = "127.0.0.1", .port = px.port,
+        .pool = &chan.pool, .host = "127.0.0.1", .port = chan.px.port,
         .export_name = name, .owner = owner, .io_timeout_ms = 10000,
         .where = "test lbe", .failed = on_failed };
     struct vusb_target *t = nb_usb_remote_open(&p);
@@ -551,15 +419,15 @@ static void test_replies_lost(void)
     PUMP_UNTIL(dev.nheld == NURB, 3000);
     CU_ASSERT_EQUAL_FATAL(dev.nheld, NURB);
     /* Every result goes out and is lost on the wire with the connection. */
-    px.hold[1] = true;
+    chan.px.hold[1] = true;
     fake_complete(NURB);
     PUMP_UNTIL(false, 100);
     CU_ASSERT_EQUAL(completions, 0);
-    unsigned before = px.accepted;
-    proxy_kill_all();
+    unsigned before = chan.px.accepted;
+    proxy_kill_all(&chan.px);
     dev.hold = false;
     PUMP_UNTIL(completions == NURB, 5000);
-    CU_ASSERT(px.accepted > before);
+    CU_ASSERT(chan.px.accepted > before);
     CU_ASSERT_EQUAL(t->speed, VUSB_SPEED_HIGH); /* no unplug seen */
     check_once(100);
     close_remote(t);
@@ -578,14 +446,14 @@ static void test_requests_lost(void)
         CU_ASSERT_EQUAL(t->ops->submit(t, &urbs[i].x), 0);
     }
     PUMP_UNTIL(dev.nheld == NURB / 2, 3000);
-    px.hold[0] = true;
+    chan.px.hold[0] = true;
     for (unsigned i = NURB / 2; i < NURB; i++) {
         bulk_out(&urbs[i], 200 + i, 64 + i);
         CU_ASSERT_EQUAL(t->ops->submit(t, &urbs[i].x), 0);
     }
     PUMP_UNTIL(false, 50);
     CU_ASSERT_EQUAL(dev.submits, NURB / 2);
-    proxy_kill_all();
+    proxy_kill_all(&chan.px);
     /* Some complete while the LBE is away, the rest after it is back. */
     fake_complete(NURB / 4);
     /* Back: the kept results answered, the rest run (the lost ones) or
@@ -620,7 +488,7 @@ static void test_unlink(void)
     CU_ASSERT_EQUAL(t->ops->submit(t, &c.x), 0);
     c.done = 0;
     PUMP_UNTIL(dev.nheld == 1, 3000);
-    proxy_kill_all();
+    proxy_kill_all(&chan.px);
     t->ops->cancel(t, &c.x);
     PUMP_UNTIL(c.done, 5000);
     CU_ASSERT_EQUAL(c.done, 1);
@@ -667,7 +535,7 @@ static void test_session_lost(void)
 {
     struct vusb_target *t = open_remote("dongle");
     CU_ASSERT_EQUAL_FATAL(t->speed, VUSB_SPEED_HIGH);
-    nb_server_set_usb_linger(srv, 300);
+    nb_server_set_usb_linger(chan.srv, 300);
     dev_reset_counts();
     dev.hold = true;
     completions = 0;
@@ -678,14 +546,14 @@ static void test_session_lost(void)
     PUMP_UNTIL(dev.nheld == 6, 3000);
     CU_ASSERT_EQUAL_FATAL(dev.nheld, 6);
     fake_complete(2); /* two finish, their results are never fetched */
-    px.down = true;
-    proxy_kill_all();
+    chan.px.down = true;
+    proxy_kill_all(&chan.px);
     PUMP_UNTIL(false, 800); /* the session lingers 300 ms, then goes */
     CU_ASSERT_EQUAL(dev.nheld, 0); /* the other four were cancelled */
     CU_ASSERT_EQUAL(completions, 0);
     CU_ASSERT_EQUAL(t->speed, VUSB_SPEED_HIGH); /* within io-timeout */
     dev.hold = false;
-    px.down = false;
+    chan.px.down = false;
     PUMP_UNTIL(completions == 6, 5000);
     unsigned lost = 0, once = 0;
     for (unsigned i = 0; i < 6; i++) {
@@ -702,7 +570,7 @@ static void test_session_lost(void)
     PUMP_UNTIL(c.done, 3000);
     CU_ASSERT_EQUAL(c.x.status, 0);
     CU_ASSERT_EQUAL(dev.runs[410], 1);
-    nb_server_set_usb_linger(srv, NB_USB_LINGER_MS);
+    nb_server_set_usb_linger(chan.srv, NB_USB_LINGER_MS);
     close_remote(t);
 }
 
@@ -984,35 +852,16 @@ static int init(void)
     usb_ex = nb_exports_find(reg, "dongle");
     if (!usb_ex)
         return init_failed("the usb export did not become ready", "");
-    keys = nb_keyring_parse("* 00112233445566778899aabbccddeeff\n", "test",
-                            err, sizeof(err));
-    scfg = (struct nb_conn_cfg){ .role = NB_ROLE_SERVER, .my_name = "hostB",
-                                 .keys = keys, .keepalive_ms = 500,
-                                 .handshake_ms = 2000 };
-    ccfg = (struct nb_conn_cfg){ .role = NB_ROLE_CLIENT, .my_name = "hostA",
-                                 .keys = keys, .keepalive_ms = 500,
-                                 .handshake_ms = 2000 };
-    srv = nb_server_new(loop, reg, &scfg, "127.0.0.1:0", err, sizeof(err));
-    if (!srv)
-        return init_failed("server", err);
-    const char *colon = strrchr(nb_server_addr(srv), ':');
-    if (proxy_start((unsigned)atoi(colon + 1)) < 0)
-        return init_failed("proxy", strerror(errno));
-    pool = (struct nb_peer_pool){ .loop = loop, .cfg = &ccfg,
-                                  .reconnect_max_ms = 200 };
+    const char *what = test_link_start(&chan, loop, reg, 500, err, sizeof(err));
+    if (what)
+        return init_failed(what, err);
     return 0;
 }
 
 static int cleanup(void)
 {
-    proxy_kill_all();
-    if (px.lfd > 0) {
-        evloop_del(loop, px.lfd);
-        close(px.lfd);
-    }
-    nb_server_free(srv);
+    test_link_stop(&chan);
     nb_exports_free(reg);
-    nb_keyring_free(keys);
     if (ts)
         xenif_xs_close(ts);
     for (int i = 0; loop && i < 5; i++)
