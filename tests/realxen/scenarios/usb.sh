@@ -42,6 +42,15 @@ stick_busid() { local d; d=$(stick_dev) && basename "$d"; }
 guest_usb_log() { gx $GUEST 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]"'; }
 count() { printf '%s\n' "$GX_OUT" | grep -c -- "$1"; }
 need_module() { [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"; }
+# usb_io_diag: after failed I/O, netbusd's log but its SET_ADDRESS lines (one
+# per reset of the device by the guest: counted), and the guest's first
+# USB and SCSI messages after the enumeration (where a failure begins)
+usb_io_diag() {
+    echo "  --- netbusd log (last 40 lines, $(grep -c 'SET_ADDRESS' "$NBLOG") SET_ADDRESS lines left out) ---"
+    grep -v 'SET_ADDRESS' "$NBLOG" | tail -n 40 | sed 's/^/  | /'
+    gx $GUEST 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]|I/O error|reset|abort|tim(ed|ing) out|error" | sed -n "/Write cache/,\$p" | head -n 25' >/dev/null \
+        && printf '%s\n' "$GX_OUT" | sed 's/^/  | /' || echo "  (the guest did not answer)"
+}
 usb_mig_diag() { mig_diag "$1" $GUEST "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]|I/O error|reset"; }
 
 # The stick is passed by writing port/1 (not usbdev=, which needs Linux's
@@ -118,7 +127,7 @@ check_guest_enumerates() {
     gx $GUEST 30 'rx debug xen_hcd && modprobe usb-storage && modprobe sd_mod' || { why "usb-storage/sd_mod do not load"; return 1; }
     xenstore-write "$(be_path)/port/1" "$busid" || { why "cannot write port/1"; return 1; }
     gx $GUEST 90 'rx wait-dev /dev/sda 80 && cat /sys/block/sda/size /sys/bus/usb/devices/1-1/speed /sys/bus/usb/devices/1-1/version' \
-        || { netbusd_log 40; guest_usb_log; why "the stick did not appear as /dev/sda in the guest"; return 1; }
+        || { usb_io_diag; why "the stick did not appear as /dev/sda in the guest"; return 1; }
     out=$(printf '%s\n' "$GX_OUT" | tail -3 | tr -s ' \n' ' ')
     guest_usb_log
     [ "$out" = "$STICK_SECTORS 480 2.00 " ] \
@@ -128,9 +137,9 @@ check_guest_enumerates() {
     # no scatter-gather: larger requests fail with E2BIG ("xenhcd: error:
     # N grants"). A limit of the upstream driver, not of this patch.
     gx $GUEST 240 "echo 64 >/sys/block/sda/queue/max_sectors_kb && rx pattern $PAT_MIB >/dev/null && rx put /dev/sda 0 direct && rx sum /dev/sda 0 $PAT_MIB direct && sha256sum /tmp/pat" \
-        || { netbusd_log 40; guest_usb_log; why "I/O to the stick failed"; return 1; }
+        || { usb_io_diag; why "I/O to the stick failed"; return 1; }
     same_sum "pattern read back from the stick" "$(printf '%s\n' "$GX_OUT" | tail -2 | head -1)" \
-        "$(printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1)" || return 1
+        "$(printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1)" || { usb_io_diag; return 1; }
     printf '%s\n' "$GX_OUT" | tail -1 | cut -d' ' -f1 >"$RUN/usb-pat.sha"
 }
 
@@ -140,7 +149,7 @@ check_save_restore_io() {
     [ -s "$RUN/usb-pat.sha" ] || { why "no pattern written"; return 1; }
     d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
     gx $GUEST 30 "rx writer-start /dev/sda $WRITER_AT verify" || { why "writer did not start"; return 1; }
-    WRITER_PASSES=$(wait_writer $GUEST 0 90) || { netbusd_log 40; guest_usb_log; why "writer made no pass"; return 1; }
+    WRITER_PASSES=$(wait_writer $GUEST 0 90) || { usb_io_diag; why "writer made no pass"; return 1; }
     note "writer passes before save: $WRITER_PASSES"
     echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
     xl_logged save $GUEST "$RUN/usb.save" || { netbusd_log; why "xl save failed"; return 1; }
@@ -151,10 +160,10 @@ check_save_restore_io() {
     note "restored as domain $(domid_of $GUEST) (was $d0)"
     wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log 40; xenstore-ls -fp "$(be_path)"; why "usbif not Connected after restore"; return 1; }
     WRITER_PASSES=$(wait_writer $GUEST "$(( WRITER_PASSES + 1 ))" 90) \
-        || { netbusd_log 40; guest_usb_log; why "writer stuck after restore (passes $WRITER_PASSES)"; return 1; }
+        || { usb_io_diag; why "writer stuck after restore (passes $WRITER_PASSES)"; return 1; }
     note "writer passes after restore: $WRITER_PASSES"
     echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
-    gx $GUEST 30 'rx writer-errors' || { netbusd_log 40; guest_usb_log; why "writer saw errors across save/restore"; return 1; }
+    gx $GUEST 30 'rx writer-errors' || { usb_io_diag; why "writer saw errors across save/restore"; return 1; }
     stick_never_left 1
 }
 
