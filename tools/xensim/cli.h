@@ -21,6 +21,9 @@ void xensim_usage(FILE *f);
  * and return -1. */
 /* The dom0 control socket of the host at dir (--dir, or $XENSIM_DIR). */
 int xensim_cli_connect(const char *cmd, const char *dir);
+/* s as a decimal number of digits only, at most max: 0, or -1 (nothing
+ * printed). */
+int xensim_cli_number(const char *s, unsigned long max, unsigned long *out);
 /* The domain arg names, by id or by name. A number is taken as the id
  * as it stands, unless must_exist: then it must be a domain's id, or else is
  * looked up as a name. */

@@ -85,25 +85,12 @@ static void ctx_close(struct dev_ctx *c)
         close(c->sock);
 }
 
-static int parse_num(const char *s, unsigned long max, unsigned long *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* A running domain by id or name; -1 after printing. */
 static long find_domain(struct dev_ctx *c, const char *arg, const char *role)
 {
     unsigned long id;
     struct xensim_dom_info info;
-    if (parse_num(arg, XENSIM_DOMID_MAX, &id) == 0) {
+    if (xensim_cli_number(arg, XENSIM_DOMID_MAX, &id) == 0) {
         if (xensim_domain_info(c->sock, (unsigned)id, &info) == 0 && info.domid == id)
             return (long)id;
     } else {
@@ -200,7 +187,7 @@ bool device_state_ready_or_failed(long s)
 }
 bool device_state_closed(long s) { return s == ST_CLOSED || s < 0; }
 
-static const char *state_name(long s)
+const char *device_state_name(long s)
 {
     static const char *names[] = { "Unknown", "Initialising", "InitWait",
                                    "Initialised", "Connected", "Closing",
@@ -217,6 +204,70 @@ static char *backend_error(struct xenif_xs *xs, unsigned be, const char *be_dir)
     return xenif_xs_read(xs, 0, path, NULL);
 }
 
+int device_wait_ready(struct xenif_xs *xs, unsigned be, const char *be_dir,
+                      const char *what, const char *type, unsigned timeout_s,
+                      char *err, size_t errlen)
+{
+    bool met;
+    long s = device_wait_state(xs, be_dir, device_state_ready_or_failed, timeout_s,
+                               &met);
+    if (met && device_state_ready(s))
+        return 0;
+    char *why = backend_error(xs, be, be_dir);
+    if (met)
+        snprintf(err, errlen, "the backend refused %s: %s (state %s)", what,
+                 why ? why : "no reason given", device_state_name(s));
+    else
+        snprintf(err, errlen, "no backend took %s within %us (backend state %s; "
+                 "is netbusd running for domain %u and serving %s?)", what,
+                 timeout_s, device_state_name(s), be, type);
+    free(why);
+    errno = ETIMEDOUT;
+    return -1;
+}
+
+void device_ask_close(struct xenif_xs *xs, const char *be_dir)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(xs);
+        if (!t)
+            return;
+        char path[600];
+        snprintf(path, sizeof(path), "%s/state", be_dir);
+        if (exists(xs, t, path)) {
+            xs_put(xs, t, be_dir, "online", "0");
+            xs_put(xs, t, be_dir, "state", "5");
+        }
+        if (xenif_xs_transaction_end(xs, t, false) == 0 || errno != EAGAIN)
+            return;
+    }
+}
+
+int device_remove_nodes(struct xenif_xs *xs, unsigned be, unsigned domid,
+                        const char *be_dir, const char *fe_dir, const char *libxl_dir)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        xenif_txn t = xenif_xs_transaction_start(xs);
+        if (!t)
+            return -1;
+        xenif_xs_rm(xs, t, fe_dir);
+        xenif_xs_rm(xs, t, be_dir);
+        xenif_xs_rm(xs, t, libxl_dir);
+        char stop[128];
+        rm_empty_parents(xs, t, be_dir,
+                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/backend", be));
+        rm_empty_parents(xs, t, fe_dir,
+                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/device", domid));
+        rm_empty_parents(xs, t, libxl_dir, strlen("/libxl"));
+        if (xenif_xs_transaction_end(xs, t, false) == 0)
+            return 0;
+        if (errno != EAGAIN)
+            return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
 struct paths {
     char be[256], fe[256], libxl[256];
 };
@@ -228,32 +279,6 @@ static void device_paths(struct paths *p, unsigned be, const char *type,
              domid, devid);
     snprintf(p->fe, sizeof(p->fe), "/local/domain/%u/device/vbd/%lu", domid, devid);
     snprintf(p->libxl, sizeof(p->libxl), "/libxl/%u/device/vbd/%lu", domid, devid);
-}
-
-/* Removes the device's directories in one transaction (libxl__device_destroy). */
-static int remove_device(struct dev_ctx *c, const struct paths *p, unsigned be,
-                         unsigned domid)
-{
-    for (int attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(c->xs);
-        if (!t)
-            return -1;
-        xenif_xs_rm(c->xs, t, p->fe);
-        xenif_xs_rm(c->xs, t, p->be);
-        xenif_xs_rm(c->xs, t, p->libxl);
-        char stop[128];
-        rm_empty_parents(c->xs, t, p->be,
-                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/backend", be));
-        rm_empty_parents(c->xs, t, p->fe,
-                         (size_t)snprintf(stop, sizeof(stop), "/local/domain/%u/device", domid));
-        rm_empty_parents(c->xs, t, p->libxl, strlen("/libxl"));
-        if (xenif_xs_transaction_end(c->xs, t, false) == 0)
-            return 0;
-        if (errno != EAGAIN)
-            return -1;
-    }
-    errno = EAGAIN;
-    return -1;
 }
 
 /* Writes a vbd the way libxl__device_generic_add does, in one transaction:
@@ -345,48 +370,24 @@ int device_vbd_wait_ready(struct xenif_xs *xs, unsigned be, const char *type,
 {
     struct paths p;
     device_paths(&p, be, type, domid, devid);
-    bool met;
-    long s = device_wait_state(xs, p.be, device_state_ready_or_failed, timeout_s, &met);
-    if (met && device_state_ready(s))
-        return 0;
-    char *why = backend_error(xs, be, p.be);
-    if (met)
-        snprintf(err, errlen, "the backend refused vbd %lu: %s (state %s)", devid,
-                 why ? why : "no reason given", state_name(s));
-    else
-        snprintf(err, errlen, "no backend took vbd %lu within %us (backend state "
-                 "%s; is netbusd running for domain %u and serving %s?)", devid,
-                 timeout_s, state_name(s), be, type);
-    free(why);
-    errno = ETIMEDOUT;
-    return -1;
+    char what[32];
+    snprintf(what, sizeof(what), "vbd %lu", devid);
+    return device_wait_ready(xs, be, p.be, what, type, timeout_s, err, errlen);
 }
 
 int device_vbd_remove(struct xenif_xs *xs, unsigned be, const char *type,
                       unsigned domid, unsigned long devid, unsigned timeout_s,
                       bool ask)
 {
-    struct dev_ctx c = { .cmd = "migrate", .sock = -1, .xs = xs };
     struct paths p;
     device_paths(&p, be, type, domid, devid);
     if (timeout_s) {
-        for (int attempt = 0; ask && attempt < 50; attempt++) {
-            xenif_txn t = xenif_xs_transaction_start(xs);
-            if (!t)
-                break;
-            char path[600];
-            snprintf(path, sizeof(path), "%s/state", p.be);
-            if (exists(xs, t, path)) {
-                xs_put(xs, t, p.be, "online", "0");
-                xs_put(xs, t, p.be, "state", "5");
-            }
-            if (xenif_xs_transaction_end(xs, t, false) == 0 || errno != EAGAIN)
-                break;
-        }
+        if (ask)
+            device_ask_close(xs, p.be);
         bool met;
         device_wait_state(xs, p.be, device_state_closed, timeout_s, &met);
     }
-    return remove_device(&c, &p, be, domid);
+    return device_remove_nodes(xs, be, domid, p.be, p.fe, p.libxl);
 }
 
 /* ---- block-attach ------------------------------------------------------- */
@@ -426,7 +427,7 @@ int xensim_cmd_block_attach(int argc, char **argv)
         case 'b': backend = optarg; break;
         case 'W': wait = false; break;
         case 'T':
-            if (parse_num(optarg, 3600, &timeout) < 0 || timeout == 0) {
+            if (xensim_cli_number(optarg, 3600, &timeout) < 0 || timeout == 0) {
                 fprintf(stderr, "xensim block-attach: --timeout %s: want 1..3600 "
                         "seconds\n", optarg);
                 return 2;
@@ -518,22 +519,14 @@ int xensim_cmd_block_attach(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    bool met;
-    long s = device_wait_state(c.xs, p.be, device_state_ready_or_failed, (unsigned)timeout, &met);
-    if (met && device_state_ready(s)) {
+    char why[700];
+    if (device_wait_ready(c.xs, (unsigned)be, p.be, vdev, type, (unsigned)timeout, why,
+                          sizeof(why)) == 0) {
         rc = 0;
         goto out;
     }
-    char *why = backend_error(c.xs, (unsigned)be, p.be);
-    if (met)
-        fprintf(stderr, "xensim block-attach: the backend refused %s: %s (state %s)\n",
-                vdev, why ? why : "no reason given", state_name(s));
-    else
-        fprintf(stderr, "xensim block-attach: no backend took %s within %lus "
-                "(backend state %s; is netbusd running for domain %ld and "
-                "serving %s?)\n", vdev, timeout, state_name(s), be, type);
-    free(why);
-    if (remove_device(&c, &p, (unsigned)be, (unsigned)domid) < 0)
+    fprintf(stderr, "xensim block-attach: %s\n", why);
+    if (device_remove_nodes(c.xs, (unsigned)be, (unsigned)domid, p.be, p.fe, p.libxl) < 0)
         fprintf(stderr, "xensim block-attach: removing the device again: %s\n",
                 strerror(errno));
 out:
@@ -596,7 +589,7 @@ int xensim_cmd_block_detach(int argc, char **argv)
         switch (o) {
         case 'd': dir = optarg; break;
         case 'T':
-            if (parse_num(optarg, 3600, &timeout) < 0 || timeout == 0) {
+            if (xensim_cli_number(optarg, 3600, &timeout) < 0 || timeout == 0) {
                 fprintf(stderr, "xensim block-detach: --timeout %s: want 1..3600 "
                         "seconds\n", optarg);
                 return 2;
@@ -631,27 +624,14 @@ int xensim_cmd_block_detach(int argc, char **argv)
                 "`xensim block-list %ld`)\n", domid, vdev, domid);
         goto out;
     }
-    /* libxl__initiate_device_generic_remove */
-    for (int attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(c.xs);
-        if (!t)
-            break;
-        char path[600];
-        snprintf(path, sizeof(path), "%s/state", p.be);
-        if (exists(c.xs, t, path)) {
-            xs_put(c.xs, t, p.be, "online", "0");
-            xs_put(c.xs, t, p.be, "state", "5");
-        }
-        if (xenif_xs_transaction_end(c.xs, t, false) == 0 || errno != EAGAIN)
-            break;
-    }
+    device_ask_close(c.xs, p.be);
     bool met;
     long s = device_wait_state(c.xs, p.be, device_state_closed, (unsigned)timeout, &met);
     if (!met)
         fprintf(stderr, "xensim block-detach: the backend of %s did not close "
                 "within %lus (state %s, frontend %s); removing it anyway\n", vdev,
-                timeout, state_name(s), state_name(read_state(c.xs, p.fe)));
-    if (remove_device(&c, &p, be, (unsigned)domid) < 0) {
+                timeout, device_state_name(s), device_state_name(read_state(c.xs, p.fe)));
+    if (device_remove_nodes(c.xs, be, (unsigned)domid, p.be, p.fe, p.libxl) < 0) {
         fprintf(stderr, "xensim block-detach: removing the nodes: %s\n",
                 strerror(errno));
         goto out;
@@ -699,7 +679,7 @@ int xensim_cmd_block_list(int argc, char **argv)
            "TYPE", "FE-STATE", "BE-STATE", "MODE", "TARGET");
     for (unsigned i = 0; ids && i < n; i++) {
         unsigned long devid;
-        if (parse_num(ids[i], ULONG_MAX, &devid) < 0)
+        if (xensim_cli_number(ids[i], ULONG_MAX, &devid) < 0)
             continue;
         struct paths p;
         unsigned be;
@@ -707,7 +687,7 @@ int xensim_cmd_block_list(int argc, char **argv)
         devid_to_vdev(devid, vname, sizeof(vname));
         if (locate_device(&c, (unsigned)domid, devid, &p, &be) < 0) {
             printf("%-6s %-8lu %-3s %-6s %-12s %-12s %-4s %s\n", vname, devid, "-",
-                   "-", state_name(read_state(c.xs, p.fe)), "-", "-", "-");
+                   "-", device_state_name(read_state(c.xs, p.fe)), "-", "-", "-");
             continue;
         }
         char path[600];
@@ -718,7 +698,7 @@ int xensim_cmd_block_list(int argc, char **argv)
         char type[32] = "?";
         sscanf(p.be, "/local/domain/%*u/backend/%31[^/]", type);
         printf("%-6s %-8lu %-3u %-6s %-12s %-12s %-4s %s\n", vname, devid, be, type,
-               state_name(read_state(c.xs, p.fe)), state_name(read_state(c.xs, p.be)),
+               device_state_name(read_state(c.xs, p.fe)), device_state_name(read_state(c.xs, p.be)),
                mode ? mode : "-", params ? params : "-");
         free(mode);
         free(params);

@@ -11,7 +11,8 @@ int xensim_cmd_block_attach(int argc, char **argv);
 int xensim_cmd_block_detach(int argc, char **argv);
 int xensim_cmd_block_list(int argc, char **argv);
 
-/* For migrate.c: the same steps on a host's xenstore (a dom0 handle). */
+/* For migrate.c and usb.c: the same steps on a host's xenstore (a dom0
+ * handle). */
 struct xenif_xs;
 
 /* Waits until dir/state satisfies ok(state) (state -1: dir gone). Returns
@@ -23,6 +24,22 @@ long device_wait_state(struct xenif_xs *xs, const char *dir, bool (*ok)(long),
 bool device_state_ready(long s);
 bool device_state_ready_or_failed(long s);
 bool device_state_closed(long s);
+/* A state as the commands print it: its xenbus name, "gone" for -1. */
+const char *device_state_name(long s);
+/* Waits up to timeout_s for the backend at be_dir (of domain be) to reach
+ * InitWait or Connected; -1 with why in err: it refused (its error node) or
+ * took none of WHAT ("vbd 51712") of its TYPE in time. */
+int device_wait_ready(struct xenif_xs *xs, unsigned be, const char *be_dir,
+                      const char *what, const char *type, unsigned timeout_s,
+                      char *err, size_t errlen);
+/* libxl__initiate_device_generic_remove: online=0 and state=Closing on the
+ * backend at be_dir, if it is still there, in one transaction. */
+void device_ask_close(struct xenif_xs *xs, const char *be_dir);
+/* libxl__device_destroy: a device's backend, frontend and libxl
+ * directories, with parents left empty, in one transaction. -1 + errno. */
+int device_remove_nodes(struct xenif_xs *xs, unsigned be, unsigned domid,
+                        const char *be_dir, const char *fe_dir,
+                        const char *libxl_dir);
 /* Writes vbd devid of domain domid with backend domain be of type "vbd"
  * or "qdisk" as libxl does (backend keys bents, frontend and libxl's copy
  * derived). -1 + errno (EEXIST: it exists already), message in err. */

@@ -41,12 +41,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ST_INITIALISING 1
-#define ST_INITWAIT 2
-#define ST_CONNECTED 4
-#define ST_CLOSING 5
-#define ST_CLOSED 6
-
 #define DEFAULT_PORTS 8    /* libxl__device_usbctrl_setdefault */
 #define DEFAULT_VERSION 2
 
@@ -93,27 +87,6 @@ static bool exists(struct xenif_xs *xs, xenif_txn t, const char *path)
     char *v = xenif_xs_read(xs, t, path, NULL);
     free(v);
     return v != NULL;
-}
-
-static const char *state_name(long s)
-{
-    static const char *names[] = { "Unknown", "Initialising", "InitWait",
-                                   "Initialised", "Connected", "Closing",
-                                   "Closed", "Reconfiguring", "Reconfigured" };
-    return s < 0 ? "gone" : s < 9 ? names[s] : "invalid";
-}
-
-static int parse_num(const char *s, unsigned long max, unsigned long *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* Bus ids as Linux names USB devices in sysfs: BUS-PORT[.PORT...], each a
@@ -322,7 +295,7 @@ static int ctrl_list(struct xenif_xs *xs, unsigned domid, unsigned **ids)
     unsigned k = 0;
     for (unsigned i = 0; names && i < n; i++) {
         unsigned long v;
-        if (parse_num(names[i], UINT_MAX, &v) < 0)
+        if (xensim_cli_number(names[i], UINT_MAX, &v) < 0)
             continue;
         unsigned j = k++;
         for (; j > 0 && (*ids)[j - 1] > v; j--)
@@ -334,51 +307,12 @@ static int ctrl_list(struct xenif_xs *xs, unsigned domid, unsigned **ids)
 }
 
 
-/* Removes dir's ancestors while empty and longer than stop. */
-static void rm_empty_parents(struct xenif_xs *xs, xenif_txn t, const char *dir,
-                             size_t stop)
-{
-    char p[256];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (;;) {
-        char *slash = strrchr(p, '/');
-        if (!slash || (size_t)(slash - p) <= stop)
-            return;
-        *slash = 0;
-        unsigned n = 1;
-        char **kids = xenif_xs_directory(xs, t, p, &n);
-        free(kids);
-        if (!kids || n != 0)
-            return;
-        xenif_xs_rm(xs, t, p);
-    }
-}
-
 /* libxl__device_destroy: the three directories in one transaction. */
 static int ctrl_remove_nodes(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c)
 {
     struct usb_paths p;
     ctrl_paths(&p, c->be, c->type, domid, c->devid);
-    for (int attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(xs);
-        if (!t)
-            return -1;
-        xenif_xs_rm(xs, t, p.fe);
-        xenif_xs_rm(xs, t, p.be);
-        xenif_xs_rm(xs, t, p.libxl);
-        char stop[64];
-        rm_empty_parents(xs, t, p.be, (size_t)snprintf(stop, sizeof(stop),
-                                                       "/local/domain/%u/backend", c->be));
-        rm_empty_parents(xs, t, p.fe, (size_t)snprintf(stop, sizeof(stop),
-                                                       "/local/domain/%u/device", domid));
-        rm_empty_parents(xs, t, p.libxl, strlen("/libxl"));
-        if (xenif_xs_transaction_end(xs, t, false) == 0)
-            return 0;
-        if (errno != EAGAIN)
-            return -1;
-    }
-    errno = EAGAIN;
-    return -1;
+    return device_remove_nodes(xs, c->be, domid, p.be, p.fe, p.libxl);
 }
 
 int usb_ctrl_remove(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
@@ -391,14 +325,6 @@ int usb_ctrl_remove(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *
         device_wait_state(xs, p.be, device_state_closed, wait_s, &met);
     }
     return ctrl_remove_nodes(xs, domid, c);
-}
-
-/* The backend's error node (xenbus_dev_fatal), caller frees. */
-static char *backend_error(struct xenif_xs *xs, unsigned be, const char *be_dir)
-{
-    char path[300];
-    snprintf(path, sizeof(path), "/local/domain/%u/error%s/error", be, be_dir);
-    return xenif_xs_read(xs, 0, path, NULL);
 }
 
 /* ---- command context ------------------------------------------------------ */
@@ -447,23 +373,9 @@ int usb_ctrl_wait_ready(struct xenif_xs *xs, unsigned domid,
 {
     struct usb_paths p;
     ctrl_paths(&p, c->be, c->type, domid, c->devid);
-    bool met;
-    long s = device_wait_state(xs, p.be, device_state_ready_or_failed, timeout_s,
-                               &met);
-    if (met && device_state_ready(s))
-        return 0;
-    char *why = backend_error(xs, c->be, p.be);
-    if (met)
-        snprintf(err, errlen, "the backend refused USB controller %u: %s "
-                 "(state %s)", c->devid, why ? why : "no reason given",
-                 state_name(s));
-    else
-        snprintf(err, errlen, "no backend took USB controller %u within %us "
-                 "(backend state %s; is netbusd running for domain %u and "
-                 "serving %s?)", c->devid, timeout_s, state_name(s), c->be,
-                 c->type);
-    free(why);
-    return -1;
+    char what[40];
+    snprintf(what, sizeof(what), "USB controller %u", c->devid);
+    return device_wait_ready(xs, c->be, p.be, what, c->type, timeout_s, err, errlen);
 }
 
 /* Waits for a new controller's backend; on failure says why and removes
@@ -516,7 +428,7 @@ static int find_assigned(struct xenif_xs *xs, const char *device, unsigned *dom,
     int found = 0;
     for (unsigned i = 0; doms && i < n && !found; i++) {
         unsigned long d;
-        if (parse_num(doms[i], XENSIM_DOMID_MAX, &d) < 0)
+        if (xensim_cli_number(doms[i], XENSIM_DOMID_MAX, &d) < 0)
             continue;
         unsigned *ids;
         int nc = ctrl_list(xs, (unsigned)d, &ids);
@@ -563,7 +475,7 @@ static const char ctrl_attach_usage[] =
 
 static int get_timeout(const char *cmd, const char *arg, unsigned long *out)
 {
-    if (parse_num(arg, 3600, out) == 0 && *out > 0)
+    if (xensim_cli_number(arg, 3600, out) == 0 && *out > 0)
         return 0;
     fprintf(stderr, "xensim %s: --timeout %s: want 1..3600 seconds\n", cmd, arg);
     return -1;
@@ -599,7 +511,7 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
         case 'b': backend = optarg; break;
         case 'W': wait = false; break;
         case 'i':
-            if (parse_num(optarg, INT_MAX, &v) < 0) {
+            if (xensim_cli_number(optarg, INT_MAX, &v) < 0) {
                 fprintf(stderr, "xensim %s: --devid %s: want a number\n", cmd, optarg);
                 return 2;
             }
@@ -617,7 +529,7 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
             }
             break;
         case 'V':
-            if (parse_num(optarg, 2, &v) < 0 || v < 1) {
+            if (xensim_cli_number(optarg, 2, &v) < 0 || v < 1) {
                 fprintf(stderr, "xensim %s: --version %s: USB version for "
                         "paravirtualized devices must be 1 or 2\n", cmd, optarg);
                 return 2;
@@ -625,7 +537,7 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
             c.version = (unsigned)v;
             break;
         case 'p':
-            if (parse_num(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
+            if (xensim_cli_number(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
                 fprintf(stderr, "xensim %s: --ports %s: want 1..%u\n", cmd, optarg,
                         USB_MAX_PORTS);
                 return 2;
@@ -694,7 +606,7 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
         case 'd': dir = optarg; break;
         case 'W': wait = false; break;
         case 'c':
-            if (parse_num(optarg, INT_MAX, &v) < 0) {
+            if (xensim_cli_number(optarg, INT_MAX, &v) < 0) {
                 fprintf(stderr, "xensim %s: --controller %s: want a devid\n", cmd,
                         optarg);
                 return 2;
@@ -702,7 +614,7 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
             ctrl = (long)v;
             break;
         case 'p':
-            if (parse_num(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
+            if (xensim_cli_number(optarg, USB_MAX_PORTS, &v) < 0 || v < 1) {
                 fprintf(stderr, "xensim %s: --port %s: want 1..%u\n", cmd, optarg,
                         USB_MAX_PORTS);
                 return 2;
@@ -822,8 +734,8 @@ int xensim_cmd_usbdev_detach(int argc, char **argv)
         dir = optarg;
     }
     unsigned long ctrl, port;
-    if (argc - optind != 3 || parse_num(argv[optind + 1], INT_MAX, &ctrl) < 0 ||
-        parse_num(argv[optind + 2], USB_MAX_PORTS, &port) < 0 || port == 0) {
+    if (argc - optind != 3 || xensim_cli_number(argv[optind + 1], INT_MAX, &ctrl) < 0 ||
+        xensim_cli_number(argv[optind + 2], USB_MAX_PORTS, &port) < 0 || port == 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -881,7 +793,7 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
             return 2;
         }
     }
-    if (argc - optind != 2 || parse_num(argv[optind + 1], INT_MAX, &devid) < 0) {
+    if (argc - optind != 2 || xensim_cli_number(argv[optind + 1], INT_MAX, &devid) < 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -906,25 +818,13 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
     /* libxl__initiate_device_generic_remove */
     struct usb_paths p;
     ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
-    for (int attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(x.xs);
-        if (!t)
-            break;
-        char path[300];
-        snprintf(path, sizeof(path), "%s/state", p.be);
-        if (exists(x.xs, t, path)) {
-            put(x.xs, t, p.be, "online", "0");
-            put(x.xs, t, p.be, "state", "5");
-        }
-        if (xenif_xs_transaction_end(x.xs, t, false) == 0 || errno != EAGAIN)
-            break;
-    }
+    device_ask_close(x.xs, p.be);
     bool met;
     long s = device_wait_state(x.xs, p.be, device_state_closed, (unsigned)timeout, &met);
     if (!met)
         fprintf(stderr, "xensim %s: the backend of USB controller %u did not close "
                 "within %lus (state %s, frontend %s); removing it anyway\n", cmd,
-                c.devid, timeout, state_name(s), state_name(get_num(x.xs, p.fe, "state")));
+                c.devid, timeout, device_state_name(s), device_state_name(get_num(x.xs, p.fe, "state")));
     if (ctrl_remove_nodes(x.xs, (unsigned)domid, &c) < 0) {
         fprintf(stderr, "xensim %s: removing the nodes: %s\n", cmd, strerror(errno));
         goto out;
@@ -977,8 +877,8 @@ int xensim_cmd_usb_list(int argc, char **argv)
         struct usb_paths p;
         ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
         printf("%-6u %-5s %-3u %-12s %-12s %-7u %u\n", c.devid, libxl_type(c.type),
-               c.be, state_name(get_num(x.xs, p.fe, "state")),
-               state_name(get_num(x.xs, p.be, "state")), c.version, c.ports);
+               c.be, device_state_name(get_num(x.xs, p.fe, "state")),
+               device_state_name(get_num(x.xs, p.be, "state")), c.version, c.ports);
         for (unsigned k = 0; k < c.ports; k++)
             printf("  Port %u: %s\n", k + 1, c.port[k]);
     }
