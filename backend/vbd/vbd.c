@@ -3,6 +3,7 @@
 
 #include "backend/channel/channel.h"
 #include "backend/channel/url.h"
+#include "evloop.h"
 #include "log.h"
 #include "queue.h"
 #include "target.h"
@@ -36,6 +37,11 @@ struct vbd_dev {
     struct timeline_op *tl;      /* suspend or swap record in progress */
     struct timeline_op *tl_first; /* record waiting for its first-request */
     struct vbd_swap swap;
+    /* The target a swap replaced: closed after the event loop's batch,
+     * since the swap completes from inside that target's own completion
+     * callback, which must not see it freed. */
+    struct vbd_target *retired;
+    struct evloop_deferred retire;
 };
 
 const char *vbd_params_path(const char *params)
@@ -428,13 +434,25 @@ static void swap_answer(struct vbd_dev *v, const char *err)
     memset(sw, 0, sizeof(*sw));
 }
 
+static void close_retired(void *opaque)
+{
+    struct vbd_dev *v = opaque;
+    if (v->retired)
+        v->retired->ops->close(v->retired);
+    v->retired = NULL;
+}
+
 /* Quiesced and drained: the new target takes over. */
 static void swap_drained(struct vbd_disk *d)
 {
     struct vbd_dev *v = d->opaque;
     struct vbd_swap *sw = &v->swap;
     timeline_mark(v->tl, "drained");
-    d->target->ops->close(d->target);
+    close_retired(v); /* an earlier swap's, if still there */
+    v->retired = d->target;
+    v->retire.cb = close_retired;
+    v->retire.opaque = v;
+    evloop_defer(d->loop, &v->retire);
     timeline_mark(v->tl, "detached");
     d->target = sw->target;
     sw->target = NULL;
@@ -586,6 +604,8 @@ static void vbd_free(struct xenbus_device *dev)
     if (v->swap.spec)
         swap_answer(v, "the device went away during the swap");
     vbd_disk_close_queues(&v->disk);
+    evloop_defer_cancel(v->disk.loop, &v->retire);
+    close_retired(v);
     if (v->disk.target)
         v->disk.target->ops->close(v->disk.target);
     xenif_gnt_close(v->disk.gnt);
