@@ -576,7 +576,9 @@ static void pick_size(struct vctx *v, uint32_t *len, unsigned *off)
  * -1 failed. */
 static int submit_next(struct vctx *v, bool outs_allowed)
 {
-    if (!v->free)
+    /* After a failure only what is in flight is waited for: an IN for data
+     * that will never come would fail at once, again and again. */
+    if (!v->free || v->errors || v->mismatches)
         return 0;
     uint32_t len;
     unsigned off;

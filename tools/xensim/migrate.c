@@ -838,7 +838,7 @@ int xensim_cmd_migrate(int argc, char **argv)
     if (!quiet)
         fprintf(stderr, "xensim migrate: domain %u -> domain %u of %s: %.1f ms "
                 "(suspend ack %.1f ms, paused %.1f ms), %u process(es), %u "
-                "disk(s), %.1f MiB copied\n", r.old_domid, r.new_domid, o.dst_dir,
+                "device(s), %.1f MiB copied\n", r.old_domid, r.new_domid, o.dst_dir,
                 r.total_ns / 1e6, r.ack_ns / 1e6, r.paused_ns / 1e6, r.procs,
                 r.devices, r.copied_bytes / 1048576.0);
     return 0;
