@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ struct hc_port {
     unsigned addr;             /* the guest's address of the device */
     bool addressed;
     enum vusb_speed reported;  /* what the frontend was last told */
+    /* Its device is named but not claimed yet (the backend the guest
+     * migrated from still holds it): URBs for it wait on the ring. */
+    bool awaiting;
 };
 
 struct vusb_hc {
@@ -407,6 +411,17 @@ static void handle(struct vusb_hc *hc, const uint8_t *slot)
         submit(hc, &r);
 }
 
+/* Whether the request in slot is for a port whose device is being
+ * claimed: it stays on the ring (and those behind it) until then. */
+static bool must_wait(const struct vusb_hc *hc, const uint8_t *slot)
+{
+    uint32_t pipe;
+    memcpy(&pipe, slot + offsetof(struct usbif_urb_request, pipe), sizeof(pipe));
+    unsigned port = usbif_pipeportnum(pipe);
+    return port >= 1 && port <= hc->p.nports && !usbif_pipeunlink(pipe) &&
+           hc->ports[port].awaiting && !hc->ports[port].target;
+}
+
 static void consume(struct vusb_hc *hc)
 {
     while (!hc->dead && !hc->quiesced) {
@@ -423,6 +438,8 @@ static void consume(struct vusb_hc *hc)
             uint8_t copy[sizeof(struct usbif_urb_request)];
             memcpy(copy, back_ring_slot(&hc->urb, hc->urb.req_cons), sizeof(copy));
             __atomic_signal_fence(__ATOMIC_SEQ_CST); /* parse the copy only */
+            if (must_wait(hc, copy))
+                return; /* taken when the port's device is there */
             hc->urb.req_cons++;
             handle(hc, copy);
         }
@@ -479,10 +496,23 @@ void vusb_hc_set_port(struct vusb_hc *hc, unsigned port, struct vusb_target *t)
         return;
     struct hc_port *p = &hc->ports[port];
     p->target = t;
+    if (t)
+        p->awaiting = false;
     if (!t || t->speed == VUSB_SPEED_NONE)
         p->addressed = false; /* a new device starts at address 0 */
     process(hc);
     evloop_defer(hc->p.loop, &hc->after_batch);
+}
+
+void vusb_hc_port_awaiting(struct vusb_hc *hc, unsigned port, bool awaiting)
+{
+    if (port == 0 || port > hc->p.nports || hc->ports[port].awaiting == awaiting)
+        return;
+    hc->ports[port].awaiting = awaiting;
+    if (!awaiting) {
+        process(hc);
+        evloop_defer(hc->p.loop, &hc->after_batch);
+    }
 }
 
 void vusb_hc_port_changed(struct vusb_hc *hc, unsigned port)

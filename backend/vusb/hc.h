@@ -22,6 +22,7 @@
 #include "target.h"
 #include "xenif.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct evloop;
@@ -54,6 +55,11 @@ void vusb_hc_close(struct vusb_hc *hc);
  * the target. Either way the frontend hears of it on the conn ring.
  * Transfers in flight on a removed target must be over (target closed). */
 void vusb_hc_set_port(struct vusb_hc *hc, unsigned port, struct vusb_target *t);
+/* The port's device is named but not claimed yet (held by the backend a
+ * migrating guest leaves, which lets it go only once the guest runs here):
+ * while awaiting, URBs for it stay on the ring, with those behind them,
+ * instead of failing with NODEV. vusb_hc_set_port with a target ends it. */
+void vusb_hc_port_awaiting(struct vusb_hc *hc, unsigned port, bool awaiting);
 /* The port's target changed speed (unplugged, plugged back). */
 void vusb_hc_port_changed(struct vusb_hc *hc, unsigned port);
 

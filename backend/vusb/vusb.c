@@ -18,6 +18,10 @@
  * migrating guest leaves lets go only once the guest runs here) is tried
  * again this often. */
 #define CLAIM_RETRY_MS 200
+/* For the first attempts, the guest's URBs for such a port wait on the
+ * ring (a migrated guest sends them as soon as it runs here); after that
+ * they fail with NODEV. */
+#define AWAIT_ATTEMPTS 25
 
 struct vusb_port {
     struct vusb_dev *v;
@@ -47,12 +51,21 @@ static void on_target_changed(void *opaque)
         vusb_hc_port_changed(p->v->hc, p->num);
 }
 
+/* Whether the guest's URBs for the port should wait for its device. */
+static bool awaiting(const struct vusb_port *p)
+{
+    return !p->target && p->name && *p->name && p->retries > 0 &&
+           p->retries <= AWAIT_ATTEMPTS;
+}
+
 static void close_port(struct vusb_port *p)
 {
     timer_cancel(p->retry);
     p->retries = 0;
-    if (p->v->hc)
+    if (p->v->hc) {
+        vusb_hc_port_awaiting(p->v->hc, p->num, false);
         vusb_hc_set_port(p->v->hc, p->num, NULL);
+    }
     if (p->target) {
         p->target->ops->close(p->target);
         p->target = NULL;
@@ -103,6 +116,10 @@ static void open_port(struct vusb_port *p, const char *name)
         }
         if (again)
             timer_at(p->retry, mono_ms() + CLAIM_RETRY_MS);
+        else
+            p->retries = AWAIT_ATTEMPTS + 1;
+        if (p->v->hc)
+            vusb_hc_port_awaiting(p->v->hc, p->num, awaiting(p));
         return;
     }
     if (p->retries)
@@ -236,6 +253,8 @@ static int vusb_connect(struct xenbus_device *dev)
         xenbus_device_error(dev, "%s", err);
         return -1;
     }
+    for (unsigned i = 1; i <= v->nports; i++)
+        vusb_hc_port_awaiting(v->hc, i, awaiting(&v->ports[i]));
     if (xenbus_sees_suspend(dev))
         xenbus_printf(dev, "netbus-quiesced", "0");
     struct timeline_op *op = timeline_begin("connect", p.where, v->uuid,

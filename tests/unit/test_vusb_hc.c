@@ -341,7 +341,7 @@ static struct nb_bulk *nb_open(struct evloop *loop)
 /* ---- the daemon child ---------------------------------------------------- */
 
 enum cmd_op { CMD_OPEN = 1, CMD_CLOSE, CMD_PLUG, CMD_SPEED, CMD_HOLD,
-              CMD_QUIESCE, CMD_RESUME, CMD_STATS, CMD_QUIT };
+              CMD_QUIESCE, CMD_RESUME, CMD_STATS, CMD_AWAIT, CMD_QUIT };
 
 struct be_cmd {
     int op;
@@ -462,6 +462,9 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
     case CMD_HOLD:
         b->dev->hold = c.arg;
         kick(b->dev);
+        break;
+    case CMD_AWAIT:
+        vusb_hc_port_awaiting(b->hc, DEV_PORT, c.arg);
         break;
     case CMD_QUIESCE:
         vusb_hc_quiesce(b->hc, be_drained);
@@ -1002,6 +1005,45 @@ static void test_addresses(void)
     q = get_desc(&f, 12, 7);
     CU_ASSERT_EQUAL(urb_do(&f, &q, NULL), USBIF_STATUS_NODEV);
     CU_ASSERT_EQUAL(be_stats(0).set_address_seen, 0);
+    CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
+    fe_close(&f);
+}
+
+/* A port whose device is being claimed (a migrated guest's, still held by
+ * the backend it left): its URBs wait on the ring and are served once the
+ * device is there; without it, or once the wait is over, they fail NODEV. */
+static void test_awaiting_port(void)
+{
+    struct fe f;
+    struct usbif_urb_response rsp;
+    CU_ASSERT_EQUAL_FATAL(fe_open(&f, be.dom_a), 0);
+    CU_ASSERT_EQUAL_FATAL(fe_connect(&f, 0), 0);
+    CU_ASSERT_EQUAL(be_op(CMD_PLUG, 0, 0), 0);
+    struct usbif_urb_request q = get_desc(&f, 1, 0);
+    CU_ASSERT_EQUAL(urb_do(&f, &q, NULL), USBIF_STATUS_NODEV);
+
+    CU_ASSERT_EQUAL(be_op(CMD_AWAIT, 0, 1), 0);
+    q = get_desc(&f, 2, 0);
+    urb_put(&f, &q);
+    urb_publish(&f);
+    CU_ASSERT_EQUAL(urb_get(&f, &rsp, 300), -1); /* waits on the ring */
+    CU_ASSERT_EQUAL(be_op(CMD_PLUG, 0, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(urb_get(&f, &rsp, 5000), 0);
+    CU_ASSERT_EQUAL(rsp.id, 2);
+    CU_ASSERT_EQUAL(rsp.status, USBIF_STATUS_OK);
+    CU_ASSERT_EQUAL(rsp.actual_length, 18);
+
+    CU_ASSERT_EQUAL(be_op(CMD_PLUG, 0, 0), 0);
+    CU_ASSERT_EQUAL(be_op(CMD_AWAIT, 0, 1), 0);
+    q = get_desc(&f, 3, 0);
+    urb_put(&f, &q);
+    urb_publish(&f);
+    CU_ASSERT_EQUAL(urb_get(&f, &rsp, 300), -1);
+    CU_ASSERT_EQUAL(be_op(CMD_AWAIT, 0, 0), 0); /* given up: NODEV */
+    CU_ASSERT_EQUAL_FATAL(urb_get(&f, &rsp, 5000), 0);
+    CU_ASSERT_EQUAL(rsp.id, 3);
+    CU_ASSERT_EQUAL(rsp.status, USBIF_STATUS_NODEV);
+    CU_ASSERT_EQUAL(be_op(CMD_PLUG, 0, 1), 0);
     CU_ASSERT_EQUAL(be_op(CMD_CLOSE, 0, 0), 0);
     fe_close(&f);
 }
@@ -1780,6 +1822,7 @@ static void test_hostile(void)
 static CU_TestInfo vusb_ring_tests[] = {
     { "conn ring: speed at connect and on port changes", test_conn_ring },
     { "SET_ADDRESS, wrong addresses, address adoption", test_addresses },
+    { "URBs for a port awaiting its device wait on the ring", test_awaiting_port },
     { "control IN and OUT, bounced, stalls", test_control },
     { "bulk loopback, direct and bounced", test_bulk_loopback },
     { "unlink of a waiting IN", test_unlink },
