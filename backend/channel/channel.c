@@ -161,6 +161,47 @@ static bool is_this_host(const struct channel *c, const char *host)
     return false;
 }
 
+/* What a device URL names: an export of this host (*local set) or of
+ * another (*local NULL; u and owner filled for the remote open). -1 with
+ * err when the channel is not running, the URL is bad, or the local export
+ * is missing or of another kind. */
+static int resolve_url(const char *url, enum nb_export_kind kind,
+                       const char *owner_id, const char *where,
+                       struct nb_url *u, char owner[NB_OWNER_MAX + 1],
+                       struct nb_export **local, char *err, size_t errlen)
+{
+    static const char *const what[] = { [NB_EXPORT_VBD] = "disks",
+                                        [NB_EXPORT_USB] = "USB devices" };
+    struct channel *c = chan;
+    if (!c) {
+        snprintf(err, errlen, "netbus:// %s need the netbus channel, which "
+                 "this process does not run", what[kind]);
+        return -1;
+    }
+    if (nb_url_parse(url, u, err, errlen) < 0)
+        return -1;
+    if (owner_id)
+        snprintf(owner, NB_OWNER_MAX + 1, "%s", owner_id);
+    else
+        snprintf(owner, NB_OWNER_MAX + 1, "%s %s", c->s.name, where);
+    *local = NULL;
+    if (!is_this_host(c, u->host))
+        return 0;
+    *local = nb_exports_find(c->exports, u->export_name);
+    if (!*local) {
+        snprintf(err, errlen, "this host (%s) has no export '%s' (see "
+                 "`netbusctl list`)", c->s.name, u->export_name);
+        return -1;
+    }
+    if (nb_export_kind(*local) != kind) {
+        snprintf(err, errlen, "export '%s' is %s, not %s", u->export_name,
+                 kind == NB_EXPORT_VBD ? "a USB device" : "a disk",
+                 kind == NB_EXPORT_VBD ? "a disk" : "a USB device");
+        return -1;
+    }
+    return 0;
+}
+
 struct vbd_target *channel_open_url(const char *url, bool readonly,
                                     const char *owner_id, const char *where,
                                     void (*ready)(void *opaque,
@@ -168,41 +209,20 @@ struct vbd_target *channel_open_url(const char *url, bool readonly,
                                     void *opaque, bool *pending, char *err,
                                     size_t errlen)
 {
-    struct channel *c = chan;
     struct nb_url u;
-    if (!c) {
-        snprintf(err, errlen, "netbus:// disks need the netbus channel, "
-                 "which this process does not run");
-        return NULL;
-    }
-    if (nb_url_parse(url, &u, err, errlen) < 0)
-        return NULL;
     char owner[NB_OWNER_MAX + 1];
-    if (owner_id)
-        snprintf(owner, sizeof(owner), "%s", owner_id);
-    else
-        snprintf(owner, sizeof(owner), "%s %s", c->s.name, where);
-    if (is_this_host(c, u.host)) {
-        *pending = false;
-        struct nb_export *ex = nb_exports_find(c->exports, u.export_name);
-        if (!ex) {
-            snprintf(err, errlen, "this host (%s) has no export '%s' (see "
-                     "`netbusctl list`)", c->s.name, u.export_name);
-            return NULL;
-        }
-        if (nb_export_kind(ex) != NB_EXPORT_VBD) {
-            snprintf(err, errlen, "export '%s' is a USB device, not a disk",
-                     u.export_name);
-            return NULL;
-        }
-        return nb_local_open(ex, c->s.name, owner, readonly, where, err,
+    struct nb_export *ex;
+    if (resolve_url(url, NB_EXPORT_VBD, owner_id, where, &u, owner, &ex, err,
+                    errlen) < 0)
+        return NULL;
+    *pending = ex == NULL;
+    if (ex)
+        return nb_local_open(ex, chan->s.name, owner, readonly, where, err,
                              errlen);
-    }
-    *pending = true;
     struct nb_remote_params p = {
-        .pool = &c->pool, .host = u.host, .port = u.port,
+        .pool = &chan->pool, .host = u.host, .port = u.port,
         .export_name = u.export_name, .owner = owner, .readonly = readonly,
-        .io_timeout_ms = c->s.io_timeout_ms, .where = where,
+        .io_timeout_ms = chan->s.io_timeout_ms, .where = where,
         .ready = ready, .ready_opaque = opaque };
     struct vbd_target *t = nb_remote_open(&p);
     if (!t)
@@ -217,33 +237,18 @@ struct vusb_target *channel_open_usb_url(const char *url, const char *owner_id,
                                          void *opaque, char *err,
                                          size_t errlen)
 {
-    struct channel *c = chan;
     struct nb_url u;
-    if (!c) {
-        snprintf(err, errlen, "netbus:// USB devices need the netbus "
-                 "channel, which this process does not run");
-        return NULL;
-    }
-    if (nb_url_parse(url, &u, err, errlen) < 0)
-        return NULL;
     char owner[NB_OWNER_MAX + 1];
-    if (owner_id)
-        snprintf(owner, sizeof(owner), "%s", owner_id);
-    else
-        snprintf(owner, sizeof(owner), "%s %s", c->s.name, where);
-    if (is_this_host(c, u.host)) {
-        struct nb_export *ex = nb_exports_find(c->exports, u.export_name);
-        if (!ex || nb_export_kind(ex) != NB_EXPORT_USB) {
-            snprintf(err, errlen, "this host (%s) has no USB export '%s' "
-                     "(see `netbusctl list`)", c->s.name, u.export_name);
-            return NULL;
-        }
-        return nb_local_usb_open(ex, c->s.name, owner, where, err, errlen);
-    }
+    struct nb_export *ex;
+    if (resolve_url(url, NB_EXPORT_USB, owner_id, where, &u, owner, &ex, err,
+                    errlen) < 0)
+        return NULL;
+    if (ex)
+        return nb_local_usb_open(ex, chan->s.name, owner, where, err, errlen);
     struct nb_usb_remote_params p = {
-        .pool = &c->pool, .host = u.host, .port = u.port,
+        .pool = &chan->pool, .host = u.host, .port = u.port,
         .export_name = u.export_name, .owner = owner,
-        .io_timeout_ms = c->s.io_timeout_ms, .where = where,
+        .io_timeout_ms = chan->s.io_timeout_ms, .where = where,
         .failed = failed, .opaque = opaque };
     struct vusb_target *t = nb_usb_remote_open(&p);
     if (!t)
