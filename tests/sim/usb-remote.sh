@@ -46,38 +46,8 @@ done
 xensim=$(realpath "$build/xensim") netbusd=$(realpath "$build/netbusd")
 netbusctl=$(realpath "$build/netbusctl") xenfront=$(realpath "$build/xenfront")
 usbdev=$(realpath "$base/usbdev")
-if [ "$(id -u)" != 0 ]; then
-    echo "usb-remote: needs root (network namespaces for the simulated hosts)"; exit 1
-fi
-dir=$(mktemp -d "${TMPDIR:-/tmp}/nbusb-XXXXXX")
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    [ -f "$dir/cluster.json" ] && timeout 30 "$xensim" cluster down --dir "$dir" >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" == 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-t_start=$(date +%s)
-
-status_is() { # name expected-status command...
-    local name=$1 want=$2; shift 2
-    local got=0
-    if declare -F "$1" >/dev/null; then "$@" >"$dir/last.out" 2>&1 || got=$?
-    else timeout 120 "$@" >"$dir/last.out" 2>&1 || got=$?; fi
-    if [ "$got" == "$want" ]; then pass=$((pass + 1)); echo "ok   $name"
-    else fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; sed 's/^/     /' "$dir/last.out" | tail -20; fi
-}
-yes_no() { if "$@"; then echo yes; else echo no; fi; }
-cl() { "$xensim" cluster "$1" --dir "$dir" "${@:2}"; }
-# on HOST CMD...: CMD as HOST's dom0 (bounded).
-on() { local h=$1; shift; timeout 150 "$xensim" cluster exec --dir "$dir" "$h" -- "$@"; }
-# wait_for SECONDS CMD...: until CMD succeeds, polling; 1 on timeout.
-wait_for() {
-    local end=$(($(date +%s%N) / 1000000 + $1 * 1000)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$(($(date +%s%N) / 1000000))" -lt "$end" ] || return 1
-        sleep 0.1
-    done
-}
+. "$(dirname "$0")/lib/cluster.sh"
+cluster_start usb-remote nbusb
 
 port=7797
 key() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
