@@ -26,7 +26,7 @@
 #define NB_URB_REPLY_BODY 48        /* URB reply head (status included) */
 #define NB_URB_ISO_DESC 8           /* one ISO packet, either direction */
 #define NB_URB_MAX_ISO  1024
-#define NB_URB_MAX_DATA 65535u      /* usbif's buffer length is 16 bits */
+#define NB_URB_MAX_DATA 65536u      /* usbif: 16 segments of a page */
 #define NB_UNLINK_BODY  16
 #define NB_DEFAULT_PORT 7797
 

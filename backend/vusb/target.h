@@ -40,7 +40,8 @@ struct vusb_iso_packet {
 };
 
 #define VUSB_MAX_ISO_PACKETS 1024
-#define VUSB_MAX_DATA 65535u /* usbif's buffer_length is 16 bits */
+#define VUSB_MAX_DATA 65536u /* 16 segments of a page (buffer_length
+                                 * is 16 bits: see usbif_req.c) */
 
 struct vusb_xfer {
     enum vusb_xfer_type type;

@@ -2,6 +2,7 @@
 #include "usbif_req.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define PAGE 4096u
@@ -36,6 +37,12 @@ static int check_segments(struct usbif_req *r, const char **why)
             (i + 1 < r->nr_data_segs && s->offset + s->length != PAGE))
             r->contiguous = false;
     }
+    /* buffer_length is 16 bits wide and Linux's xen-hcd stores the URB's
+     * transfer_buffer_length in it unchecked: a 64 KiB transfer (16 whole
+     * pages, what usb-storage sends by default) arrives with buffer_length
+     * 0. The segments carry the true length then. */
+    if (data > UINT16_MAX && (data & UINT16_MAX) == r->length)
+        r->length = data;
     if (data != r->length)
         return invalid(why, "segment lengths do not add up to buffer_length");
     return 0;

@@ -42,7 +42,8 @@ static void check_accepted(const struct usbif_urb_request *q, unsigned nports,
     }
     if (r->contiguous && !run)
         abort();
-    if (data != q->buffer_length || r->length > VUSB_MAX_DATA)
+    if (data != r->length || (data & 0xffff) != q->buffer_length ||
+        r->length > VUSB_MAX_DATA)
         abort();
     if (r->type == VUSB_XFER_CTRL) {
         uint32_t wlength = r->setup[6] | (uint32_t)r->setup[7] << 8;

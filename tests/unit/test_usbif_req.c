@@ -141,6 +141,13 @@ static void test_bulk_fields(void)
     CU_ASSERT_EQUAL(r.length, 65535);
     CU_ASSERT_TRUE(r.contiguous);
 
+    /* 64 KiB, as xen-hcd sends it: buffer_length wrapped to 0 */
+    q = bulk(true, 65536);
+    CU_ASSERT_EQUAL(q.buffer_length, 0);
+    CU_ASSERT_EQUAL_FATAL(parse(&q, &why), 0);
+    CU_ASSERT_EQUAL(r.length, 65536);
+    CU_ASSERT_EQUAL(r.nr_data_segs, 16);
+
     /* interrupt: the interval is taken */
     q = bulk(true, 8);
     q.pipe = pipe_of(1, true, 9, 3, USBIF_PIPE_TYPE_INT);
@@ -328,6 +335,10 @@ static void test_rejections(void)
     BAD("buffer without segments", q, "do not add up");
     q = bulk(true, 0); q.buffer_length = 5;
     BAD("length, no segment", q, "do not add up");
+    q = bulk(true, 65536); q.buffer_length = 4096;
+    BAD("64 KiB of segments, buffer_length neither 0 nor 64 KiB", q, "do not add up");
+    q = bulk(true, 65535); q.buffer_length = 0;
+    BAD("64 KiB less one of segments, buffer_length 0", q, "do not add up");
     q = bulk(true, 100); q.pipe &= ~(USBIF_PIPE_EP_MASK << USBIF_PIPE_EP_SHIFT);
     BAD("bulk on endpoint 0", q, "endpoint 0");
     q = bulk(true, 8); q.pipe = pipe_of(1, true, 2, 0, USBIF_PIPE_TYPE_INT);
