@@ -1290,6 +1290,44 @@ bool xenbus_sees_suspend(const struct xenbus_device *dev)
     return dev->bus->dom != NULL;
 }
 
+static char *own_path(struct xenbus_device *dev, const char *key)
+{
+    char *path;
+    if (asprintf(&path, "%s/netbus/%s", dev->bus->self_path, key) < 0)
+        return NULL;
+    return path;
+}
+
+char *xenbus_read_own(struct xenbus_device *dev, const char *key)
+{
+    char *path = own_path(dev, key);
+    char *v = path ? xenif_xs_read(dev->bus->xs, 0, path, NULL) : NULL;
+    int saved = errno;
+    free(path);
+    errno = saved;
+    return v;
+}
+
+int xenbus_write_own(struct xenbus_device *dev, const char *key,
+                     const char *value)
+{
+    char *path = own_path(dev, key);
+    int rc = path ? xenif_xs_write(dev->bus->xs, 0, path, value, strlen(value))
+                  : -1;
+    free(path);
+    return rc;
+}
+
+int xenbus_rm_own(struct xenbus_device *dev, const char *key)
+{
+    char *path = own_path(dev, key);
+    int rc = path ? xenif_xs_rm(dev->bus->xs, 0, path) : -1;
+    if (rc < 0 && errno == ENOENT)
+        rc = 0;
+    free(path);
+    return rc;
+}
+
 void xenbus_frontend_uuid(struct xenbus_device *dev, char *buf, size_t len)
 {
     char path[48];

@@ -117,6 +117,14 @@ char *xenbus_read_frontend(struct xenbus_device *dev, const char *key);
 int xenbus_read_frontend_uint(struct xenbus_device *dev, const char *key,
                               unsigned long *out);
 
+/* The backend domain's own netbus area, /local/domain/SELF/netbus/KEY, for
+ * state that outlives a device (kept across a guest's save and restore).
+ * Read: malloc'd string or NULL with errno; rm of a missing key is fine. */
+char *xenbus_read_own(struct xenbus_device *dev, const char *key);
+int xenbus_write_own(struct xenbus_device *dev, const char *key,
+                     const char *value);
+int xenbus_rm_own(struct xenbus_device *dev, const char *key);
+
 /* Whether the bus sees its devices' domains suspend (and so calls the
  * class's suspend): false where the domain's run state cannot be read. */
 bool xenbus_sees_suspend(const struct xenbus_device *dev);

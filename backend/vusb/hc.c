@@ -132,9 +132,13 @@ static void bad_request(struct vusb_hc *hc, const struct usbif_req *r,
 
 /* ---- conn ring ------------------------------------------------------------- */
 
+/* A port awaiting its device still shows the one the frontend knows: the
+ * device is being handed between backends, not unplugged. */
 static enum vusb_speed port_speed(const struct hc_port *p)
 {
-    return p->target ? p->target->speed : VUSB_SPEED_NONE;
+    if (!p->target)
+        return p->awaiting ? p->reported : VUSB_SPEED_NONE;
+    return p->target->speed;
 }
 
 /* Tells the frontend of every port whose device it has not heard of, as

@@ -58,7 +58,9 @@ void vusb_hc_set_port(struct vusb_hc *hc, unsigned port, struct vusb_target *t);
 /* The port's device is named but not claimed yet (held by the backend a
  * migrating guest leaves, which lets it go only once the guest runs here):
  * while awaiting, URBs for it stay on the ring, with those behind them,
- * instead of failing with NODEV. vusb_hc_set_port with a target ends it. */
+ * instead of failing with NODEV, and the conn ring goes on showing the
+ * device the frontend last heard of. vusb_hc_set_port with a target ends
+ * it. */
 void vusb_hc_port_awaiting(struct vusb_hc *hc, unsigned port, bool awaiting);
 /* The port's target changed speed (unplugged, plugged back). */
 void vusb_hc_port_changed(struct vusb_hc *hc, unsigned port);

@@ -85,6 +85,9 @@ struct vusb_target {
     /* The device went away or came back (speed changed); set by the owner. */
     void (*changed)(void *opaque);
     void *opaque;
+    /* Set before close when the device goes to the guest's next backend
+     * rather than back to the host: its kernel drivers are not reattached. */
+    bool keep_detached;
 };
 
 const char *vusb_speed_name(enum vusb_speed s);

@@ -480,6 +480,8 @@ static void lu_close(struct vusb_target *vt)
     for (struct lu_xfer *lx = t->active; lx; lx = lx->next)
         libusb_cancel_transfer(lx->tr);
     lu_drain(vt);
+    if (vt->keep_detached && t->h)
+        libusb_set_auto_detach_kernel_driver(t->h, 0);
     let_go(t);
     usb_host_unlisten(t->host, &t->listener);
     usb_host_put(t->host);

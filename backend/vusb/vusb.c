@@ -3,7 +3,9 @@
 
 #include "backend/channel/channel.h"
 #include "hc.h"
+#include "evloop.h"
 #include "log.h"
+#include "port_record.h"
 #include "target.h"
 #include "timeline.h"
 #include "timer.h"
@@ -38,6 +40,13 @@ struct vusb_dev {
     struct vusb_port ports[USBIF_MAX_PORTNR + 1];
     struct vusb_hc *hc;
     bool suspended;
+    /* The guest suspended here: its local devices were let go for its next
+     * controller (xl restore, a live migration to this host) and its port
+     * records are kept. */
+    bool ports_kept;
+    /* The drained controller's devices are let go after the event batch:
+     * libusb cannot close a device from inside its own callbacks. */
+    struct evloop_deferred after_drain;
     char uuid[40];
     struct timeline_op *tl;      /* suspend record in progress */
 };
@@ -49,6 +58,11 @@ static void on_target_changed(void *opaque)
     struct vusb_port *p = opaque;
     if (p->v->hc)
         vusb_hc_port_changed(p->v->hc, p->num);
+}
+
+static bool is_remote(const char *name)
+{
+    return strncmp(name, "netbus://", 9) == 0;
 }
 
 /* Whether the guest's URBs for the port should wait for its device. */
@@ -100,7 +114,7 @@ static void open_port(struct vusb_port *p, const char *name)
     }
     char err[300] = "";
     errno = 0;
-    if (strncmp(name, "netbus://", 9) == 0)
+    if (is_remote(name))
         p->target = channel_open_usb_url(name, p->v->uuid[0] ? p->v->uuid : NULL,
                                          where, port_failed, p, err,
                                          sizeof(err));
@@ -157,11 +171,67 @@ static void sync_port(struct vusb_dev *v, unsigned n)
                      p->name, now);
         close_port(p);
         open_port(p, now);
+        if (v->uuid[0] && !v->suspended && !v->ports_kept)
+            port_record_store(v->dev, v->uuid, n, now);
     }
     free(name);
 }
 
+/* A port libxl created empty gets the device the guest's previous
+ * controller on this host had there (see port_record.h). */
+static void restore_port(struct vusb_dev *v, unsigned n)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "port/%u", n);
+    char *now = xenbus_read(v->dev, key);
+    char *kept = now && *now ? NULL : port_record_load(v->dev, v->uuid, n);
+    if (kept && *kept) {
+        log_info(xenbus_backend_path(v->dev), "port %u: '%s', as this guest "
+                 "had it before its save or migration", n, kept);
+        xenbus_printf(v->dev, key, "%s", kept);
+    }
+    free(kept);
+    free(now);
+}
+
+/* The guest no longer runs on this controller: its local devices go to its
+ * next one (remote ones stay with their export, whose session the next
+ * controller takes over). The ports keep their names and, should the guest
+ * resume here, claim them back without the guest seeing a change. */
+static void let_ports_go(struct vusb_dev *v)
+{
+    v->ports_kept = true;
+    for (unsigned i = 1; i <= v->nports; i++) {
+        struct vusb_port *p = &v->ports[i];
+        if (!p->target || is_remote(p->name))
+            continue;
+        if (v->hc) {
+            vusb_hc_port_awaiting(v->hc, i, true);
+            vusb_hc_set_port(v->hc, i, NULL);
+        }
+        p->target->keep_detached = true;
+        p->target->ops->close(p->target);
+        p->target = NULL;
+        log_info(xenbus_backend_path(v->dev), "port %u: %s let go for the "
+                 "guest's next controller", i, p->name);
+    }
+}
+
+static void claim_ports_back(struct vusb_dev *v)
+{
+    v->ports_kept = false;
+    for (unsigned i = 1; i <= v->nports; i++) {
+        struct vusb_port *p = &v->ports[i];
+        if (p->name && *p->name && !p->target) {
+            p->retries = 0;
+            on_retry(p);
+        }
+    }
+}
+
 /* ---- xenbus class --------------------------------------------------------- */
+
+static void let_go_after_drain(void *opaque);
 
 static int vusb_init(struct xenbus_device *dev)
 {
@@ -185,6 +255,8 @@ static int vusb_init(struct xenbus_device *dev)
         return -1;
     }
     v->dev = dev;
+    v->after_drain.cb = let_go_after_drain;
+    v->after_drain.opaque = v;
     v->nports = (unsigned)nports;
     v->usb_ver = (unsigned)ver;
     xenbus_frontend_uuid(dev, v->uuid, sizeof(v->uuid));
@@ -197,6 +269,8 @@ static int vusb_init(struct xenbus_device *dev)
             xenbus_device_error(dev, "out of memory");
             return -1;
         }
+        if (v->uuid[0])
+            restore_port(v, i);
         sync_port(v, i);
     }
     log_info(xenbus_backend_path(dev), "USB %s controller, %u port(s)",
@@ -225,6 +299,8 @@ static int vusb_connect(struct xenbus_device *dev)
     vusb_hc_close(v->hc); /* a frontend starting over */
     v->hc = NULL;
     v->suspended = false;
+    if (v->ports_kept)
+        claim_ports_back(v);
     uint64_t t_attach = timeline_now_us();
     unsigned long urb_ref, conn_ref, evtchn;
     if (fe_uint(dev, "urb-ring-ref", &urb_ref) < 0 ||
@@ -265,12 +341,21 @@ static int vusb_connect(struct xenbus_device *dev)
     return 0;
 }
 
+/* netbus-quiesced is written once the devices are let go, so the guest's
+ * next controller can claim them as soon as the toolstack sees it. */
+static void let_go_after_drain(void *opaque)
+{
+    struct vusb_dev *v = opaque;
+    let_ports_go(v);
+    xenbus_printf(v->dev, "netbus-quiesced", "1");
+    log_info(xenbus_backend_path(v->dev), "quiesced: no URB in flight");
+}
+
 static void suspend_drained(void *opaque)
 {
     struct vusb_dev *v = opaque;
     timeline_mark(v->tl, "drained");
-    xenbus_printf(v->dev, "netbus-quiesced", "1");
-    log_info(xenbus_backend_path(v->dev), "quiesced: no URB in flight");
+    evloop_defer(xenbus_loop(v->dev), &v->after_drain);
 }
 
 static void vusb_suspend(struct xenbus_device *dev)
@@ -288,7 +373,12 @@ static void vusb_suspend(struct xenbus_device *dev)
 static void vusb_resume(struct xenbus_device *dev)
 {
     struct vusb_dev *v = xenbus_priv(dev);
-    if (!v || !v->suspended)
+    if (!v)
+        return;
+    evloop_defer_cancel(xenbus_loop(dev), &v->after_drain);
+    if (v->ports_kept)
+        claim_ports_back(v);
+    if (!v->suspended)
         return;
     v->suspended = false;
     if (!v->hc)
@@ -336,7 +426,10 @@ static void vusb_free(struct xenbus_device *dev)
     struct vusb_dev *v = xenbus_priv(dev);
     if (!v)
         return;
+    evloop_defer_cancel(xenbus_loop(dev), &v->after_drain);
     vusb_disconnect(dev);
+    if (v->uuid[0] && !v->ports_kept)
+        port_record_forget(dev, v->uuid);
     for (unsigned i = 1; i <= v->nports; i++) {
         close_port(&v->ports[i]);
         timer_free(v->ports[i].retry);

@@ -53,44 +53,22 @@ usb_io_diag() {
 }
 usb_mig_diag() { mig_diag "$1" $GUEST "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]|I/O error|reset"; }
 
-# The stick is passed by writing port/1 (not usbdev=, which needs Linux's
-# usbback in dom0, and libxl keeps no port assignment of its own), so a
-# restored or migrated domain's new backend gets it the same way, as a
-# toolstack would: as soon as its backend directory exists. On a live
-# migration the old backend still holds the stick until the old domain is
-# destroyed; netbusd retries it every 200 ms and the guest's xen-hcd waits
-# 5 s for the port to be reported again.
-pass_stick_to_new_domain() {
-    local old=$1 busid=$2 d i
-    for i in $(seq 1200); do
-        for d in $(xenstore-list $BE_VUSB 2>/dev/null); do
-            [ "$d" != "$old" ] && xenstore-exists "$BE_VUSB/$d/0/port/1" &&
-                xenstore-write "$BE_VUSB/$d/0/port/1" "$busid" && { echo "  port/1 of domain $d: $busid"; return 0; }
-        done
-        sleep 0.1
-    done
-    echo "  no new vusb backend appeared"
-    return 1
-}
-
-# release_stick_at_suspend DOMID: empty port/1 of DOMID's backend once
-# netbusd has quiesced it for the live migration's final suspend (the guest
-# no longer runs there), so that the destination's backend, which retries
-# every 200 ms, claims the stick before the guest runs again. Left to the
-# destruction of the old domain, the hand-over comes after the guest is
-# resumed: its first URBs are answered "no device" (netbusd has not claimed
-# the stick yet) and usb-storage resets the device (first run: I/O errors
-# on the stick from then on).
-release_stick_at_suspend() {
-    local q="$BE_VUSB/$1/0/netbus-quiesced" i
-    for i in $(seq 1200); do
-        if xs_is "$q" 1; then
-            xenstore-write "$BE_VUSB/$1/0/port/1" "" && { echo "  port/1 of domain $1 emptied at its suspend"; return 0; }
-        fi
-        sleep 0.1
-    done
-    echo "  domain $1 was never quiesced"
-    return 1
+# The stick is put on port 1 with netbusctl usb-plug, as the README tells
+# xl users (xl's usbdev= needs Linux's usbback). libxl does not know of it,
+# so the controllers it makes at xl restore and at the migration's
+# destination have empty ports: netbusd lets the stick go when the guest
+# suspends and puts it back on port 1 of the guest's next controller (by
+# UUID), which claims it before the guest runs again.
+# stick_back_on DOMID BUSID: netbusd put the stick on DOMID's port 1 and the
+# log shows the hand-over (the old controller let it go, the new one got
+# it from netbusd's record).
+stick_back_on() {
+    local d=$1 busid=$2
+    wait_for 30 xs_is "$BE_VUSB/$d/0/port/1" "$busid" \
+        || { netbusd_log 40; why "netbusd did not put $busid on port 1 of domain $d"; return 1; }
+    grep -q "vusb/$d/0: port 1: '$busid', as this guest had it" "$NBLOG" \
+        || { netbusd_log 40; why "port 1 of domain $d was not filled from netbusd's record"; return 1; }
+    note "port 1 of domain $d: $busid, from netbusd's record"
 }
 
 # the guest saw the stick once and never lost it; N restores logged by xen-hcd
@@ -125,7 +103,8 @@ check_guest_enumerates() {
     guest_up $GUEST 120 || return 1
     wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log; xenstore-ls -fp "$(be_path)"; why "usbif not Connected"; return 1; }
     gx $GUEST 30 'rx debug xen_hcd && modprobe usb-storage && modprobe sd_mod' || { why "usb-storage/sd_mod do not load"; return 1; }
-    xenstore-write "$(be_path)/port/1" "$busid" || { why "cannot write port/1"; return 1; }
+    netbusctl usb-plug $GUEST 0 1 "$busid" >"$RUN/usb-plug.out" 2>&1 \
+        || { sed 's/^/  /' "$RUN/usb-plug.out"; netbusd_log; why "netbusctl usb-plug failed"; return 1; }
     gx $GUEST 90 'rx wait-dev /dev/sda 80 && cat /sys/block/sda/size /sys/bus/usb/devices/1-1/speed /sys/bus/usb/devices/1-1/version' \
         || { usb_io_diag; why "the stick did not appear as /dev/sda in the guest"; return 1; }
     out=$(printf '%s\n' "$GX_OUT" | tail -3 | tr -s ' \n' ' ')
@@ -144,7 +123,7 @@ check_guest_enumerates() {
 }
 
 check_save_restore_io() {
-    local d0 busid passer
+    local d0 busid
     need_module
     [ -s "$RUN/usb-pat.sha" ] || { why "no pattern written"; return 1; }
     d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
@@ -153,11 +132,12 @@ check_save_restore_io() {
     note "writer passes before save: $WRITER_PASSES"
     echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
     xl_logged save $GUEST "$RUN/usb.save" || { netbusd_log; why "xl save failed"; return 1; }
-    pass_stick_to_new_domain "$d0" "$busid" & passer=$!
+    grep -q "vusb/$d0/0: port 1: $busid let go" "$NBLOG" \
+        || { netbusd_log 40; why "netbusd did not let the stick go at the save"; return 1; }
     xl_logged restore "$RUN/usb.save" || { netbusd_log; why "xl restore failed"; return 1; }
-    wait $passer || { netbusd_log 40; why "the restored domain got no vusb backend"; return 1; }
     rm -f "$RUN/usb.save"
     note "restored as domain $(domid_of $GUEST) (was $d0)"
+    stick_back_on "$(domid_of $GUEST)" "$busid" || return 1
     wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log 40; xenstore-ls -fp "$(be_path)"; why "usbif not Connected after restore"; return 1; }
     WRITER_PASSES=$(wait_writer $GUEST "$(( WRITER_PASSES + 1 ))" 90) \
         || { usb_io_diag; why "writer stuck after restore (passes $WRITER_PASSES)"; return 1; }
@@ -168,16 +148,15 @@ check_save_restore_io() {
 }
 
 check_migrate_io() {
-    local d0 busid sums passer releaser from
+    local d0 busid sums from
     need_module
     WRITER_PASSES=$(cat "$RUN/usb-writer-passes") || { why "no writer running"; return 1; }
     d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
     from=$(( $(wc -l <"$NBLOG") + 1 ))
-    release_stick_at_suspend "$d0" & releaser=$!
-    pass_stick_to_new_domain "$d0" "$busid" & passer=$!
     migrate_under_writer $GUEST 1 1 "$BE_VUSB" usb_connected usb_mig_diag || return 1
-    wait $passer || { why "the migrated domain got no vusb backend"; return 1; }
-    wait $releaser || { why "the old domain's backend was not quiesced"; return 1; }
+    stick_back_on "$(domid_of $GUEST)" "$busid" || return 1
+    grep -q "vusb/$d0/0: port 1: $busid let go" "$NBLOG" \
+        || { usb_mig_diag "$from"; why "netbusd did not let the stick go at the migration's suspend"; return 1; }
     gx $GUEST 120 'rx writer-stop' || { usb_mig_diag "$from"; why "writer reported errors"; return 1; }
     gx $GUEST 120 "rx sum /dev/sda 0 $PAT_MIB direct && rx sum /dev/sda $WRITER_AT $PAT_MIB direct" \
         || { usb_mig_diag "$from"; why "final read failed"; return 1; }
