@@ -18,7 +18,7 @@ trap stop_all EXIT
 # Runs a checker under usbdev and folds its ok/FAIL lines into ours.
 run_check() { # name checker
     local name=$1 rc=0
-    "$usbdev" --bulk --hid --control "$dir/$name.ctl" -- "$2" >"$dir/$name.out" 2>"$dir/$name.err" || rc=$?
+    "$usbdev" --bulk --hid --iso --control "$dir/$name.ctl" -- "$2" >"$dir/$name.out" 2>"$dir/$name.err" || rc=$?
     sed "s/^\(ok  \|FAIL\) /\1 $name: /" "$dir/$name.out" | grep -E '^(ok|FAIL) '
     pass=$((pass + $(grep -c '^ok ' "$dir/$name.out" || true)))
     fail=$((fail + $(grep -c '^FAIL ' "$dir/$name.out" || true)))
@@ -34,7 +34,7 @@ ASAN_OPTIONS=detect_leaks=1 run_check sanitized "$base/san/usbdev-check"
 
 # The counters from outside, after the wrapped program is done with the
 # device: the check ends on one 100-byte loopback on the replugged nb-bulk.
-got=$("$usbdev" --bulk --hid --control "$dir/c.ctl" -- bash -c \
+got=$("$usbdev" --bulk --hid --iso --control "$dir/c.ctl" -- bash -c \
     '"$1" >/dev/null && "$2" --control "$USBDEV_CONTROL" --tell "stats nb-bulk"' \
     _ "$base/usbdev-check" "$usbdev" 2>"$dir/stats.err" || true)
 check "stats over the control socket after the run" "1 100 1 100" "$got"

@@ -1,7 +1,7 @@
 /* usbdev-check: drives the netbus test USB devices through plain libusb-1.0
  * the way netbusd does: asynchronous transfers, libusb's pollfds in our own
  * poll() loop, hotplug callbacks. Run it under build/usbdev --bulk --hid
- * --control PATH. Prints "ok   ..." / "FAIL ..." lines; exits 1 on any
+ * --iso --control PATH. Prints "ok   ..." / "FAIL ..." lines; exits 1 on any
  * failure. */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +23,7 @@
 #define VENDOR 0x1209
 #define BULK_PRODUCT 0x4e42
 #define HID_PRODUCT 0x4e48
+#define ISO_PRODUCT 0x4e49
 #define LOOPS 1000
 #define DEPTH 4
 #define MAX_XFER 65536
@@ -562,6 +563,206 @@ static void test_hid(void)
     libusb_close(h);
 }
 
+/* --- isochronous --------------------------------------------------------------- */
+
+#define ISO_PACKETS 8
+#define ISO_URBS 4
+/* Short, empty and full packets: each lies at the sum of the lengths
+ * before it. */
+static const int iso_lengths[ISO_PACKETS] = { 1024, 512, 3, 0, 1000, 64, 1024, 7 };
+
+static struct libusb_transfer *iso(libusb_device_handle *h, uint8_t ep, uint8_t *buf,
+                                   int packets, const int *lengths, struct xfer_state *s)
+{
+    struct libusb_transfer *t = libusb_alloc_transfer(packets);
+    int total = 0;
+
+    for (int i = 0; i < packets; i++)
+        total += lengths[i % ISO_PACKETS];
+    libusb_fill_iso_transfer(t, h, ep, buf, total, packets, xfer_done, s, 0);
+    for (int i = 0; i < packets; i++)
+        t->iso_packet_desc[i].length = (unsigned)lengths[i % ISO_PACKETS];
+    return t;
+}
+
+/* An IN packet as devices.md says: the sequence number, then (seq + i). */
+static bool iso_packet_ok(const uint8_t *p, unsigned len, uint32_t seq)
+{
+    for (unsigned i = 0; i < len; i++)
+        if (p[i] != (i < 4 ? (uint8_t)(seq >> (8 * i)) : (uint8_t)(seq + i)))
+            return false;
+    return true;
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static bool get_iso_counters(libusb_device_handle *h, uint64_t c[5])
+{
+    uint8_t b[40];
+
+    if (control(h, 0xc0, 0x01, 0, 0, b, sizeof(b)) != 40)
+        return false;
+    for (int i = 0; i < 5; i++) {
+        c[i] = 0;
+        for (int j = 7; j >= 0; j--)
+            c[i] = c[i] << 8 | b[8 * i + j];
+    }
+    return true;
+}
+
+/* ISO_URBS IN transfers queued at once: every packet complete, full
+ * length, in sequence from *seq; paced at about 1 ms a packet. */
+static void iso_in_stream(libusb_device_handle *h, uint32_t *seq, uint64_t *bytes)
+{
+    static uint8_t bufs[ISO_URBS][ISO_PACKETS * 1024];
+    struct xfer_state s[ISO_URBS] = { 0 };
+    struct libusb_transfer *t[ISO_URBS];
+    int submitted = 0, bad_status = 0, bad_data = 0;
+    int64_t start = now_ms();
+
+    for (int u = 0; u < ISO_URBS; u++) {
+        memset(bufs[u], 0xee, sizeof(bufs[u]));
+        t[u] = iso(h, 0x82, bufs[u], ISO_PACKETS, iso_lengths, &s[u]);
+        submitted += libusb_submit_transfer(t[u]) == 0;
+    }
+    check(submitted == ISO_URBS, "nb-iso: %d iso IN transfers of %d packets queued",
+          ISO_URBS, ISO_PACKETS);
+    for (int u = 0; u < ISO_URBS; u++) {
+        bool done = u < submitted && wait_flag(&s[u].done, TIMEOUT_MS);
+        if (!done || s[u].status != LIBUSB_TRANSFER_COMPLETED)
+            bad_status++;
+        for (int i = 0; done && i < ISO_PACKETS; i++) {
+            struct libusb_iso_packet_descriptor *p = &t[u]->iso_packet_desc[i];
+            if (p->status != LIBUSB_TRANSFER_COMPLETED || p->actual_length != p->length)
+                bad_status++;
+            else if (!iso_packet_ok(libusb_get_iso_packet_buffer(t[u], (unsigned)i),
+                                    p->actual_length, *seq))
+                bad_data++;
+            *bytes += p->actual_length;
+            ++*seq;
+        }
+    }
+    int64_t took = now_ms() - start;
+    check(bad_status == 0, "nb-iso: every IN packet completed with its full length");
+    check(bad_data == 0, "nb-iso: IN packets carry sequence numbers %u.. and their pattern",
+          *seq - ISO_URBS * ISO_PACKETS);
+    check(took >= ISO_URBS * ISO_PACKETS - 2,
+          "nb-iso: paced at about 1 ms a packet (%" PRId64 " ms for %d)", took,
+          ISO_URBS * ISO_PACKETS);
+    for (int u = 0; u < ISO_URBS; u++)
+        libusb_free_transfer(t[u]);
+}
+
+static void iso_out_stream(libusb_device_handle *h, uint64_t *packets, uint64_t *bytes,
+                           uint64_t *sum)
+{
+    static uint8_t buf[ISO_PACKETS * 1024];
+    int bad = 0;
+
+    for (int u = 0; u < 3; u++) {
+        struct xfer_state s = { 0 };
+        struct libusb_transfer *t;
+        int off = 0;
+        for (size_t i = 0; i < sizeof(buf); i++)
+            buf[i] = (uint8_t)(i * 7 + u);
+        t = iso(h, 0x02, buf, ISO_PACKETS, iso_lengths, &s);
+        if (libusb_submit_transfer(t) || !wait_flag(&s.done, TIMEOUT_MS) ||
+            s.status != LIBUSB_TRANSFER_COMPLETED)
+            bad++;
+        for (int i = 0; i < ISO_PACKETS; i++) {
+            struct libusb_iso_packet_descriptor *p = &t->iso_packet_desc[i];
+            if (p->status != LIBUSB_TRANSFER_COMPLETED || p->actual_length != p->length)
+                bad++;
+            ++*packets;
+            *bytes += p->length;
+            *sum += fnv1a(buf + off, p->length);
+            off += (int)p->length;
+        }
+        libusb_free_transfer(t);
+    }
+    check(bad == 0, "nb-iso: 3 iso OUT transfers of %d packets, every packet sent whole",
+          ISO_PACKETS);
+}
+
+static void test_iso(void)
+{
+    libusb_device *dev = find(ISO_PRODUCT);
+    libusb_device_handle *h = NULL;
+    static uint8_t buf[64 * 1024];
+    uint64_t c[5], in_bytes = 0, out_packets = 0, out_bytes = 0, out_sum = 0;
+    uint32_t seq = 0;
+    struct xfer_state s = { 0 };
+    struct libusb_transfer *t;
+    static const int too_long[1] = { 1025 };
+    char answer[160], want[160];
+
+    check(dev != NULL, "nb-iso: found as %04x:%04x", VENDOR, ISO_PRODUCT);
+    if (!dev)
+        return;
+    check(libusb_get_device_speed(dev) == LIBUSB_SPEED_HIGH, "nb-iso: high speed");
+    check(libusb_get_max_iso_packet_size(dev, 0x82) == 1024,
+          "nb-iso: EP 0x82 max iso packet 1024 (alternate setting 1)");
+    check(libusb_open(dev, &h) == 0, "nb-iso: open");
+    libusb_unref_device(dev);
+    if (!h)
+        return;
+    check_strings(h, "netbus iso", "NB-ISO-1");
+    check(libusb_claim_interface(h, 0) == 0, "nb-iso: claim interface 0");
+    check_get_descriptor(h, "nb-iso", 41);
+
+    t = iso(h, 0x82, buf, 1, iso_lengths, &s);
+    check(libusb_submit_transfer(t) != 0, "nb-iso: iso IN refused in alternate setting 0");
+    libusb_free_transfer(t);
+    check(libusb_set_interface_alt_setting(h, 0, 2) != 0, "nb-iso: no alternate setting 2");
+    check(libusb_set_interface_alt_setting(h, 0, 1) == 0, "nb-iso: SET_INTERFACE alt 1");
+
+    iso_in_stream(h, &seq, &in_bytes);
+    iso_out_stream(h, &out_packets, &out_bytes, &out_sum);
+    iso_in_stream(h, &seq, &in_bytes);
+
+    /* a discarded IN delivers nothing: the sequence carries on after it */
+    memset(&s, 0, sizeof(s));
+    t = iso(h, 0x82, buf, 64, iso_lengths, &s);
+    check(libusb_submit_transfer(t) == 0 && libusb_cancel_transfer(t) == 0 &&
+          wait_flag(&s.done, TIMEOUT_MS) && s.status == LIBUSB_TRANSFER_CANCELLED,
+          "nb-iso: a discarded iso IN ends cancelled");
+    libusb_free_transfer(t);
+    iso_in_stream(h, &seq, &in_bytes);
+
+    t = iso(h, 0x02, buf, 1, too_long, &s);
+    check(libusb_submit_transfer(t) != 0, "nb-iso: a 1025-byte packet is refused (EMSGSIZE)");
+    libusb_free_transfer(t);
+
+    check(get_iso_counters(h, c) && c[0] == out_packets && c[1] == out_bytes && c[2] == seq &&
+          c[3] == in_bytes && c[4] == out_sum,
+          "nb-iso: GET_COUNTERS = %" PRIu64 " %" PRIu64 " %u %" PRIu64 " and the OUT checksum",
+          out_packets, out_bytes, seq, in_bytes);
+    snprintf(want, sizeof(want), "%" PRIu64 " %" PRIu64 " %u %" PRIu64 " %" PRIu64, out_packets,
+             out_bytes, seq, in_bytes, out_sum);
+    check(tell("stats nb-iso", answer, sizeof(answer)) && !strcmp(answer, want),
+          "nb-iso: control socket stats [%s]", want);
+
+    /* leaving the setting ends what is in flight on its endpoints */
+    memset(&s, 0, sizeof(s));
+    t = iso(h, 0x82, buf, 64, iso_lengths, &s);
+    bool ended = libusb_submit_transfer(t) == 0 && libusb_set_interface_alt_setting(h, 0, 0) == 0 &&
+                 wait_flag(&s.done, TIMEOUT_MS);
+    check(ended && s.status == LIBUSB_TRANSFER_NO_DEVICE,
+          "nb-iso: SET_INTERFACE alt 0 ends the iso IN in flight (-ESHUTDOWN, status %d)",
+          s.status);
+    libusb_free_transfer(t);
+    check(get_iso_counters(h, c) && c[2] == seq, "nb-iso: and it delivered no packet");
+    libusb_release_interface(h, 0);
+    libusb_close(h);
+}
+
 /* --- hotplug ----------------------------------------------------------------- */
 
 static volatile int arrived, left;
@@ -651,6 +852,7 @@ int main(void)
     test_raw_ioctls();
     bulk_handle = test_bulk();
     test_hid();
+    test_iso();
     if (bulk_handle && getenv("USBDEV_CONTROL"))
         test_hotplug(bulk_handle);
     else if (bulk_handle)

@@ -1,8 +1,9 @@
 /* The control socket: a unix stream socket taking one command a line and
  * answering one line each.
- *   plug NAME     -> ok | error ...      (NAME: nb-bulk, nb-hid)
+ *   plug NAME     -> ok | error ...      (NAME: nb-bulk, nb-hid, nb-iso)
  *   unplug NAME   -> ok | error ...
  *   stats NAME    -> OUT_COUNT OUT_BYTES IN_COUNT IN_BYTES | error ...
+ *                    (nb-iso: packets, and a fifth number, OUT_SUM)
  * stats reads the device's counters from outside the USB path, so a test can
  * check "executed once, none twice" without trusting the device's answer to
  * GET_COUNTERS through libusb. */
@@ -36,10 +37,14 @@ static char *run_command(const char *line)
     g_rec_mutex_lock(&usbdev_lock);
     if (!strcmp(words[0], "stats")) {
         struct usbdev_device *d = testbed_device(kind);
-        char *s = d ? g_strdup_printf("%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
-                                      d->counters[0], d->counters[1], d->counters[2],
-                                      d->counters[3])
-                    : g_strdup("error not plugged");
+        char *s = !d ? g_strdup("error not plugged")
+                  : kind == USBDEV_ISO
+                      ? g_strdup_printf("%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                                        d->counters[0], d->counters[1], d->counters[2],
+                                        d->counters[3], d->out_sum)
+                      : g_strdup_printf("%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                                        d->counters[0], d->counters[1], d->counters[2],
+                                        d->counters[3]);
         g_rec_mutex_unlock(&usbdev_lock);
         return s;
     }

@@ -1,12 +1,11 @@
-/* The two netbus test devices (/tmp/prompts/devices.md, mirrored in
+/* The netbus test devices (/tmp/prompts/devices.md, mirrored in
  * tests/usbdev/README.md): descriptors, endpoint-0 requests, the bulk
- * loopback FIFO and the paced HID reports. Nothing here knows usbfs: URBs
- * come in through device_submit and leave through usbfs_urb_done. */
+ * loopback FIFO and the paced HID reports (nb-iso's streams: iso.c).
+ * Nothing here knows usbfs: URBs come in through device_submit and leave
+ * through usbfs_urb_done. */
 #include "usbdev.h"
 
 #include <errno.h>
-#include <sys/ioctl.h>
-#include <linux/usbdevice_fs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +49,17 @@ static const uint8_t hid_descriptors[] = {
 
 #define HID_CLASS_DESC_OFFSET (18 + 9 + 9)
 
+/* Streaming needs alternate setting 1, as on audio and video devices. */
+static const uint8_t iso_descriptors[] = {
+    18, 1, LE16(0x0200), 0, 0, 0, 64, LE16(USBDEV_VENDOR), LE16(0x4e49),
+    LE16(0x0100), 1, 2, 3, 1,
+    9, 2, LE16(41), 1, 1, 0, 0x80, 50,
+    9, 4, 0, 0, 0, 0xff, 0, 0, 0,
+    9, 4, 0, 1, 2, 0xff, 0, 0, 0,
+    7, 5, 0x82, 1, LE16(USBDEV_ISO_MAX_PACKET), 1,
+    7, 5, 0x02, 1, LE16(USBDEV_ISO_MAX_PACKET), 1,
+};
+
 const struct usbdev_model usbdev_models[USBDEV_KINDS] = {
     [USBDEV_BULK] = {
         .name = "nb-bulk", .product_id = 0x4e42, .port = 1,
@@ -57,6 +67,7 @@ const struct usbdev_model usbdev_models[USBDEV_KINDS] = {
         .descriptors = bulk_descriptors, .descriptors_len = sizeof(bulk_descriptors),
         .strings = { NULL, "netbus", "netbus bulk loopback", "NB-BULK-1" },
         .in_ep = 0x81, .out_ep = 0x01, .in_type = USBDEVFS_URB_TYPE_BULK,
+        .out_type = USBDEVFS_URB_TYPE_BULK,
     },
     [USBDEV_HID] = {
         .name = "nb-hid", .product_id = 0x4e48, .port = 2,
@@ -66,6 +77,14 @@ const struct usbdev_model usbdev_models[USBDEV_KINDS] = {
         .strings = { NULL, "netbus", "netbus hid", "NB-HID-1" },
         .bound_driver = "usbhid",
         .in_ep = 0x81, .in_type = USBDEVFS_URB_TYPE_INTERRUPT,
+    },
+    [USBDEV_ISO] = {
+        .name = "nb-iso", .product_id = 0x4e49, .port = 3,
+        .speed_mbps = 480, .usbfs_speed = 3 /* USB_SPEED_HIGH */,
+        .descriptors = iso_descriptors, .descriptors_len = sizeof(iso_descriptors),
+        .strings = { NULL, "netbus", "netbus iso", "NB-ISO-1" },
+        .in_ep = 0x82, .out_ep = 0x02, .in_type = USBDEVFS_URB_TYPE_ISO,
+        .out_type = USBDEVFS_URB_TYPE_ISO, .ep_alt = 1,
     },
 };
 
@@ -81,7 +100,7 @@ struct usbdev_device *device_new(const struct usbdev_model *model, int devnum)
     g_strlcpy(d->driver, model->bound_driver ? model->bound_driver : "", sizeof(d->driver));
     g_queue_init(&d->in_queue);
     g_queue_init(&d->out_queue);
-    if (model->out_ep)
+    if (model->out_type == USBDEVFS_URB_TYPE_BULK)
         d->fifo = g_malloc(USBDEV_FIFO_MAX);
     return d;
 }
@@ -90,6 +109,7 @@ void device_free(struct usbdev_device *d)
 {
     if (d->report_timer)
         g_source_remove(d->report_timer);
+    iso_stop(d);
     g_free(d->fifo);
     g_free(d->syspath);
     g_free(d->devnode);
@@ -97,13 +117,33 @@ void device_free(struct usbdev_device *d)
     g_free(d);
 }
 
+int device_endpoint_type(const struct usbdev_device *d, uint8_t ep)
+{
+    const struct usbdev_model *m = d->model;
+
+    if (d->alt != m->ep_alt)
+        return -1;
+    if (ep == m->in_ep)
+        return m->in_type;
+    if (m->out_ep && ep == m->out_ep)
+        return m->out_type;
+    return -1;
+}
+
 bool device_has_endpoint(const struct usbdev_device *d, uint8_t ep, uint8_t type)
 {
-    if (ep == d->model->in_ep)
-        return type == d->model->in_type;
-    if (ep == d->model->out_ep && d->model->out_ep)
-        return type == USBDEVFS_URB_TYPE_BULK;
-    return false;
+    return device_endpoint_type(d, ep) == type;
+}
+
+int device_set_alt(struct usbdev_device *d, unsigned alt)
+{
+    if (alt > d->model->ep_alt)
+        return -EINVAL;
+    /* the kernel flushes the endpoints of the setting left */
+    if (alt != d->alt)
+        usbfs_endpoints_gone(d);
+    d->alt = (uint8_t)alt;
+    return 0;
 }
 
 /* --- endpoint 0 ---------------------------------------------------------- */
@@ -170,7 +210,7 @@ static int get_descriptor(const struct usbdev_device *d, uint8_t recipient,
 
 static bool valid_endpoint(const struct usbdev_device *d, unsigned ep)
 {
-    return ep == d->model->in_ep || (d->model->out_ep && ep == d->model->out_ep);
+    return ep <= 0xff && device_endpoint_type(d, (uint8_t)ep) >= 0;
 }
 
 static int standard_request(struct usbdev_device *d, const uint8_t *s, uint8_t *data,
@@ -197,10 +237,11 @@ static int standard_request(struct usbdev_device *d, const uint8_t *s, uint8_t *
         if (rt != 0x00 || value > 1)
             return -EPIPE;
         d->config = (uint8_t)value;
+        device_set_alt(d, 0);
         *len = 0;
         return 0;
-    case 11: /* SET_INTERFACE: only alternate setting 0 exists */
-        if (rt != 0x01 || index != 0 || value != 0)
+    case 11: /* SET_INTERFACE */
+        if (rt != 0x01 || index != 0 || device_set_alt(d, value) < 0)
             return -EPIPE;
         *len = 0;
         return 0;
@@ -237,16 +278,18 @@ int device_control(struct usbdev_device *d, const uint8_t setup[8], uint8_t *dat
     switch (setup[0] & 0x60) {
     case 0x00:
         return standard_request(d, setup, data, len);
-    case 0x40: /* vendor: the loopback's counters and reset */
-        if (!d->fifo || value != 0 || index != 0)
+    case 0x40: /* vendor: the counters, the loopback's reset */
+        if (!d->model->out_ep || value != 0 || index != 0)
             return -EPIPE;
         if (setup[0] == 0xc0 && setup[1] == 0x01) {
-            uint8_t c[32];
+            /* nb-iso: a fifth, the OUT checksum, for a 40-byte read */
+            uint8_t c[40];
             for (int i = 0; i < 4; i++)
                 put_le64(c + 8 * i, d->counters[i]);
-            return reply(data, len, c, sizeof(c));
+            put_le64(c + 32, d->out_sum);
+            return reply(data, len, c, d->fifo ? 32 : sizeof(c));
         }
-        if (setup[0] == 0x40 && setup[1] == 0x02) {
+        if (d->fifo && setup[0] == 0x40 && setup[1] == 0x02) {
             d->fifo_head = d->fifo_len = 0;
             memset(d->counters, 0, sizeof(d->counters));
             *len = 0;
@@ -366,6 +409,10 @@ static gboolean hid_tick(gpointer data)
 
 int device_submit(struct usbdev_device *d, struct usbdev_urb *urb)
 {
+    if (urb->type == USBDEVFS_URB_TYPE_ISO) {
+        iso_submit(d, urb);
+        return 0;
+    }
     g_queue_push_tail(urb->endpoint & 0x80 ? &d->in_queue : &d->out_queue, urb);
     if (d->fifo)
         bulk_pump(d);
@@ -381,5 +428,7 @@ bool device_cancel(struct usbdev_device *d, struct usbdev_urb *urb)
     /* a blocked OUT leaving may let the next one in */
     if (found && d->fifo)
         bulk_pump(d);
+    if (found && urb->type == USBDEVFS_URB_TYPE_ISO)
+        iso_cancelled(d);
     return found;
 }

@@ -1,6 +1,6 @@
 /* usbdev: runs a command with the netbus test USB devices plugged in.
  *
- *   usbdev [--bulk] [--hid] [--control PATH] -- COMMAND ARGS...
+ *   usbdev [--bulk] [--hid] [--iso] [--control PATH] -- COMMAND ARGS...
  *   usbdev --control PATH --tell 'LINE'      (one control command, prints
  *                                             the answer; exit 1 on error)
  *
@@ -37,7 +37,7 @@ static int child_status = 1;
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: usbdev [--bulk] [--hid] [--control PATH] -- COMMAND ARGS...\n"
+    fprintf(stderr, "usage: usbdev [--bulk] [--hid] [--iso] [--control PATH] -- COMMAND ARGS...\n"
                     "       usbdev --control PATH --tell 'plug|unplug|stats NAME'\n");
     return 2;
 }
@@ -111,6 +111,8 @@ int main(int argc, char **argv)
             want[USBDEV_BULK] = true;
         else if (!strcmp(argv[i], "--hid"))
             want[USBDEV_HID] = true;
+        else if (!strcmp(argv[i], "--iso"))
+            want[USBDEV_ISO] = true;
         else if (!strcmp(argv[i], "--control") && i + 1 < argc)
             control = argv[++i];
         else if (!strcmp(argv[i], "--tell") && i + 1 < argc)

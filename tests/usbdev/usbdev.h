@@ -1,7 +1,8 @@
 /* usbdev: scripted USB devices behind umockdev's usbdevfs emulation.
  *
- * device.c   what the two netbus test devices do (descriptors, requests,
+ * device.c   what the netbus test devices do (descriptors, requests,
  *            bulk loopback FIFO, HID reports), independent of usbfs
+ * iso.c      nb-iso's paced isochronous streams
  * usbfs.c    the usbdevfs ioctls of one opened device node, URB queues and
  *            the readiness FIFO that makes the node pollable
  * testbed.c  sysfs/dev nodes, plug and unplug with uevents
@@ -18,17 +19,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <umockdev.h>
+#include <sys/ioctl.h>
+#include <linux/usbdevice_fs.h>
 
-enum usbdev_kind { USBDEV_BULK, USBDEV_HID, USBDEV_KINDS };
+enum usbdev_kind { USBDEV_BULK, USBDEV_HID, USBDEV_ISO, USBDEV_KINDS };
 
 #define USBDEV_VENDOR 0x1209
 #define USBDEV_BUS 1
 #define USBDEV_FIFO_MAX (1u << 20)
 #define USBDEV_HID_PERIOD_US 10000
+#define USBDEV_ISO_MAX_PACKET 1024
+#define USBDEV_ISO_MAX_PACKETS 128 /* usbfs's limit per URB */
 
 /* The fixed description of one test device (devices.md). */
 struct usbdev_model {
-    const char *name;          /* nb-bulk, nb-hid */
+    const char *name;          /* nb-bulk, nb-hid, nb-iso */
     uint16_t product_id;
     int port;                  /* root port: sysfs name 1-<port> */
     int speed_mbps;            /* 480 or 12 */
@@ -40,7 +45,8 @@ struct usbdev_model {
     const char *strings[4];    /* 1 manufacturer, 2 product, 3 serial */
     const char *bound_driver;  /* kernel driver bound at plug, or NULL */
     uint8_t in_ep, out_ep;     /* endpoint addresses (0: none) */
-    uint8_t in_type;           /* USBDEVFS_URB_TYPE_* of the IN endpoint */
+    uint8_t in_type, out_type; /* USBDEVFS_URB_TYPE_* of the endpoints */
+    uint8_t ep_alt;            /* the alternate setting that has them */
 };
 
 extern const struct usbdev_model usbdev_models[USBDEV_KINDS];
@@ -61,6 +67,10 @@ struct usbdev_urb {
     UMockdevIoctlData *urb_data, *buf_data;
     UMockdevIoctlClient *sync; /* USBDEVFS_BULK: the ioctl to answer */
     guint timeout;             /* sync bulk timeout source */
+    /* isochronous: the packets, inside urb_data (after struct usbdevfs_urb) */
+    int nr_packets;
+    struct usbdevfs_iso_packet_desc *iso;
+    gint64 due_us;             /* when its last packet has gone */
 };
 
 /* One plugged (or unplugged but still open) device. */
@@ -74,17 +84,23 @@ struct usbdev_device {
     int ready_fd;              /* our end of the node's FIFO */
     bool ready;                /* a slot is free: clients see POLLOUT */
     uint8_t config;            /* bConfigurationValue */
+    uint8_t alt;               /* interface 0's alternate setting */
     char driver[32];           /* interface 0's kernel driver, "" if none */
     struct usbdev_client *claimed_by;
     GQueue in_queue, out_queue; /* struct usbdev_urb waiting for the device */
     /* bulk loopback */
     uint8_t *fifo;
     size_t fifo_head, fifo_len;
-    uint64_t counters[4];      /* OUT count, OUT bytes, IN count, IN bytes */
+    uint64_t counters[4];      /* OUT count, OUT bytes, IN count, IN bytes
+                                * (nb-iso: packets, not transfers) */
     /* HID */
     uint32_t seq;
     gint64 last_report_us;
     guint report_timer;
+    /* isochronous */
+    uint64_t out_sum;          /* sum of the OUT packets' FNV-1a 64 */
+    guint iso_timer[2];        /* [0] OUT queue, [1] IN queue */
+    gint64 iso_busy_until[2];  /* the last queued URB's due_us */
 };
 
 extern GRecMutex usbdev_lock;
@@ -101,11 +117,28 @@ int device_submit(struct usbdev_device *d, struct usbdev_urb *urb);
 /* Takes a URB out of the device queues (discard, client gone). */
 bool device_cancel(struct usbdev_device *d, struct usbdev_urb *urb);
 bool device_has_endpoint(const struct usbdev_device *d, uint8_t ep, uint8_t type);
+/* The type of endpoint ep in the current setting, or -1 if it has none. */
+int device_endpoint_type(const struct usbdev_device *d, uint8_t ep);
+/* SET_INTERFACE of interface 0: 0, or -EINVAL for no such setting. */
+int device_set_alt(struct usbdev_device *d, unsigned alt);
+
+/* iso.c */
+/* Checks an isochronous URB's packets: 0 or -errno as usbfs answers. */
+int iso_check(const struct usbdev_urb *urb);
+/* Queues it; it completes about 1 ms per packet later. */
+void iso_submit(struct usbdev_device *d, struct usbdev_urb *urb);
+/* A URB left a queue: the endpoint is busy only until the last one left. */
+void iso_cancelled(struct usbdev_device *d);
+void iso_stop(struct usbdev_device *d);
+/* FNV-1a 64 of one packet: OUT packets add it to out_sum. */
+uint64_t iso_packet_hash(const uint8_t *p, size_t len);
 
 /* usbfs.c */
 UMockdevIoctlBase *usbfs_handler_new(struct usbdev_device *d);
 void usbfs_urb_done(struct usbdev_urb *urb, int status);
 void usbfs_device_gone(struct usbdev_device *d);
+/* SET_INTERFACE / SET_CONFIGURATION left a setting: its URBs end -ESHUTDOWN. */
+void usbfs_endpoints_gone(struct usbdev_device *d);
 int usbfs_ready_init(struct usbdev_device *d);
 
 /* testbed.c */

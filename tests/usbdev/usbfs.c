@@ -110,6 +110,17 @@ void usbfs_urb_done(struct usbdev_urb *u, int status)
     struct usbdevfs_urb *k = (struct usbdevfs_urb *)u->urb_data->data;
     k->status = status;
     k->actual_length = u->actual;
+    if (u->iso) {
+        /* packets that never ran (discarded, unplugged) end with the URB */
+        k->error_count = 0;
+        for (int i = 0; i < u->nr_packets; i++) {
+            if (status) {
+                u->iso[i].actual_length = 0;
+                u->iso[i].status = (unsigned)status;
+            }
+            k->error_count += u->iso[i].status != 0;
+        }
+    }
     if (c->reaper) {
         UMockdevIoctlClient *client = c->reaper;
         UMockdevIoctlData *slot = c->reap_slot;
@@ -188,6 +199,43 @@ static UMockdevIoctlData *resolve(UMockdevIoctlData *parent, size_t offset, size
     return child;
 }
 
+/* An isochronous URB's packet descriptors follow struct usbdevfs_urb in the
+ * client. umockdev resolves a pointer once, at the size first asked for, so
+ * the URB is resolved again, whole: the argument is reloaded (which forgets
+ * its resolved child) and given the client's address back. The packet count
+ * is the one read first (no double fetch); *length becomes the sum of the
+ * packets' lengths, which usbfs uses instead of buffer_length. NULL: a bad
+ * packet count or client memory that cannot be read. */
+static UMockdevIoctlData *resolve_iso(UMockdevIoctlData *arg, UMockdevIoctlData *urb_data,
+                                      int *length)
+{
+    struct usbdevfs_urb *k = (struct usbdevfs_urb *)urb_data->data;
+    int n = k->number_of_packets;
+    unsigned long addr = urb_data->client_addr;
+    GError *error = NULL;
+    UMockdevIoctlData *whole;
+
+    g_object_unref(urb_data);
+    if (n < 1 || n > USBDEV_ISO_MAX_PACKETS)
+        return NULL;
+    if (!umockdev_ioctl_data_reload(arg, &error)) {
+        g_warning("usbdev: reloading an ioctl argument: %s",
+                  error ? error->message : "failed");
+        g_clear_error(&error);
+        return NULL;
+    }
+    memcpy(arg->data, &addr, sizeof(addr));
+    whole = resolve(arg, 0, sizeof(*k) + (size_t)n * sizeof(k->iso_frame_desc[0]));
+    if (!whole)
+        return NULL;
+    k = (struct usbdevfs_urb *)whole->data;
+    k->number_of_packets = n;
+    *length = 0;
+    for (int i = 0; i < n; i++)
+        *length += (int)MIN(k->iso_frame_desc[i].length, 98304u); /* usbfs's limit */
+    return whole;
+}
+
 static struct usbdev_urb *urb_new(struct usbdev_client *c, uint8_t type, uint8_t ep,
                                   UMockdevIoctlData *buf_data, int length)
 {
@@ -210,11 +258,12 @@ static struct reply submit_urb(struct usbdev_client *c, UMockdevIoctlData *arg)
     struct usbdevfs_urb *k;
     UMockdevIoctlData *buf = NULL;
     struct usbdev_urb *u;
-    int r;
+    int r, length;
 
     if (!urb_data)
         return fail(EFAULT);
     k = (struct usbdevfs_urb *)urb_data->data;
+    length = k->buffer_length;
     if (k->buffer_length < 0 || (k->buffer_length > 0 && !k->buffer)) {
         g_object_unref(urb_data);
         return fail(EINVAL);
@@ -224,18 +273,20 @@ static struct reply submit_urb(struct usbdev_client *c, UMockdevIoctlData *arg)
             r = -EINVAL;
         else
             r = 0;
-    } else if (k->type == USBDEVFS_URB_TYPE_ISO) {
-        r = -EINVAL; /* no isochronous endpoint on these devices */
-    } else if (!d->config || !device_has_endpoint(d, k->endpoint, k->type)) {
-        r = device_has_endpoint(d, k->endpoint, d->model->in_type) ||
-            device_has_endpoint(d, k->endpoint, USBDEVFS_URB_TYPE_BULK) ? -EINVAL : -ENOENT;
-        if (!d->config)
-            r = -ENOENT;
     } else {
-        r = claim(c, 0);
+        int type = d->config ? device_endpoint_type(d, k->endpoint) : -1;
+        r = type < 0 ? -ENOENT : type != k->type ? -EINVAL : claim(c, 0);
     }
-    if (r == 0 && k->buffer_length > 0) {
-        buf = resolve(urb_data, offsetof(struct usbdevfs_urb, buffer), (size_t)k->buffer_length);
+    if (r == 0 && k->type == USBDEVFS_URB_TYPE_ISO) {
+        urb_data = resolve_iso(arg, urb_data, &length);
+        if (!urb_data)
+            return fail(EINVAL);
+        k = (struct usbdevfs_urb *)urb_data->data;
+        r = iso_check(&(struct usbdev_urb){ .nr_packets = k->number_of_packets,
+                                            .iso = k->iso_frame_desc });
+    }
+    if (r == 0 && length > 0) {
+        buf = resolve(urb_data, offsetof(struct usbdevfs_urb, buffer), (size_t)length);
         if (!buf)
             r = -EFAULT;
     }
@@ -247,9 +298,13 @@ static struct reply submit_urb(struct usbdev_client *c, UMockdevIoctlData *arg)
         g_object_unref(urb_data);
         return fail(-r);
     }
-    u = urb_new(c, k->type, k->endpoint, buf, k->buffer_length);
+    u = urb_new(c, k->type, k->endpoint, buf, length);
     u->urb_data = urb_data;
     u->client_addr = urb_data->client_addr;
+    if (k->type == USBDEVFS_URB_TYPE_ISO) {
+        u->nr_packets = k->number_of_packets;
+        u->iso = k->iso_frame_desc;
+    }
     if (k->type == USBDEVFS_URB_TYPE_CONTROL) {
         int len = MIN(u->buf[6] | u->buf[7] << 8, u->length - 8);
         int status = device_control(d, u->buf, u->buf + 8, &len);
@@ -325,8 +380,9 @@ static struct reply sync_bulk(struct usbdev_client *c, UMockdevIoctlClient *clie
         return fail(EFAULT);
     bt = (struct usbdevfs_bulktransfer *)bd->data;
     ep = (uint8_t)bt->ep;
-    type = ep == d->model->in_ep ? d->model->in_type : USBDEVFS_URB_TYPE_BULK;
-    r = device_has_endpoint(d, ep, type) && d->config ? claim(c, 0) : -ENOENT;
+    type = (uint8_t)device_endpoint_type(d, ep);
+    r = d->config && (type == USBDEVFS_URB_TYPE_BULK || type == USBDEVFS_URB_TYPE_INTERRUPT)
+            ? claim(c, 0) : -ENOENT;
     if (r == 0 && bt->len > 0 &&
         !(buf = resolve(bd, offsetof(struct usbdevfs_bulktransfer, data), bt->len)))
         r = -EFAULT;
@@ -491,6 +547,7 @@ static struct reply dispatch(struct usbdev_client *c, UMockdevIoctlClient *clien
         if (d->claimed_by && d->claimed_by != c)
             return fail(EBUSY);
         d->config = cfg == 1;
+        device_set_alt(d, 0);
         testbed_config_changed(d);
         return ok(0);
     }
@@ -498,16 +555,16 @@ static struct reply dispatch(struct usbdev_client *c, UMockdevIoctlClient *clien
         struct usbdevfs_setinterface si;
         if (!read_arg(arg, &si, sizeof(si)))
             return fail(EFAULT);
-        if (si.interface != 0 || si.altsetting != 0)
+        if (si.interface != 0)
             return fail(EINVAL);
-        return result(claim(c, 0));
+        int r = claim(c, 0);
+        return result(r ? r : device_set_alt(d, si.altsetting));
     }
     case (unsigned)USBDEVFS_CLEAR_HALT:
     case (unsigned)USBDEVFS_RESETEP:
         if (!read_arg(arg, &v, sizeof(v)))
             return fail(EFAULT);
-        if (!device_has_endpoint(d, (uint8_t)v, d->model->in_type) &&
-            !device_has_endpoint(d, (uint8_t)v, USBDEVFS_URB_TYPE_BULK))
+        if (v > 0xff || device_endpoint_type(d, (uint8_t)v) < 0)
             return fail(ENOENT);
         return result(claim(c, 0));
     case (unsigned)USBDEVFS_RESET:
@@ -723,6 +780,23 @@ void usbfs_device_gone(struct usbdev_device *d)
             g_object_unref(c->reap_slot);
             c->reaper = NULL;
             c->reap_slot = NULL;
+        }
+    }
+}
+
+void usbfs_endpoints_gone(struct usbdev_device *d)
+{
+    for (GList *l = d->clients; l; l = l->next) {
+        struct usbdev_client *c = l->data;
+        GList *i = c->inflight;
+        while (i) {
+            struct usbdev_urb *u = i->data;
+            i = i->next;
+            if ((u->endpoint & 0x7f) && device_cancel(d, u)) {
+                u->actual = 0;
+                usbfs_urb_done(u, -ESHUTDOWN);
+                i = c->inflight; /* done() changed the list */
+            }
         }
     }
 }
