@@ -81,6 +81,7 @@ struct xenbus {
     struct xenif_config cfg;
     xenif_domid self;
     char self_path[48];   /* /local/domain/SELF */
+    char own_path[56];    /* /local/domain/SELF/netbus */
     struct bus_class *classes;
     unsigned nclasses;
     struct xenbus_device *devices;
@@ -1010,6 +1011,7 @@ struct xenbus *xenbus_new(struct evloop *loop, struct xenif_xs *xs,
     bus->self = xenif_xs_own_domid(xs);
     snprintf(bus->self_path, sizeof(bus->self_path), "/local/domain/%u",
              bus->self);
+    snprintf(bus->own_path, sizeof(bus->own_path), "%s/netbus", bus->self_path);
     bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (bus->efd < 0)
         goto fail;
@@ -1190,9 +1192,10 @@ void xenbus_set_priv(struct xenbus_device *dev, void *priv)
     dev->priv = priv;
 }
 
-char *xenbus_read(struct xenbus_device *dev, const char *key)
+static char *read_at(struct xenbus_device *dev, const char *dir,
+                     const char *key)
 {
-    char *path = path_join(dev->be_path, key);
+    char *path = path_join(dir, key);
     if (!path)
         return NULL;
     char *v = xenif_xs_read(dev->bus->xs, 0, path, NULL);
@@ -1200,6 +1203,11 @@ char *xenbus_read(struct xenbus_device *dev, const char *key)
     free(path);
     errno = saved;
     return v;
+}
+
+char *xenbus_read(struct xenbus_device *dev, const char *key)
+{
+    return read_at(dev, dev->be_path, key);
 }
 
 static int read_uint_at(struct xenbus_device *dev, const char *dir,
@@ -1290,28 +1298,15 @@ bool xenbus_sees_suspend(const struct xenbus_device *dev)
     return dev->bus->dom != NULL;
 }
 
-static char *own_path(struct xenbus_device *dev, const char *key)
-{
-    char *path;
-    if (asprintf(&path, "%s/netbus/%s", dev->bus->self_path, key) < 0)
-        return NULL;
-    return path;
-}
-
 char *xenbus_read_own(struct xenbus_device *dev, const char *key)
 {
-    char *path = own_path(dev, key);
-    char *v = path ? xenif_xs_read(dev->bus->xs, 0, path, NULL) : NULL;
-    int saved = errno;
-    free(path);
-    errno = saved;
-    return v;
+    return read_at(dev, dev->bus->own_path, key);
 }
 
 int xenbus_write_own(struct xenbus_device *dev, const char *key,
                      const char *value)
 {
-    char *path = own_path(dev, key);
+    char *path = path_join(dev->bus->own_path, key);
     int rc = path ? xenif_xs_write(dev->bus->xs, 0, path, value, strlen(value))
                   : -1;
     free(path);
@@ -1320,7 +1315,7 @@ int xenbus_write_own(struct xenbus_device *dev, const char *key,
 
 int xenbus_rm_own(struct xenbus_device *dev, const char *key)
 {
-    char *path = own_path(dev, key);
+    char *path = path_join(dev->bus->own_path, key);
     int rc = path ? xenif_xs_rm(dev->bus->xs, 0, path) : -1;
     if (rc < 0 && errno == ENOENT)
         rc = 0;
