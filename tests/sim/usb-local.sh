@@ -238,9 +238,26 @@ spid=$!
 for _ in $(seq 100); do
     [ "$(grep -c 'vusb/'"$s1"'/0: connected' "$dir/netbusd-B.log")" = 2 ] && break; sleep 0.1
 done
+# let_go_count N: waits for the Nth "let go" of nb-bulk by s1's controller
+let_go_count() {
+    for _ in $(seq 50); do
+        [ "$(grep -c "vusb/$s1/0: port 2: 1-1 let go" "$dir/netbusd-B.log")" = "$1" ] && break
+        sleep 0.1
+    done
+    grep -c "vusb/$s1/0: port 2: 1-1 let go" "$dir/netbusd-B.log"
+}
 "$xensim" suspend --dir "$B" s
-for _ in $(seq 50); do grep -q "port 2: 1-1 let go" "$dir/netbusd-B.log" && break; sleep 0.1; done
-check "the suspended guest's device is let go" 1 "$(grep -c "port 2: 1-1 let go" "$dir/netbusd-B.log")"
+check "the suspended guest's device is let go" 1 "$(let_go_count 1)"
+# resumed here (a cancelled save or failed migration): claimed back, and
+# the guest is never told the device left
+"$xensim" resume --dir "$B" s
+for _ in $(seq 50); do
+    [ "$(grep -c "vusb/$s1/0/port/2: claimed USB device" "$dir/netbusd-B.log")" = 2 ] && break; sleep 0.1
+done
+check "a guest resumed here gets its device back unseen" "2 0" \
+    "$(grep -c "vusb/$s1/0/port/2: claimed USB device" "$dir/netbusd-B.log") $(grep -c "vusb/$s1/0: port 2: device gone" "$dir/netbusd-B.log")"
+"$xensim" suspend --dir "$B" s
+check "suspended again: let go again" 2 "$(let_go_count 2)"
 "$xensim" destroy --dir "$B" s
 wait "$spid" 2>/dev/null || true
 check "the guest destroyed after its suspend keeps its record" 1-1 "$(xsB $rec)"
