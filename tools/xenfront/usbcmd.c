@@ -1,7 +1,8 @@
-/* `xenfront usb list|verify|hid`: what a host controller driver and a
- * class driver do with the netbus test devices (the spec every side
+/* `xenfront usb list|verify|hid|iso|rtt`: what a host controller driver
+ * and a class driver do with the netbus test devices (the spec every side
  * shares: nb-bulk, a bulk loopback FIFO with transfer counters; nb-hid, an
- * interrupt endpoint delivering numbered reports).
+ * interrupt endpoint delivering numbered reports; nb-iso, isochronous
+ * streams of numbered IN packets and counted, checksummed OUT packets).
  *
  * Enumeration, as Linux's hub driver does it: wait for the port's connect
  * on the conn ring, GET_DESCRIPTOR(device, 64) at address 0, SET_ADDRESS,
@@ -36,11 +37,13 @@
 #define NB_VENDOR 0x1209
 #define NB_BULK_PRODUCT 0x4e42
 #define NB_HID_PRODUCT 0x4e48
+#define NB_ISO_PRODUCT 0x4e49
 #define NB_GET_COUNTERS 0x01
 #define NB_RESET 0x02
 #define NB_FIFO_MAX (1u << 20)
 #define HID_REPORT_LEN 8
 #define MAX_REPORTS 10
+#define ISO_MAX_PACKETS 128
 
 /* ---- options --------------------------------------------------------------- */
 
@@ -49,7 +52,7 @@ struct usb_args {
     unsigned port;
     bool have_port;
     uint64_t seconds, count, seed, window;
-    unsigned queue;
+    unsigned queue, packets;
     bool have_seconds, have_count;
     int settle_ms;
 };
@@ -66,6 +69,7 @@ struct usb_args {
     { "seed", required_argument, NULL, 2008 },                                \
     { "window", required_argument, NULL, 2009 },                              \
     { "settle-ms", required_argument, NULL, 2010 },                           \
+    { "packets", required_argument, NULL, 2011 },                             \
     { "verbose", no_argument, NULL, 'v' },                                    \
     { "help", no_argument, NULL, 'h' }
 
@@ -92,6 +96,14 @@ static void usb_usage(FILE *f, const char *cmd)
               "  GET_DESCRIPTOR(device), 512-byte bulk OUT, 512-byte bulk IN (of\n"
               "  what the OUT wrote, checked); prints the medians in microseconds\n",
               f);
+    else if (strcmp(cmd, "iso") == 0)
+        fputs("usage: xenfront usb iso --port P [--count C] [--packets K] [--queue Q]\n"
+              "                        [--devid N] [options]\n"
+              "  enumerates the nb-iso device on port P, selects alternate setting 1,\n"
+              "  runs C (default 8) isochronous IN URBs of K packets (default 8, at\n"
+              "  most 128; lengths 0..1024) with Q in flight (default 4) and checks\n"
+              "  every packet's status, length, sequence number and data; then C\n"
+              "  OUT URBs; then the device's packet, byte and checksum counters\n", f);
     else
         fputs("usage: xenfront usb hid --port P --count C [--devid N] [--queue Q] "
               "[options]\n"
@@ -165,6 +177,11 @@ static int usb_option(struct usb_args *a, int opt, const char *arg, const char *
         if (xf_parse_uint(arg, 600000, &v) < 0)
             goto bad;
         a->settle_ms = (int)v;
+        return 1;
+    case 2011:
+        if (xf_parse_uint(arg, ISO_MAX_PACKETS, &v) < 0 || v == 0)
+            goto bad;
+        a->packets = (unsigned)v;
         return 1;
     case 'v':
         a->o.verbose = true;
@@ -964,6 +981,243 @@ out:
     return rc;
 }
 
+/* ---- iso ---------------------------------------------------------------------- */
+
+/* Packet lengths, cycled: full, short, tiny, empty. */
+static const uint32_t iso_lengths[] = { 1024, 512, 3, 0, 1000, 64, 1024, 7 };
+#define ISO_LENGTHS (sizeof(iso_lengths) / sizeof(iso_lengths[0]))
+
+struct iso_urb {
+    struct uf_urb u;
+    struct uf_iso_packet pk[ISO_MAX_PACKETS];
+    uint8_t buf[ISO_MAX_PACKETS * 1024];
+    bool done;
+};
+
+struct iso_run {
+    struct usbfront *uf;
+    const struct usbdev *d;
+    unsigned packets, queue;
+    uint64_t count;
+    bool in;
+    uint32_t seq;              /* IN: the next packet's sequence number */
+    uint64_t out_fill;         /* OUT: the data pattern's position */
+    uint64_t urbs, packets_done, bytes, sum;
+};
+
+static void iso_done(struct uf_urb *u)
+{
+    ((struct iso_urb *)u)->done = true;
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void iso_prepare(struct iso_run *r, struct iso_urb *x)
+{
+    uint32_t off = 0;
+    memset(&x->u, 0, sizeof(x->u));
+    for (unsigned i = 0; i < r->packets; i++) {
+        uint32_t len = iso_lengths[(r->urbs * r->packets + i) % ISO_LENGTHS];
+        x->pk[i] = (struct uf_iso_packet){ .offset = off, .length = len,
+                                           .status = -EINPROGRESS };
+        off += len;
+    }
+    if (r->in) {
+        memset(x->buf, 0xee, off);
+    } else {
+        for (uint32_t b = 0; b < off; b++)
+            x->buf[b] = (uint8_t)((r->out_fill + b) * 13 + 1);
+        r->out_fill += off;
+    }
+    x->u.pipe = uf_pipe(r->d->port, r->d->addr, 2, r->in, UF_ISOC);
+    x->u.interval = 1;
+    x->u.nr_packets = r->packets;
+    x->u.iso = x->pk;
+    x->u.buf = x->buf;
+    x->u.len = off;
+    x->u.done = iso_done;
+    x->done = false;
+}
+
+/* One completed URB: every packet ok and whole; IN data as devices.md
+ * says, in sequence. 0 or -1 (message printed). */
+static int iso_check(struct iso_run *r, struct iso_urb *x, uint64_t n)
+{
+    const char *dir = r->in ? "IN" : "OUT";
+    uint32_t sum = 0, failed = 0;
+    if (x->u.status != 0) {
+        fprintf(stderr, "xenfront usb iso: %s URB %llu: %s (status %d)\n", dir,
+                (unsigned long long)n, uf_status_name(x->u.status), x->u.status);
+        return -1;
+    }
+    for (unsigned i = 0; i < r->packets; i++) {
+        const struct uf_iso_packet *p = &x->pk[i];
+        const uint8_t *b = x->buf + p->offset;
+        if (p->status != 0 || p->actual != p->length) {
+            fprintf(stderr, "xenfront usb iso: %s URB %llu packet %u: status %d, %u of "
+                    "%u bytes\n", dir, (unsigned long long)n, i, p->status, p->actual,
+                    p->length);
+            return -1;
+        }
+        failed += p->status != 0;
+        sum += p->actual;
+        if (r->in) {
+            for (uint32_t j = 0; j < p->actual; j++) {
+                uint8_t want = j < 4 ? (uint8_t)(r->seq >> (8 * j)) : (uint8_t)(r->seq + j);
+                if (b[j] != want) {
+                    fprintf(stderr, "xenfront usb iso: IN URB %llu packet %u (sequence "
+                            "number %u expected): byte %u is %02x, not %02x\n",
+                            (unsigned long long)n, i, r->seq, j, b[j], want);
+                    return -1;
+                }
+            }
+            r->seq++;
+        } else {
+            r->sum += fnv1a(b, p->actual);
+        }
+        r->packets_done++;
+        r->bytes += p->actual;
+    }
+    if (x->u.actual != sum || x->u.error_count != failed) {
+        fprintf(stderr, "xenfront usb iso: %s URB %llu: actual_length %u and error_count "
+                "%u, but its packets add up to %u and %u\n", dir, (unsigned long long)n,
+                x->u.actual, x->u.error_count, sum, failed);
+        return -1;
+    }
+    return 0;
+}
+
+/* count URBs on one endpoint, queue in flight; they complete in order. */
+static int iso_stream(struct iso_run *r, struct iso_urb *xs)
+{
+    uint64_t submitted = 0, checked = 0;
+    unsigned head = 0, in_flight = 0;
+    while (checked < r->count) {
+        while (in_flight < r->queue && submitted < r->count) {
+            struct iso_urb *x = &xs[(head + in_flight) % r->queue];
+            iso_prepare(r, x);
+            if (uf_submit(r->uf, &x->u) < 0) {
+                if (errno == EAGAIN)
+                    break;
+                fprintf(stderr, "xenfront usb iso: submit: %s\n", strerror(errno));
+                return -1;
+            }
+            r->urbs++;
+            in_flight++;
+            submitted++;
+        }
+        if (uf_kick(r->uf) < 0 || uf_poll(r->uf, 200) < 0)
+            return -1;
+        while (in_flight && xs[head].done) {
+            if (iso_check(r, &xs[head], ++checked) < 0)
+                return -1;
+            head = (head + 1) % r->queue;
+            in_flight--;
+        }
+    }
+    return 0;
+}
+
+/* GET_COUNTERS with the checksum: OUT packets, OUT bytes, IN packets, IN
+ * bytes, OUT sum. */
+static int iso_counters(struct usbfront *uf, const struct usbdev *d, uint64_t c[5])
+{
+    uint8_t buf[40];
+    uint32_t n;
+    if (control(uf, d->port, d->addr, 0xc0, NB_GET_COUNTERS, 0, 0, buf, sizeof(buf), &n,
+                "GET_COUNTERS") != 0)
+        return -1;
+    if (n != sizeof(buf)) {
+        fprintf(stderr, "xenfront usb iso: GET_COUNTERS returned %u bytes, not 40\n", n);
+        return -1;
+    }
+    for (unsigned i = 0; i < 5; i++) {
+        c[i] = 0;
+        for (unsigned b = 0; b < 8; b++)
+            c[i] |= (uint64_t)buf[i * 8 + b] << (b * 8);
+    }
+    return 0;
+}
+
+static int usb_iso(int argc, char **argv)
+{
+    struct usb_args a;
+    int r = parse_args(&a, argc, argv, "iso");
+    if (r)
+        return r < 0 ? 0 : r;
+    if (!a.have_port) {
+        fprintf(stderr, "xenfront usb iso: --port is required\n");
+        usb_usage(stderr, "iso");
+        return 2;
+    }
+    struct iso_run in = { .packets = a.packets ? a.packets : 8,
+                          .queue = a.queue ? a.queue : 4,
+                          .count = a.have_count ? a.count : 8, .in = true };
+    struct iso_urb *xs = calloc(in.queue, sizeof(*xs));
+    struct usbfront *uf = xs ? open_ctrl(&a, "iso") : NULL;
+    if (!uf) {
+        free(xs);
+        return 1;
+    }
+    int rc = 1;
+    struct usbdev d;
+    uint64_t before[5], after[5];
+    if (enumerate(uf, a.port, a.o.timeout_ms, true, &d) < 0)
+        goto out;
+    if (d.dd.id_vendor != NB_VENDOR || d.dd.id_product != NB_ISO_PRODUCT ||
+        d.cd.total_length != 41 || d.speed != USBIF_SPEED_HIGH) {
+        fprintf(stderr, "xenfront usb iso: port %u has %04x:%04x (%s speed, %u-byte "
+                "configuration), not the nb-iso device %04x:%04x\n", a.port,
+                d.dd.id_vendor, d.dd.id_product, uf_speed_name(d.speed),
+                d.cd.total_length, NB_VENDOR, NB_ISO_PRODUCT);
+        goto out;
+    }
+    if (iso_counters(uf, &d, before) < 0 ||
+        control(uf, a.port, d.addr, 0x01, 11, 1, 0, NULL, 0, NULL,
+                "SET_INTERFACE(alt 1)") != 0)
+        goto out;
+    in.uf = uf;
+    in.d = &d;
+    in.seq = (uint32_t)before[2];
+    struct iso_run out = in;
+    out.in = false;
+    uint64_t t0 = fe_now_ns();
+    if (iso_stream(&in, xs) < 0 || iso_stream(&out, xs) < 0)
+        goto out;
+    double secs = (fe_now_ns() - t0) / 1e9;
+    if (control(uf, a.port, d.addr, 0x01, 11, 0, 0, NULL, 0, NULL,
+                "SET_INTERFACE(alt 0)") != 0 || iso_counters(uf, &d, after) < 0)
+        goto out;
+    uint64_t want[5] = { out.packets_done, out.bytes, in.packets_done, in.bytes, out.sum };
+    static const char *names[5] = { "OUT packets", "OUT bytes", "IN packets", "IN bytes",
+                                    "OUT checksum" };
+    rc = 0;
+    for (unsigned i = 0; i < 5; i++)
+        if (after[i] - before[i] != want[i]) {
+            fprintf(stderr, "xenfront usb iso: the device counted %llu %s, the URBs "
+                    "completed %llu\n", (unsigned long long)(after[i] - before[i]),
+                    names[i], (unsigned long long)want[i]);
+            rc = 1;
+        }
+    printf("result=%s in_urbs=%llu out_urbs=%llu packets_per_urb=%u in_packets=%llu "
+           "in_bytes=%llu out_packets=%llu out_bytes=%llu first_seq=%llu last_seq=%u "
+           "seconds=%.3f\n", rc == 0 ? "ok" : "FAILED", (unsigned long long)in.urbs,
+           (unsigned long long)out.urbs, in.packets, (unsigned long long)in.packets_done,
+           (unsigned long long)in.bytes, (unsigned long long)out.packets_done,
+           (unsigned long long)out.bytes, (unsigned long long)before[2], in.seq - 1, secs);
+out:
+    if (uf_close(uf) < 0)
+        rc = 1;
+    free(xs);
+    return rc;
+}
+
 /* ---- rtt ---------------------------------------------------------------------- */
 
 static int cmp_u64(const void *a, const void *b)
@@ -1073,12 +1327,13 @@ int xf_usb_main(int argc, char **argv)
         { "verify", usb_verify },
         { "hid", usb_hid },
         { "rtt", usb_rtt },
+        { "iso", usb_iso },
     };
     if (argc >= 1)
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
             if (strcmp(argv[0], cmds[i].name) == 0)
                 return cmds[i].fn(argc, argv);
-    fprintf(stderr, "usage: xenfront usb list|verify|hid|rtt [OPTIONS]\n"
+    fprintf(stderr, "usage: xenfront usb list|verify|hid|iso|rtt [OPTIONS]\n"
             "  `xenfront usb COMMAND --help` lists a command's options\n");
     return 2;
 }

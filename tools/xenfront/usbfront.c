@@ -80,6 +80,22 @@ int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
     return (int)n;
 }
 
+int uf_fill_iso(struct usbif_urb_request *req, const xenif_gref *refs,
+                unsigned nr_packets, uint16_t interval)
+{
+    unsigned n = req->nr_buffer_segs;
+    if (nr_packets == 0 || nr_packets > UF_MAX_ISO_PACKETS || n >= UF_MAX_SEGS)
+        return -1;
+    req->u.isoc.interval = interval;
+    req->u.isoc.start_frame = UF_ISO_ASAP;
+    req->u.isoc.number_of_packets = (uint16_t)nr_packets;
+    req->u.isoc.nr_frame_desc_segs = 1;
+    req->seg[n].gref = refs[n];
+    req->seg[n].offset = 0;
+    req->seg[n].length = (uint16_t)(nr_packets * sizeof(struct uf_iso_packet));
+    return (int)n + 1;
+}
+
 int uf_build_request(struct usbif_urb_request *req, uint16_t id,
                      const struct uf_urb *u, const xenif_gref *refs)
 {
@@ -93,7 +109,10 @@ int uf_build_request(struct usbif_urb_request *req, uint16_t id,
         memcpy(req->u.ctrl, u->setup, 8);
     else if (usbif_pipeint(u->pipe))
         req->u.intr.interval = u->interval;
-    return uf_fill_segments(req, refs, u->page_off, u->len);
+    int n = uf_fill_segments(req, refs, u->page_off, u->len);
+    if (n >= 0 && usbif_pipeisoc(u->pipe))
+        n = uf_fill_iso(req, refs, u->nr_packets, u->interval);
+    return n;
 }
 
 void uf_build_unlink(struct usbif_urb_request *req, uint16_t id,
@@ -474,6 +493,13 @@ fail:
 
 /* ---- URBs ---------------------------------------------------------------- */
 
+/* The page after an isochronous URB's data: its packet descriptors. */
+static void *iso_page(const struct slot *s, const struct uf_urb *u)
+{
+    return (uint8_t *)s->pages +
+           (size_t)uf_pages_for(u->page_off, u->len) * XENIF_PAGE_SIZE;
+}
+
 static struct slot *take_slot(struct usbfront *uf, unsigned *id)
 {
     if (uf->free_head >= URB_SLOTS || RING_FULL(&uf->urb))
@@ -502,7 +528,10 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
     if (u->len > UF_MAX_LEN || u->page_off >= XENIF_PAGE_SIZE ||
         uf_pages_for(u->page_off, u->len) > UF_MAX_SEGS ||
         usbif_pipeportnum(u->pipe) < 1 || usbif_pipeportnum(u->pipe) > uf->num_ports ||
-        usbif_pipeunlink(u->pipe) || (u->len && !u->buf)) {
+        usbif_pipeunlink(u->pipe) || (u->len && !u->buf) ||
+        (usbif_pipeisoc(u->pipe) &&
+         (!u->iso || u->nr_packets == 0 || u->nr_packets > UF_MAX_ISO_PACKETS ||
+          uf_pages_for(u->page_off, u->len) >= UF_MAX_SEGS))) {
         errno = EINVAL;
         return -1;
     }
@@ -525,6 +554,8 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
     s->in = usbif_pipein(u->pipe) != 0;
     if (!s->in && u->len)
         memcpy((uint8_t *)s->pages + u->page_off, u->buf, u->len);
+    if (usbif_pipeisoc(u->pipe))
+        memcpy(iso_page(s, u), u->iso, u->nr_packets * sizeof(*u->iso));
     s->is_unlink = false;
     s->urb = u;
     s->length = (uint16_t)u->len;
@@ -612,14 +643,21 @@ static void unlink_answered(struct usbfront *uf, unsigned target)
     }
 }
 
-static void complete(struct usbfront *uf, unsigned id, int status, uint32_t actual)
+static void complete(struct usbfront *uf, unsigned id, int status, uint32_t actual,
+                     uint32_t error_count)
 {
     struct slot *s = &uf->slots[id];
     struct uf_urb *u = s->urb;
-    if (s->in && actual)
-        memcpy(u->buf, (uint8_t *)s->pages + u->page_off, actual);
+    bool isoc = usbif_pipeisoc(u->pipe);
+    /* isochronous packets lie at their offsets: the whole buffer comes back */
+    uint32_t back = isoc && actual ? u->len : actual;
+    if (s->in && back)
+        memcpy(u->buf, (uint8_t *)s->pages + u->page_off, back);
+    if (isoc)
+        memcpy(u->iso, iso_page(s, u), u->nr_packets * sizeof(*u->iso));
     u->status = status;
     u->actual = actual;
+    u->error_count = error_count;
     uf->in_flight--;
     if (uf->suspending)
         uf->stats.drained++;
@@ -663,7 +701,8 @@ static int take_urb_responses(struct usbfront *uf)
                         s->urb->pipe, why);
                 return -1;
             }
-            complete(uf, rsp.id, rsp.status, (uint32_t)rsp.actual_length);
+            complete(uf, rsp.id, rsp.status, (uint32_t)rsp.actual_length,
+                     (uint32_t)rsp.error_count);
             n++;
         }
         RING_FINAL_CHECK_FOR_RESPONSES(&uf->urb, more);
@@ -840,7 +879,7 @@ static int do_suspend(struct usbfront *uf)
         for (unsigned id = 0; id < URB_SLOTS; id++) {
             struct slot *s = &uf->slots[id];
             if (s->busy && !s->is_unlink)
-                complete(uf, id, USBIF_STATUS_SHUTDOWN, 0);
+                complete(uf, id, USBIF_STATUS_SHUTDOWN, 0, 0);
             else if (s->busy)
                 release_slot(uf, id);
         }

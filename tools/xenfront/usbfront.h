@@ -71,11 +71,31 @@ int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
 /* Pages a buffer of len bytes at page_off spans. */
 unsigned uf_pages_for(unsigned page_off, uint32_t len);
 
+/* An isochronous packet: Linux's usb_iso_packet_descriptor, which is what
+ * xen-hcd grants (offset and length in; actual and status out). */
+struct uf_iso_packet {
+    uint32_t offset, length, actual;
+    int32_t status;
+};
+/* What one descriptor page holds. */
+#define UF_MAX_ISO_PACKETS (XENIF_PAGE_SIZE / sizeof(struct uf_iso_packet))
+/* start_frame for "as soon as possible" (xen-hcd: URB_ISO_ASAP -> -1). */
+#define UF_ISO_ASAP 0xffffu
+/* The isochronous part of a request whose data segments are filled:
+ * number_of_packets, interval, start_frame ASAP and one descriptor
+ * segment, refs[nr_data_segs] at offset 0 (the page after the data).
+ * Returns the number of segments in all, or -1 (no packets, more than a
+ * page of them, or no segment left). */
+int uf_fill_iso(struct usbif_urb_request *req, const xenif_gref *refs,
+                unsigned nr_packets, uint16_t interval);
+
 struct uf_urb;
 /* The ring request for URB u with this id, its data in the pages refs[]
  * (one per page from u->page_off): pipe, transfer_flags, buffer_length,
- * the setup packet (control) or interval (interrupt), segments. Returns the
- * number of segments, or -1 (does not fit, or an unlink pipe). */
+ * the setup packet (control), interval (interrupt), interval and the
+ * packet descriptors' segment (isochronous: uf_fill_iso), segments.
+ * Returns the number of segments, or -1 (does not fit, or an unlink
+ * pipe). */
 int uf_build_request(struct usbif_urb_request *req, uint16_t id,
                      const struct uf_urb *u, const xenif_gref *refs);
 /* The unlink request (id) for the URB target in flight. */
@@ -146,11 +166,16 @@ typedef void uf_done_fn(struct uf_urb *u);
 
 /* One URB. buf holds len bytes (control: the data stage; wLength in the
  * setup must match len). done() is called from uf_poll with status
- * (USBIF_STATUS_* or another -errno) and actual set. */
+ * (USBIF_STATUS_* or another -errno) and actual set. Isochronous: iso holds
+ * nr_packets descriptors (offset, length inside buf); at completion their
+ * actual and status are the backend's, and an IN's whole buffer is copied
+ * back (short packets leave gaps). */
 struct uf_urb {
     uint32_t pipe;
     uint8_t setup[8];          /* UF_CTRL */
-    uint16_t interval;         /* UF_INTR, in ms */
+    uint16_t interval;         /* UF_INTR and UF_ISOC, in (micro)frames */
+    unsigned nr_packets;       /* UF_ISOC */
+    struct uf_iso_packet *iso; /* UF_ISOC */
     bool short_not_ok;         /* USBIF_SHORT_NOT_OK */
     void *buf;
     uint32_t len;
@@ -160,6 +185,7 @@ struct uf_urb {
     /* results */
     int status;
     uint32_t actual;
+    uint32_t error_count;      /* UF_ISOC: packets that failed */
     bool unlinked;             /* an unlink was sent for it */
     /* set by usbfront */
     uint16_t id;
