@@ -149,7 +149,7 @@ static void open_port(struct vusb_port *p, const char *name)
 static void on_retry(void *opaque)
 {
     struct vusb_port *p = opaque;
-    if (p->target || !p->name || !*p->name)
+    if (p->target || !p->name || !*p->name || p->v->ports_kept)
         return;
     char *name = p->name;
     p->name = NULL;
@@ -203,6 +203,7 @@ static void let_ports_go(struct vusb_dev *v)
     v->ports_kept = true;
     for (unsigned i = 1; i <= v->nports; i++) {
         struct vusb_port *p = &v->ports[i];
+        timer_cancel(p->retry); /* a device still being claimed stays free */
         if (!p->target || is_remote(p->name))
             continue;
         if (v->hc) {
