@@ -102,6 +102,49 @@ static void test_segments(void)
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4096, 1), -1);
 }
 
+/* Isochronous: the descriptors get the page after the data, whole. */
+static void test_iso_request(void)
+{
+    struct uf_urb u;
+    struct uf_iso_packet pk[3];
+    struct usbif_urb_request r;
+    memset(&u, 0, sizeof(u));
+    u.pipe = uf_pipe(1, 1, 2, true, UF_ISOC);
+    u.interval = 1;
+    u.nr_packets = 3;
+    u.iso = pk;
+    u.len = 5000;
+    u.page_off = 100;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), 3);
+    CU_ASSERT_EQUAL(r.nr_buffer_segs, 2);
+    CU_ASSERT_EQUAL(r.buffer_length, 5000);
+    CU_ASSERT_EQUAL(r.u.isoc.interval, 1);
+    CU_ASSERT_EQUAL(r.u.isoc.start_frame, UF_ISO_ASAP);
+    CU_ASSERT_EQUAL(r.u.isoc.number_of_packets, 3);
+    CU_ASSERT_EQUAL(r.u.isoc.nr_frame_desc_segs, 1);
+    CU_ASSERT_EQUAL(r.seg[2].gref, refs[2]);
+    CU_ASSERT_EQUAL(r.seg[2].offset, 0);
+    CU_ASSERT_EQUAL(r.seg[2].length, 3 * 16);
+    /* no data: the descriptors take the first page */
+    u.len = 0;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), 1);
+    CU_ASSERT_EQUAL(r.seg[0].gref, refs[0]);
+    /* a full page of descriptors fits, one more does not */
+    CU_ASSERT_EQUAL(UF_MAX_ISO_PACKETS, 256);
+    u.nr_packets = UF_MAX_ISO_PACKETS;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), 1);
+    CU_ASSERT_EQUAL(r.seg[0].length, 4096);
+    u.nr_packets = UF_MAX_ISO_PACKETS + 1;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), -1);
+    u.nr_packets = 0;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), -1);
+    /* 16 data pages leave no segment for the descriptors */
+    u.nr_packets = 1;
+    u.len = 65535;
+    u.page_off = 0;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), -1);
+}
+
 static void test_build_request(void)
 {
     struct uf_urb u;
@@ -306,6 +349,7 @@ static CU_TestInfo usbfront_tests[] = {
     { "setup packet", test_setup_packet },
     { "data segments", test_segments },
     { "request building", test_build_request },
+    { "isochronous request", test_iso_request },
     { "response checks", test_responses },
     { "descriptor parsing", test_descriptors },
     { "toolstack port values", test_port_values },
