@@ -2,10 +2,12 @@
  * destroy. Output is one line per item so scripts can read it. */
 #include "cli.h"
 #include "host.h"
+#include "xenif.h"
 #include "xensim_client.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,6 +67,46 @@ long xensim_cli_domain(const char *cmd, int sock, const char *arg,
     fprintf(stderr, "xensim %s: no domain with id or name '%s' (see `xensim "
             "list`)\n", cmd, arg);
     return -1;
+}
+
+int xensim_cli_timeout(const char *cmd, const char *arg, unsigned long *out)
+{
+    if (xensim_cli_number(arg, 3600, out) == 0 && *out > 0)
+        return 0;
+    fprintf(stderr, "xensim %s: --timeout %s: want 1..3600 seconds\n", cmd, arg);
+    return -1;
+}
+
+int xensim_cli_ctx_open(struct xensim_cli_ctx *c, const char *cmd, const char *dir)
+{
+    c->cmd = cmd;
+    c->xs = NULL;
+    c->sock = xensim_cli_connect(cmd, dir);
+    if (c->sock < 0)
+        return -1;
+    char real[PATH_MAX], err[512];
+    if (!realpath(dir, real)) {
+        fprintf(stderr, "xensim %s: %s: %s\n", cmd, dir, strerror(errno));
+        close(c->sock);
+        return -1;
+    }
+    struct xenif_config cfg = { .kind = XENIF_XENSIM, .xensim_dir = real,
+                                .xensim_domid = 0 };
+    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
+    if (!c->xs) {
+        fprintf(stderr, "xensim %s: xenstore: %s\n", cmd, err);
+        close(c->sock);
+        return -1;
+    }
+    return 0;
+}
+
+void xensim_cli_ctx_close(struct xensim_cli_ctx *c)
+{
+    if (c->xs)
+        xenif_xs_close(c->xs);
+    if (c->sock >= 0)
+        close(c->sock);
 }
 
 static const struct option dir_only_opts[] = {

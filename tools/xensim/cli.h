@@ -29,5 +29,18 @@ int xensim_cli_number(const char *s, unsigned long max, unsigned long *out);
  * looked up as a name. */
 long xensim_cli_domain(const char *cmd, int sock, const char *arg,
                        bool must_exist);
+/* --timeout SEC: 1..3600 seconds. */
+int xensim_cli_timeout(const char *cmd, const char *arg, unsigned long *out);
+
+/* A toolstack command's connection as dom0: the control socket and the
+ * host's xenstore. */
+struct xenif_xs;
+struct xensim_cli_ctx {
+    const char *cmd;
+    int sock;
+    struct xenif_xs *xs;
+};
+int xensim_cli_ctx_open(struct xensim_cli_ctx *c, const char *cmd, const char *dir);
+void xensim_cli_ctx_close(struct xensim_cli_ctx *c);
 
 #endif

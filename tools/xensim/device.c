@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define ST_INITIALISING 1
 #define ST_INITWAIT 2
@@ -38,55 +37,8 @@
 #define ST_CLOSING 5
 #define ST_CLOSED 6
 
-struct dev_ctx {
-    const char *cmd;
-    char dir[PATH_MAX];
-    int sock;               /* dom0 control socket */
-    struct xenif_xs *xs;
-};
-
-static int ctx_open(struct dev_ctx *c, const char *cmd, const char *dir)
-{
-    memset(c, 0, sizeof(*c));
-    c->cmd = cmd;
-    c->sock = -1;
-    if (!dir || !*dir) {
-        fprintf(stderr, "xensim %s: no --dir given and XENSIM_DIR is not set; "
-                "pass the directory of a running `xensim host`\n", cmd);
-        return -1;
-    }
-    if (!realpath(dir, c->dir)) {
-        fprintf(stderr, "xensim %s: %s: %s\n", cmd, dir, strerror(errno));
-        return -1;
-    }
-    char err[512];
-    c->sock = xensim_connect(c->dir, 0, false, err, sizeof(err));
-    if (c->sock < 0) {
-        fprintf(stderr, "xensim %s: %s\n", cmd, err);
-        return -1;
-    }
-    struct xenif_config cfg = { .kind = XENIF_XENSIM, .xensim_dir = c->dir,
-                                .xensim_domid = 0 };
-    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!c->xs) {
-        fprintf(stderr, "xensim %s: xenstore: %s\n", cmd, err);
-        close(c->sock);
-        c->sock = -1;
-        return -1;
-    }
-    return 0;
-}
-
-static void ctx_close(struct dev_ctx *c)
-{
-    if (c->xs)
-        xenif_xs_close(c->xs);
-    if (c->sock >= 0)
-        close(c->sock);
-}
-
 /* A running domain by id or name; -1 after printing. */
-static long find_domain(struct dev_ctx *c, const char *arg, const char *role)
+static long find_domain(struct xensim_cli_ctx *c, const char *arg, const char *role)
 {
     unsigned long id;
     struct xensim_dom_info info;
@@ -268,11 +220,7 @@ int device_remove_nodes(struct xenif_xs *xs, unsigned be, unsigned domid,
     return -1;
 }
 
-struct paths {
-    char be[256], fe[256], libxl[256];
-};
-
-static void device_paths(struct paths *p, unsigned be, const char *type,
+static void device_paths(struct device_dirs *p, unsigned be, const char *type,
                          unsigned domid, unsigned long devid)
 {
     snprintf(p->be, sizeof(p->be), "/local/domain/%u/backend/%s/%u/%lu", be, type,
@@ -281,29 +229,12 @@ static void device_paths(struct paths *p, unsigned be, const char *type,
     snprintf(p->libxl, sizeof(p->libxl), "/libxl/%u/device/vbd/%lu", domid, devid);
 }
 
-/* Writes a vbd the way libxl__device_generic_add does, in one transaction:
- * backend directory with bents (plus frontend), frontend directory
- * (backend, backend-id, state 1, virtual-device, device-type) and libxl's
- * copy. -1 with errno EEXIST if the guest has that vbd already. */
-int device_vbd_write(struct xenif_xs *xs, unsigned be, const char *type,
-                     unsigned domid, unsigned long devid,
-                     const char *(*bents)[2], size_t nbents,
-                     char *err, size_t errlen)
+int device_generic_add(struct xenif_xs *xs, unsigned be, unsigned domid,
+                       const struct device_dirs *d, const char *what,
+                       const char *(*fents)[2], size_t nfents,
+                       const char *(*bents)[2], size_t nbents,
+                       char *err, size_t errlen)
 {
-    struct paths p;
-    device_paths(&p, be, type, domid, devid);
-    char be_num[24], devid_s[24];
-    snprintf(be_num, sizeof(be_num), "%u", be);
-    snprintf(devid_s, sizeof(devid_s), "%lu", devid);
-    const char *devtype = "disk";
-    for (size_t i = 0; i < nbents; i++)
-        if (strcmp(bents[i][0], "device-type") == 0)
-            devtype = bents[i][1];
-    const char *fents[][2] = {
-        { "backend-id", be_num }, { "state", "1" }, { "virtual-device", devid_s },
-        { "device-type", devtype },
-    };
-    /* libxl__device_generic_add's permissions. */
     struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
                                          { (xenif_domid)be, XENIF_XS_PERM_READ } };
     struct xenif_xs_perm be_perms[2] = { { (xenif_domid)be, XENIF_XS_PERM_NONE },
@@ -315,35 +246,33 @@ int device_vbd_write(struct xenif_xs *xs, unsigned be, const char *type,
             return -1;
         }
         char path[600];
-        snprintf(path, sizeof(path), "%s/backend", p.fe);
-        if (exists(xs, t, path) || exists(xs, t, p.libxl)) {
+        snprintf(path, sizeof(path), "%s/backend", d->fe);
+        if (exists(xs, t, path) || exists(xs, t, d->libxl)) {
             xenif_xs_transaction_end(xs, t, true);
-            snprintf(err, errlen, "domain %u already has vbd %lu", domid, devid);
+            snprintf(err, errlen, "domain %u already has %s", domid, what);
             errno = EEXIST;
             return -1;
         }
         int e = 0;
-        e |= xenif_xs_rm(xs, t, p.libxl) < 0 && errno != ENOENT;
-        e |= xs_put(xs, t, p.libxl, "frontend", p.fe);
-        e |= xs_put(xs, t, p.libxl, "backend", p.be);
-        /* frontend directory */
-        xenif_xs_rm(xs, t, p.fe);
-        e |= xenif_xs_mkdir(xs, t, p.fe);
-        e |= xenif_xs_set_perms(xs, t, p.fe, fe_perms, 2);
-        e |= xs_put(xs, t, p.fe, "backend", p.be);
-        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
-            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
-            e |= xenif_xs_write(xs, t, path, fents[i][1], strlen(fents[i][1]));
-            e |= xenif_xs_set_perms(xs, t, path, fe_perms, 2);
+        e |= xs_put(xs, t, d->libxl, "frontend", d->fe) < 0;
+        e |= xs_put(xs, t, d->libxl, "backend", d->be) < 0;
+        /* frontend directory: each node gets the guest's permissions too */
+        xenif_xs_rm(xs, t, d->fe);
+        e |= xenif_xs_mkdir(xs, t, d->fe) < 0;
+        e |= xenif_xs_set_perms(xs, t, d->fe, fe_perms, 2) < 0;
+        for (size_t i = 0; i < nfents; i++) {
+            snprintf(path, sizeof(path), "%s/%s", d->fe, fents[i][0]);
+            e |= xenif_xs_write(xs, t, path, fents[i][1], strlen(fents[i][1])) < 0;
+            e |= xenif_xs_set_perms(xs, t, path, fe_perms, 2) < 0;
         }
         /* backend directory */
-        xenif_xs_rm(xs, t, p.be);
-        e |= xenif_xs_mkdir(xs, t, p.be);
-        e |= xenif_xs_set_perms(xs, t, p.be, be_perms, 2);
-        e |= xs_put(xs, t, p.be, "frontend", p.fe);
+        xenif_xs_rm(xs, t, d->be);
+        e |= xenif_xs_mkdir(xs, t, d->be) < 0;
+        e |= xenif_xs_set_perms(xs, t, d->be, be_perms, 2) < 0;
+        e |= xs_put(xs, t, d->be, "frontend", d->fe) < 0;
         for (size_t i = 0; i < nbents; i++) {
-            e |= xs_put(xs, t, p.be, bents[i][0], bents[i][1]);
-            e |= xs_put(xs, t, p.libxl, bents[i][0], bents[i][1]);
+            e |= xs_put(xs, t, d->be, bents[i][0], bents[i][1]) < 0;
+            e |= xs_put(xs, t, d->libxl, bents[i][0], bents[i][1]) < 0;
         }
         if (e) {
             int saved = errno;
@@ -364,11 +293,36 @@ int device_vbd_write(struct xenif_xs *xs, unsigned be, const char *type,
     return -1;
 }
 
+/* The frontend keys libxl writes for a vbd besides the backend keys. */
+int device_vbd_write(struct xenif_xs *xs, unsigned be, const char *type,
+                     unsigned domid, unsigned long devid,
+                     const char *(*bents)[2], size_t nbents,
+                     char *err, size_t errlen)
+{
+    struct device_dirs p;
+    device_paths(&p, be, type, domid, devid);
+    char be_num[24], devid_s[24], what[32];
+    snprintf(be_num, sizeof(be_num), "%u", be);
+    snprintf(devid_s, sizeof(devid_s), "%lu", devid);
+    snprintf(what, sizeof(what), "vbd %lu", devid);
+    const char *devtype = "disk";
+    for (size_t i = 0; i < nbents; i++)
+        if (strcmp(bents[i][0], "device-type") == 0)
+            devtype = bents[i][1];
+    const char *fents[][2] = {
+        { "backend", p.be }, { "backend-id", be_num }, { "state", "1" },
+        { "virtual-device", devid_s }, { "device-type", devtype },
+    };
+    return device_generic_add(xs, be, domid, &p, what, fents,
+                              sizeof(fents) / sizeof(fents[0]), bents, nbents, err,
+                              errlen);
+}
+
 int device_vbd_wait_ready(struct xenif_xs *xs, unsigned be, const char *type,
                           unsigned domid, unsigned long devid, unsigned timeout_s,
                           char *err, size_t errlen)
 {
-    struct paths p;
+    struct device_dirs p;
     device_paths(&p, be, type, domid, devid);
     char what[32];
     snprintf(what, sizeof(what), "vbd %lu", devid);
@@ -379,7 +333,7 @@ int device_vbd_remove(struct xenif_xs *xs, unsigned be, const char *type,
                       unsigned domid, unsigned long devid, unsigned timeout_s,
                       bool ask)
 {
-    struct paths p;
+    struct device_dirs p;
     device_paths(&p, be, type, domid, devid);
     if (timeout_s) {
         if (ask)
@@ -388,6 +342,40 @@ int device_vbd_remove(struct xenif_xs *xs, unsigned be, const char *type,
         device_wait_state(xs, p.be, device_state_closed, timeout_s, &met);
     }
     return device_remove_nodes(xs, be, domid, p.be, p.fe, p.libxl);
+}
+
+int device_cli_wait_ready_or_remove(struct xenif_xs *xs, const char *cmd,
+                                    unsigned be, unsigned domid,
+                                    const struct device_dirs *d, const char *what,
+                                    const char *type, unsigned timeout_s)
+{
+    char why[700];
+    if (device_wait_ready(xs, be, d->be, what, type, timeout_s, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "xensim %s: %s\n", cmd, why);
+    if (device_remove_nodes(xs, be, domid, d->be, d->fe, d->libxl) < 0)
+        fprintf(stderr, "xensim %s: removing the device again: %s\n", cmd,
+                strerror(errno));
+    return -1;
+}
+
+int device_cli_detach(struct xenif_xs *xs, const char *cmd, unsigned be,
+                      unsigned domid, const struct device_dirs *d,
+                      const char *what, unsigned timeout_s)
+{
+    device_ask_close(xs, d->be);
+    bool met;
+    long s = device_wait_state(xs, d->be, device_state_closed, timeout_s, &met);
+    if (!met)
+        fprintf(stderr, "xensim %s: the backend of %s did not close within %us "
+                "(state %s, frontend %s); removing it anyway\n", cmd, what,
+                timeout_s, device_state_name(s),
+                device_state_name(read_state(xs, d->fe)));
+    if (device_remove_nodes(xs, be, domid, d->be, d->fe, d->libxl) < 0) {
+        fprintf(stderr, "xensim %s: removing the nodes: %s\n", cmd, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- block-attach ------------------------------------------------------- */
@@ -427,11 +415,8 @@ int xensim_cmd_block_attach(int argc, char **argv)
         case 'b': backend = optarg; break;
         case 'W': wait = false; break;
         case 'T':
-            if (xensim_cli_number(optarg, 3600, &timeout) < 0 || timeout == 0) {
-                fprintf(stderr, "xensim block-attach: --timeout %s: want 1..3600 "
-                        "seconds\n", optarg);
+            if (xensim_cli_timeout("block-attach", optarg, &timeout) < 0)
                 return 2;
-            }
             break;
         case 'h': fputs(attach_usage, stdout); return 0;
         default: fputs(attach_usage, stderr); return 2;
@@ -479,15 +464,15 @@ int xensim_cmd_block_attach(int argc, char **argv)
             return 2;
         }
 
-    struct dev_ctx c;
-    if (ctx_open(&c, "block-attach", dir) < 0)
+    struct xensim_cli_ctx c;
+    if (xensim_cli_ctx_open(&c, "block-attach", dir) < 0)
         return 1;
     int rc = 1;
     long domid = find_domain(&c, dom_arg, "guest");
     long be = domid < 0 ? -1 : find_domain(&c, backend, "backend");
     if (domid < 0 || be < 0)
         goto out;
-    struct paths p;
+    struct device_dirs p;
     device_paths(&p, (unsigned)be, type, (unsigned)domid, (unsigned long)devid);
 
     char params[PATH_MAX + 8], num[32];
@@ -519,18 +504,11 @@ int xensim_cmd_block_attach(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    char why[700];
-    if (device_wait_ready(c.xs, (unsigned)be, p.be, vdev, type, (unsigned)timeout, why,
-                          sizeof(why)) == 0) {
+    if (device_cli_wait_ready_or_remove(c.xs, c.cmd, (unsigned)be, (unsigned)domid, &p,
+                                        vdev, type, (unsigned)timeout) == 0)
         rc = 0;
-        goto out;
-    }
-    fprintf(stderr, "xensim block-attach: %s\n", why);
-    if (device_remove_nodes(c.xs, (unsigned)be, (unsigned)domid, p.be, p.fe, p.libxl) < 0)
-        fprintf(stderr, "xensim block-attach: removing the device again: %s\n",
-                strerror(errno));
 out:
-    ctx_close(&c);
+    xensim_cli_ctx_close(&c);
     return rc;
 }
 
@@ -543,8 +521,8 @@ static const char detach_usage[] =
 
 /* Where the device's backend is: libxl's trusted copy, else the frontend's
  * backend node. Fills p and *be, *type. */
-static int locate_device(struct dev_ctx *c, unsigned domid, unsigned long devid,
-                         struct paths *p, unsigned *be)
+static int locate_device(struct xensim_cli_ctx *c, unsigned domid, unsigned long devid,
+                         struct device_dirs *p, unsigned *be)
 {
     device_paths(p, 0, "vbd", domid, devid);
     char path[600];
@@ -589,11 +567,8 @@ int xensim_cmd_block_detach(int argc, char **argv)
         switch (o) {
         case 'd': dir = optarg; break;
         case 'T':
-            if (xensim_cli_number(optarg, 3600, &timeout) < 0 || timeout == 0) {
-                fprintf(stderr, "xensim block-detach: --timeout %s: want 1..3600 "
-                        "seconds\n", optarg);
+            if (xensim_cli_timeout("block-detach", optarg, &timeout) < 0)
                 return 2;
-            }
             break;
         case 'h': fputs(detach_usage, stdout); return 0;
         default: fputs(detach_usage, stderr); return 2;
@@ -610,35 +585,25 @@ int xensim_cmd_block_detach(int argc, char **argv)
                 vdev);
         return 2;
     }
-    struct dev_ctx c;
-    if (ctx_open(&c, "block-detach", dir) < 0)
+    struct xensim_cli_ctx c;
+    if (xensim_cli_ctx_open(&c, "block-detach", dir) < 0)
         return 1;
     int rc = 1;
     long domid = find_domain(&c, argv[optind], "guest");
     if (domid < 0)
         goto out;
-    struct paths p;
+    struct device_dirs p;
     unsigned be;
     if (locate_device(&c, (unsigned)domid, (unsigned long)devid, &p, &be) < 0) {
         fprintf(stderr, "xensim block-detach: domain %ld has no vbd %s (see "
                 "`xensim block-list %ld`)\n", domid, vdev, domid);
         goto out;
     }
-    device_ask_close(c.xs, p.be);
-    bool met;
-    long s = device_wait_state(c.xs, p.be, device_state_closed, (unsigned)timeout, &met);
-    if (!met)
-        fprintf(stderr, "xensim block-detach: the backend of %s did not close "
-                "within %lus (state %s, frontend %s); removing it anyway\n", vdev,
-                timeout, device_state_name(s), device_state_name(read_state(c.xs, p.fe)));
-    if (device_remove_nodes(c.xs, be, (unsigned)domid, p.be, p.fe, p.libxl) < 0) {
-        fprintf(stderr, "xensim block-detach: removing the nodes: %s\n",
-                strerror(errno));
-        goto out;
-    }
-    rc = 0;
+    if (device_cli_detach(c.xs, c.cmd, be, (unsigned)domid, &p, vdev,
+                          (unsigned)timeout) == 0)
+        rc = 0;
 out:
-    ctx_close(&c);
+    xensim_cli_ctx_close(&c);
     return rc;
 }
 
@@ -663,12 +628,12 @@ int xensim_cmd_block_list(int argc, char **argv)
         fprintf(stderr, "usage: xensim block-list [--dir DIR] DOMAIN\n");
         return 2;
     }
-    struct dev_ctx c;
-    if (ctx_open(&c, "block-list", dir) < 0)
+    struct xensim_cli_ctx c;
+    if (xensim_cli_ctx_open(&c, "block-list", dir) < 0)
         return 1;
     long domid = find_domain(&c, argv[optind], "guest");
     if (domid < 0) {
-        ctx_close(&c);
+        xensim_cli_ctx_close(&c);
         return 1;
     }
     char base[128];
@@ -681,7 +646,7 @@ int xensim_cmd_block_list(int argc, char **argv)
         unsigned long devid;
         if (xensim_cli_number(ids[i], ULONG_MAX, &devid) < 0)
             continue;
-        struct paths p;
+        struct device_dirs p;
         unsigned be;
         char vname[40];
         devid_to_vdev(devid, vname, sizeof(vname));
@@ -704,6 +669,6 @@ int xensim_cmd_block_list(int argc, char **argv)
         free(params);
     }
     free(ids);
-    ctx_close(&c);
+    xensim_cli_ctx_close(&c);
     return 0;
 }

@@ -32,6 +32,21 @@ const char *device_state_name(long s);
 int device_wait_ready(struct xenif_xs *xs, unsigned be, const char *be_dir,
                       const char *what, const char *type, unsigned timeout_s,
                       char *err, size_t errlen);
+/* A device's three directories: its backend's, its frontend's and libxl's
+ * trusted copy. */
+struct device_dirs {
+    char be[256], fe[256], libxl[256];
+};
+/* libxl__device_generic_add, in one transaction: libxl's copy (frontend,
+ * backend, bents), the frontend directory (backend, fents; the guest owns
+ * it, the backend may read) and the backend directory (frontend, bents; the
+ * backend owns it, the guest may read). WHAT ("vbd 51712") names the
+ * device in err. -1 + errno (EEXIST: the guest has it already). */
+int device_generic_add(struct xenif_xs *xs, unsigned be, unsigned domid,
+                       const struct device_dirs *d, const char *what,
+                       const char *(*fents)[2], size_t nfents,
+                       const char *(*bents)[2], size_t nbents,
+                       char *err, size_t errlen);
 /* libxl__initiate_device_generic_remove: online=0 and state=Closing on the
  * backend at be_dir, if it is still there, in one transaction. */
 void device_ask_close(struct xenif_xs *xs, const char *be_dir);
@@ -40,6 +55,20 @@ void device_ask_close(struct xenif_xs *xs, const char *be_dir);
 int device_remove_nodes(struct xenif_xs *xs, unsigned be, unsigned domid,
                         const char *be_dir, const char *fe_dir,
                         const char *libxl_dir);
+/* For the CLI commands, which print why as "xensim CMD: ..." and return
+ * -1: */
+/* After a new device's nodes are written: waits for its backend as
+ * device_wait_ready does; on failure removes the device again, as libxl
+ * does. */
+int device_cli_wait_ready_or_remove(struct xenif_xs *xs, const char *cmd,
+                                    unsigned be, unsigned domid,
+                                    const struct device_dirs *d, const char *what,
+                                    const char *type, unsigned timeout_s);
+/* Asks the backend to close, waits up to timeout_s for Closed (then goes
+ * on, as libxl's forced remove does) and removes the nodes. */
+int device_cli_detach(struct xenif_xs *xs, const char *cmd, unsigned be,
+                      unsigned domid, const struct device_dirs *d,
+                      const char *what, unsigned timeout_s);
 /* Writes vbd devid of domain domid with backend domain be of type "vbd"
  * or "qdisk" as libxl does (backend keys bents, frontend and libxl's copy
  * derived). -1 + errno (EEXIST: it exists already), message in err. */

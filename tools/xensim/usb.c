@@ -34,29 +34,34 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_PORTS 8    /* libxl__device_usbctrl_setdefault */
 #define DEFAULT_VERSION 2
 
 /* ---- paths and small xenstore helpers ------------------------------------ */
 
-struct usb_paths {
-    char be[160], fe[128], libxl[128];
-};
-
-static void ctrl_paths(struct usb_paths *p, unsigned be, const char *kind,
+static void ctrl_paths(struct device_dirs *p, unsigned be, const char *kind,
                        unsigned domid, unsigned devid)
 {
     snprintf(p->be, sizeof(p->be), "/local/domain/%u/backend/%s/%u/%u", be, kind,
              domid, devid);
     snprintf(p->fe, sizeof(p->fe), "/local/domain/%u/device/vusb/%u", domid, devid);
     snprintf(p->libxl, sizeof(p->libxl), "/libxl/%u/device/vusb/%u", domid, devid);
+}
+
+/* Controller c of domain domid: its directories and its name in messages. */
+struct ctrl_where {
+    struct device_dirs dirs;
+    char what[40];
+};
+
+static void ctrl_where(struct ctrl_where *w, unsigned domid, const struct usb_ctrl *c)
+{
+    ctrl_paths(&w->dirs, c->be, c->type, domid, c->devid);
+    snprintf(w->what, sizeof(w->what), "USB controller %u", c->devid);
 }
 
 static int put(struct xenif_xs *xs, xenif_txn t, const char *dir, const char *key,
@@ -76,17 +81,10 @@ static char *get(struct xenif_xs *xs, xenif_txn t, const char *dir, const char *
 
 static long get_num(struct xenif_xs *xs, const char *dir, const char *key)
 {
-    char path[256];
+    char path[300];
     unsigned long v;
     snprintf(path, sizeof(path), "%s/%s", dir, key);
     return xenif_xs_read_uint(xs, 0, path, &v) == 0 && v <= LONG_MAX ? (long)v : -1;
-}
-
-static bool exists(struct xenif_xs *xs, xenif_txn t, const char *path)
-{
-    char *v = xenif_xs_read(xs, t, path, NULL);
-    free(v);
-    return v != NULL;
 }
 
 /* Bus ids as Linux names USB devices in sysfs: BUS-PORT[.PORT...], each a
@@ -157,89 +155,31 @@ static const char *libxl_type(const char *kind)
 int usb_ctrl_write(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
                    char *err, size_t errlen)
 {
-    struct usb_paths p;
-    ctrl_paths(&p, c->be, c->type, domid, c->devid);
+    struct ctrl_where w;
+    ctrl_where(&w, domid, c);
     char be_num[16], dom_num[16], ver[8], ports[8];
     snprintf(be_num, sizeof(be_num), "%u", c->be);
     snprintf(dom_num, sizeof(dom_num), "%u", domid);
     snprintf(ver, sizeof(ver), "%u", c->version);
     snprintf(ports, sizeof(ports), "%u", c->ports);
-    /* The backend keys in libxl's order; libxl's copy gets them too. */
-    char keys[6 + USB_MAX_PORTS][16];
-    const char *vals[6 + USB_MAX_PORTS];
-    unsigned nkv = 0;
-    static const char *const fixed[] = { "frontend-id", "online", "state", "type",
-                                         "usb-ver", "num-ports", "port" };
-    const char *fixed_vals[] = { dom_num, "1", "1", libxl_type(c->type), ver, ports,
-                                 "" };
-    for (unsigned i = 0; i < 7; i++, nkv++) {
-        snprintf(keys[nkv], sizeof(keys[nkv]), "%s", fixed[i]);
-        vals[nkv] = fixed_vals[i];
+    /* The backend keys in libxl's order, the ports last. */
+    char port_keys[USB_MAX_PORTS][16];
+    const char *bents[7 + USB_MAX_PORTS][2] = {
+        { "frontend-id", dom_num }, { "online", "1" }, { "state", "1" },
+        { "type", libxl_type(c->type) }, { "usb-ver", ver }, { "num-ports", ports },
+        { "port", "" },
+    };
+    size_t nbents = 7;
+    for (unsigned i = 0; i < c->ports; i++, nbents++) {
+        snprintf(port_keys[i], sizeof(port_keys[i]), "port/%u", i + 1);
+        bents[nbents][0] = port_keys[i];
+        bents[nbents][1] = c->port[i];
     }
-    for (unsigned i = 0; i < c->ports; i++, nkv++) {
-        snprintf(keys[nkv], sizeof(keys[nkv]), "port/%u", i + 1);
-        vals[nkv] = c->port[i];
-    }
-    struct xenif_xs_perm fe_perms[2] = { { (xenif_domid)domid, XENIF_XS_PERM_NONE },
-                                         { (xenif_domid)c->be, XENIF_XS_PERM_READ } };
-    struct xenif_xs_perm be_perms[2] = { { (xenif_domid)c->be, XENIF_XS_PERM_NONE },
-                                         { (xenif_domid)domid, XENIF_XS_PERM_READ } };
-    for (int attempt = 0; attempt < 50; attempt++) {
-        xenif_txn t = xenif_xs_transaction_start(xs);
-        if (!t) {
-            snprintf(err, errlen, "xenstore transaction: %s", strerror(errno));
-            return -1;
-        }
-        char path[300];
-        snprintf(path, sizeof(path), "%s/backend", p.fe);
-        if (exists(xs, t, path) || exists(xs, t, p.libxl)) {
-            xenif_xs_transaction_end(xs, t, true);
-            snprintf(err, errlen, "domain %u already has USB controller %u", domid,
-                     c->devid);
-            errno = EEXIST;
-            return -1;
-        }
-        int e = 0;
-        e |= put(xs, t, p.libxl, "frontend", p.fe) < 0;
-        e |= put(xs, t, p.libxl, "backend", p.be) < 0;
-        /* frontend directory */
-        xenif_xs_rm(xs, t, p.fe);
-        e |= xenif_xs_mkdir(xs, t, p.fe) < 0;
-        e |= xenif_xs_set_perms(xs, t, p.fe, fe_perms, 2) < 0;
-        const char *fents[][2] = { { "backend", p.be }, { "backend-id", be_num },
-                                   { "state", "1" } };
-        for (size_t i = 0; i < sizeof(fents) / sizeof(fents[0]); i++) {
-            snprintf(path, sizeof(path), "%s/%s", p.fe, fents[i][0]);
-            e |= xenif_xs_write(xs, t, path, fents[i][1], strlen(fents[i][1])) < 0;
-            e |= xenif_xs_set_perms(xs, t, path, fe_perms, 2) < 0;
-        }
-        /* backend directory */
-        xenif_xs_rm(xs, t, p.be);
-        e |= xenif_xs_mkdir(xs, t, p.be) < 0;
-        e |= xenif_xs_set_perms(xs, t, p.be, be_perms, 2) < 0;
-        e |= put(xs, t, p.be, "frontend", p.fe) < 0;
-        for (unsigned i = 0; i < nkv; i++) {
-            e |= put(xs, t, p.be, keys[i], vals[i]) < 0;
-            e |= put(xs, t, p.libxl, keys[i], vals[i]) < 0;
-        }
-        if (e) {
-            int saved = errno;
-            xenif_xs_transaction_end(xs, t, true);
-            snprintf(err, errlen, "writing the controller's nodes: %s",
-                     strerror(saved));
-            errno = saved;
-            return -1;
-        }
-        if (xenif_xs_transaction_end(xs, t, false) == 0)
-            return 0;
-        if (errno != EAGAIN) {
-            snprintf(err, errlen, "committing: %s", strerror(errno));
-            return -1;
-        }
-    }
-    snprintf(err, errlen, "the transaction kept conflicting");
-    errno = EAGAIN;
-    return -1;
+    const char *fents[][2] = { { "backend", w.dirs.be }, { "backend-id", be_num },
+                               { "state", "1" } };
+    return device_generic_add(xs, c->be, domid, &w.dirs, w.what, fents,
+                              sizeof(fents) / sizeof(fents[0]), bents, nbents, err,
+                              errlen);
 }
 
 int usb_ctrl_read(struct xenif_xs *xs, unsigned domid, unsigned devid,
@@ -247,7 +187,7 @@ int usb_ctrl_read(struct xenif_xs *xs, unsigned domid, unsigned devid,
 {
     memset(c, 0, sizeof(*c));
     c->devid = devid;
-    struct usb_paths p;
+    struct device_dirs p;
     ctrl_paths(&p, 0, "vusb", domid, devid);
     char *bp = get(xs, 0, p.libxl, "backend");
     if (!bp) {
@@ -307,95 +247,41 @@ static int ctrl_list(struct xenif_xs *xs, unsigned domid, unsigned **ids)
 }
 
 
-/* libxl__device_destroy: the three directories in one transaction. */
-static int ctrl_remove_nodes(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c)
-{
-    struct usb_paths p;
-    ctrl_paths(&p, c->be, c->type, domid, c->devid);
-    return device_remove_nodes(xs, c->be, domid, p.be, p.fe, p.libxl);
-}
-
 int usb_ctrl_remove(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
                     unsigned wait_s)
 {
+    struct ctrl_where w;
+    ctrl_where(&w, domid, c);
     if (wait_s) {
-        struct usb_paths p;
-        ctrl_paths(&p, c->be, c->type, domid, c->devid);
         bool met;
-        device_wait_state(xs, p.be, device_state_closed, wait_s, &met);
+        device_wait_state(xs, w.dirs.be, device_state_closed, wait_s, &met);
     }
-    return ctrl_remove_nodes(xs, domid, c);
-}
-
-/* ---- command context ------------------------------------------------------ */
-
-struct ctx {
-    const char *cmd;
-    int sock;
-    struct xenif_xs *xs;
-};
-
-static int ctx_open(struct ctx *c, const char *cmd, const char *dir)
-{
-    c->cmd = cmd;
-    c->xs = NULL;
-    c->sock = xensim_cli_connect(cmd, dir);
-    if (c->sock < 0)
-        return -1;
-    char real[PATH_MAX], err[512];
-    if (!realpath(dir, real)) {
-        fprintf(stderr, "xensim %s: %s: %s\n", cmd, dir, strerror(errno));
-        close(c->sock);
-        return -1;
-    }
-    struct xenif_config cfg = { .kind = XENIF_XENSIM, .xensim_dir = real,
-                                .xensim_domid = 0 };
-    c->xs = xenif_xs_open(&cfg, err, sizeof(err));
-    if (!c->xs) {
-        fprintf(stderr, "xensim %s: xenstore: %s\n", cmd, err);
-        close(c->sock);
-        return -1;
-    }
-    return 0;
-}
-
-static void ctx_close(struct ctx *c)
-{
-    if (c->xs)
-        xenif_xs_close(c->xs);
-    if (c->sock >= 0)
-        close(c->sock);
+    return device_remove_nodes(xs, c->be, domid, w.dirs.be, w.dirs.fe, w.dirs.libxl);
 }
 
 int usb_ctrl_wait_ready(struct xenif_xs *xs, unsigned domid,
                         const struct usb_ctrl *c, unsigned timeout_s, char *err,
                         size_t errlen)
 {
-    struct usb_paths p;
-    ctrl_paths(&p, c->be, c->type, domid, c->devid);
-    char what[40];
-    snprintf(what, sizeof(what), "USB controller %u", c->devid);
-    return device_wait_ready(xs, c->be, p.be, what, c->type, timeout_s, err, errlen);
+    struct ctrl_where w;
+    ctrl_where(&w, domid, c);
+    return device_wait_ready(xs, c->be, w.dirs.be, w.what, c->type, timeout_s, err,
+                             errlen);
 }
 
-/* Waits for a new controller's backend; on failure says why and removes
- * the controller again, as libxl does. */
-static int wait_ready(struct ctx *x, unsigned domid, const struct usb_ctrl *c,
+/* Waits for a new controller's backend, removing it again if it fails. */
+static int wait_ready(struct xensim_cli_ctx *x, unsigned domid, const struct usb_ctrl *c,
                       unsigned timeout)
 {
-    char err[512];
-    if (usb_ctrl_wait_ready(x->xs, domid, c, timeout, err, sizeof(err)) == 0)
-        return 0;
-    fprintf(stderr, "xensim %s: %s\n", x->cmd, err);
-    if (ctrl_remove_nodes(x->xs, domid, c) < 0)
-        fprintf(stderr, "xensim %s: removing the controller again: %s\n", x->cmd,
-                strerror(errno));
-    return -1;
+    struct ctrl_where w;
+    ctrl_where(&w, domid, c);
+    return device_cli_wait_ready_or_remove(x->xs, x->cmd, c->be, domid, &w.dirs,
+                                           w.what, c->type, timeout);
 }
 
 /* Adds a controller with devid = the highest in use + 1 when devid < 0
  * (libxl__device_usbctrl_update_devid). Fills c. */
-static int add_ctrl(struct ctx *x, unsigned domid, long devid, struct usb_ctrl *c,
+static int add_ctrl(struct xensim_cli_ctx *x, unsigned domid, long devid, struct usb_ctrl *c,
                     bool wait, unsigned timeout)
 {
     if (devid < 0) {
@@ -455,7 +341,7 @@ static int find_assigned(struct xenif_xs *xs, const char *device, unsigned *dom,
 static int set_port(struct xenif_xs *xs, unsigned domid, const struct usb_ctrl *c,
                     unsigned port, const char *value)
 {
-    struct usb_paths p;
+    struct device_dirs p;
     ctrl_paths(&p, c->be, c->type, domid, c->devid);
     char key[16];
     snprintf(key, sizeof(key), "port/%u", port);
@@ -472,14 +358,6 @@ static const char ctrl_attach_usage[] =
     "  qusb: backend qusb; version 2 and 8 ports by default; devid: the next\n"
     "  free one), prints its devid and waits (default 10 s) for the backend\n"
     "  to reach InitWait unless --no-wait\n";
-
-static int get_timeout(const char *cmd, const char *arg, unsigned long *out)
-{
-    if (xensim_cli_number(arg, 3600, out) == 0 && *out > 0)
-        return 0;
-    fprintf(stderr, "xensim %s: --timeout %s: want 1..3600 seconds\n", cmd, arg);
-    return -1;
-}
 
 int xensim_cmd_usbctrl_attach(int argc, char **argv)
 {
@@ -545,7 +423,7 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
             c.ports = (unsigned)v;
             break;
         case 'T':
-            if (get_timeout(cmd, optarg, &timeout) < 0)
+            if (xensim_cli_timeout(cmd, optarg, &timeout) < 0)
                 return 2;
             break;
         case 'h': fputs(ctrl_attach_usage, stdout); return 0;
@@ -556,8 +434,8 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
         fprintf(stderr, "xensim %s: expected DOMAIN\n%s", cmd, ctrl_attach_usage);
         return 2;
     }
-    struct ctx x;
-    if (ctx_open(&x, cmd, dir) < 0)
+    struct xensim_cli_ctx x;
+    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
         return 1;
     int rc = 1;
     long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
@@ -569,7 +447,7 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
             rc = 0;
         }
     }
-    ctx_close(&x);
+    xensim_cli_ctx_close(&x);
     return rc;
 }
 
@@ -622,7 +500,7 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
             port = (unsigned)v;
             break;
         case 'T':
-            if (get_timeout(cmd, optarg, &timeout) < 0)
+            if (xensim_cli_timeout(cmd, optarg, &timeout) < 0)
                 return 2;
             break;
         case 'h': fputs(dev_attach_usage, stdout); return 0;
@@ -644,8 +522,8 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
                 "specify port\n", cmd);
         return 2;
     }
-    struct ctx x;
-    if (ctx_open(&x, cmd, dir) < 0)
+    struct xensim_cli_ctx x;
+    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
@@ -710,7 +588,7 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
     printf("%u %u\n", c.devid, port);
     rc = 0;
 out:
-    ctx_close(&x);
+    xensim_cli_ctx_close(&x);
     return rc;
 }
 
@@ -739,8 +617,8 @@ int xensim_cmd_usbdev_detach(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    struct ctx x;
-    if (ctx_open(&x, cmd, dir) < 0)
+    struct xensim_cli_ctx x;
+    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
@@ -763,7 +641,7 @@ int xensim_cmd_usbdev_detach(int argc, char **argv)
     }
     rc = 0;
 out:
-    ctx_close(&x);
+    xensim_cli_ctx_close(&x);
     return rc;
 }
 
@@ -786,7 +664,7 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
         if (o == 'd')
             dir = optarg;
-        else if (o == 'T' && get_timeout(cmd, optarg, &timeout) == 0)
+        else if (o == 'T' && xensim_cli_timeout(cmd, optarg, &timeout) == 0)
             continue;
         else {
             fputs(usage, stderr);
@@ -797,8 +675,8 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    struct ctx x;
-    if (ctx_open(&x, cmd, dir) < 0)
+    struct xensim_cli_ctx x;
+    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
@@ -815,23 +693,13 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
         if (c.port[i][0] && set_port(x.xs, (unsigned)domid, &c, i + 1, "") < 0)
             fprintf(stderr, "xensim %s: emptying port %u: %s\n", cmd, i + 1,
                     strerror(errno));
-    /* libxl__initiate_device_generic_remove */
-    struct usb_paths p;
-    ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
-    device_ask_close(x.xs, p.be);
-    bool met;
-    long s = device_wait_state(x.xs, p.be, device_state_closed, (unsigned)timeout, &met);
-    if (!met)
-        fprintf(stderr, "xensim %s: the backend of USB controller %u did not close "
-                "within %lus (state %s, frontend %s); removing it anyway\n", cmd,
-                c.devid, timeout, device_state_name(s), device_state_name(get_num(x.xs, p.fe, "state")));
-    if (ctrl_remove_nodes(x.xs, (unsigned)domid, &c) < 0) {
-        fprintf(stderr, "xensim %s: removing the nodes: %s\n", cmd, strerror(errno));
-        goto out;
-    }
-    rc = 0;
+    struct ctrl_where w;
+    ctrl_where(&w, (unsigned)domid, &c);
+    if (device_cli_detach(x.xs, cmd, c.be, (unsigned)domid, &w.dirs, w.what,
+                          (unsigned)timeout) == 0)
+        rc = 0;
 out:
-    ctx_close(&x);
+    xensim_cli_ctx_close(&x);
     return rc;
 }
 
@@ -856,12 +724,12 @@ int xensim_cmd_usb_list(int argc, char **argv)
         fprintf(stderr, "usage: xensim usb-list [--dir DIR] DOMAIN\n");
         return 2;
     }
-    struct ctx x;
-    if (ctx_open(&x, cmd, dir) < 0)
+    struct xensim_cli_ctx x;
+    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
         return 1;
     long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
     if (domid < 0) {
-        ctx_close(&x);
+        xensim_cli_ctx_close(&x);
         return 1;
     }
     unsigned *ids;
@@ -874,7 +742,7 @@ int xensim_cmd_usb_list(int argc, char **argv)
             printf("%-6u (unreadable: %s)\n", ids[i], strerror(errno));
             continue;
         }
-        struct usb_paths p;
+        struct device_dirs p;
         ctrl_paths(&p, c.be, c.type, (unsigned)domid, c.devid);
         printf("%-6u %-5s %-3u %-12s %-12s %-7u %u\n", c.devid, libxl_type(c.type),
                c.be, device_state_name(get_num(x.xs, p.fe, "state")),
@@ -884,6 +752,6 @@ int xensim_cmd_usb_list(int argc, char **argv)
     }
     if (n >= 0)
         free(ids);
-    ctx_close(&x);
+    xensim_cli_ctx_close(&x);
     return n < 0 ? 1 : 0;
 }
