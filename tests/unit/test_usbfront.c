@@ -59,14 +59,14 @@ static void test_setup_packet(void)
 static xenif_gref refs[UF_MAX_SEGS + 1];
 
 static void check_segments(const struct usbif_urb_request *r, unsigned off,
-                           uint32_t len, int n)
+                           uint32_t len, int n, bool scattered)
 {
     CU_ASSERT_EQUAL(r->nr_buffer_segs, n);
     CU_ASSERT_EQUAL(r->buffer_length, len);
     uint32_t sum = 0;
     for (int i = 0; i < n; i++) {
         CU_ASSERT_EQUAL(r->seg[i].gref, refs[i]);
-        CU_ASSERT_EQUAL(r->seg[i].offset, i == 0 ? off : 0);
+        CU_ASSERT_EQUAL(r->seg[i].offset, i == 0 || scattered ? off : 0);
         CU_ASSERT_TRUE(r->seg[i].offset + r->seg[i].length <= XENIF_PAGE_SIZE);
         CU_ASSERT_TRUE(r->seg[i].length > 0);
         /* every segment but the last runs to its page's end */
@@ -89,17 +89,41 @@ static void test_segments(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         memset(&r, 0xee, sizeof(r));
-        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len);
+        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len, false);
         CU_ASSERT_EQUAL(n, cases[i].n);
-        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len), (unsigned)cases[i].n);
+        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len, false),
+                        (unsigned)cases[i].n);
         if (n >= 0)
-            check_segments(&r, cases[i].off, cases[i].len, n);
+            check_segments(&r, cases[i].off, cases[i].len, n, false);
     }
     /* 17 pages, a length buffer_length cannot hold, an offset past a page. */
-    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 2, 65535), -1);
-    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4095, 61442), -1);
-    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 0, 65536), -1);
-    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4096, 1), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 2, 65535, false), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4095, 61442, false), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 0, 65536, false), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4096, 1, false), -1);
+}
+
+/* Scattered: every segment from the same offset of its page to its end. */
+static void test_scattered_segments(void)
+{
+    struct usbif_urb_request r;
+    static const struct { unsigned off; uint32_t len; int n; } cases[] = {
+        { 0, 4097, 2 }, { 100, 3996, 1 }, { 100, 3997, 2 }, { 4095, 1, 1 },
+        { 4095, 16, 16 }, { 1000, 49536, 16 }, { 2048, 30000, 15 }, { 7, 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&r, 0xee, sizeof(r));
+        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len, true);
+        CU_ASSERT_EQUAL(n, cases[i].n);
+        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len, true),
+                        (unsigned)cases[i].n);
+        if (n >= 0)
+            check_segments(&r, cases[i].off, cases[i].len, n, true);
+    }
+    /* 17 pages: at 4095 (one byte each), at 1000 (3096 bytes each). */
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4095, 17, true), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 1000, 49537, true), -1);
+    CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4096, 1, true), -1);
 }
 
 /* Isochronous: the descriptors get the page after the data, whole. */
@@ -125,6 +149,15 @@ static void test_iso_request(void)
     CU_ASSERT_EQUAL(r.seg[2].gref, refs[2]);
     CU_ASSERT_EQUAL(r.seg[2].offset, 0);
     CU_ASSERT_EQUAL(r.seg[2].length, 3 * 16);
+    /* scattered data: 1096 bytes in each page, the descriptors after */
+    u.page_off = 3000;
+    u.scattered = true;
+    CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), 6);
+    CU_ASSERT_EQUAL(r.nr_buffer_segs, 5);
+    check_segments(&r, 3000, 5000, 5, true);
+    CU_ASSERT_EQUAL(r.seg[5].gref, refs[5]);
+    CU_ASSERT_EQUAL(r.seg[5].offset, 0);
+    u.scattered = false;
     /* no data: the descriptors take the first page */
     u.len = 0;
     CU_ASSERT_EQUAL(uf_build_request(&r, 3, &u, refs), 1);
@@ -185,7 +218,7 @@ static void test_build_request(void)
     CU_ASSERT_EQUAL(uf_build_request(&r, 10, &u, refs), 6);
     static const uint8_t zero[8];
     CU_ASSERT_EQUAL(memcmp(r.u.ctrl, zero, 8), 0);
-    check_segments(&r, 3000, 20000, 6);
+    check_segments(&r, 3000, 20000, 6, false);
     /* Too big, or an unlink pipe: refused. */
     u.len = 65535;
     CU_ASSERT_EQUAL(uf_build_request(&r, 11, &u, refs), -1);
@@ -348,6 +381,7 @@ static CU_TestInfo usbfront_tests[] = {
     { "pipe encoding", test_pipe_encoding },
     { "setup packet", test_setup_packet },
     { "data segments", test_segments },
+    { "scattered data segments", test_scattered_segments },
     { "request building", test_build_request },
     { "isochronous request", test_iso_request },
     { "response checks", test_responses },

@@ -52,8 +52,8 @@ struct usb_args {
     unsigned port;
     bool have_port;
     uint64_t seconds, count, seed, window;
-    unsigned queue, packets;
-    bool have_seconds, have_count;
+    unsigned queue, packets, page_offset;
+    bool have_seconds, have_count, scatter;
     int settle_ms;
 };
 
@@ -70,6 +70,8 @@ struct usb_args {
     { "window", required_argument, NULL, 2009 },                              \
     { "settle-ms", required_argument, NULL, 2010 },                           \
     { "packets", required_argument, NULL, 2011 },                             \
+    { "page-offset", required_argument, NULL, 2012 },                         \
+    { "scatter", no_argument, NULL, 2013 },                                   \
     { "verbose", no_argument, NULL, 'v' },                                    \
     { "help", no_argument, NULL, 'h' }
 
@@ -98,12 +100,15 @@ static void usb_usage(FILE *f, const char *cmd)
               f);
     else if (strcmp(cmd, "iso") == 0)
         fputs("usage: xenfront usb iso --port P [--count C] [--packets K] [--queue Q]\n"
-              "                        [--devid N] [options]\n"
+              "                        [--page-offset N [--scatter]] [--devid N] [options]\n"
               "  enumerates the nb-iso device on port P, selects alternate setting 1,\n"
               "  runs C (default 8) isochronous IN URBs of K packets (default 8, at\n"
               "  most 128; lengths 0..1024) with Q in flight (default 4) and checks\n"
               "  every packet's status, length, sequence number and data; then C\n"
-              "  OUT URBs; then the device's packet, byte and checksum counters\n", f);
+              "  OUT URBs; then the device's packet, byte and checksum counters.\n"
+              "  The data starts at byte N (default 0) of its first granted page;\n"
+              "  with --scatter at byte N of every page, so that the segments are\n"
+              "  not one run of bytes\n", f);
     else
         fputs("usage: xenfront usb hid --port P --count C [--devid N] [--queue Q] "
               "[options]\n"
@@ -182,6 +187,14 @@ static int usb_option(struct usb_args *a, int opt, const char *arg, const char *
         if (xf_parse_uint(arg, ISO_MAX_PACKETS, &v) < 0 || v == 0)
             goto bad;
         a->packets = (unsigned)v;
+        return 1;
+    case 2012:
+        if (xf_parse_uint(arg, XENIF_PAGE_SIZE - 1, &v) < 0)
+            goto bad;
+        a->page_offset = (unsigned)v;
+        return 1;
+    case 2013:
+        a->scatter = true;
         return 1;
     case 'v':
         a->o.verbose = true;
@@ -637,7 +650,7 @@ static int submit_next(struct vctx *v, bool outs_allowed)
         v->out_sub += len;
     }
     v->offset_xfers += off != 0;
-    v->max_segs_xfers += uf_pages_for(off, len) == UF_MAX_SEGS;
+    v->max_segs_xfers += uf_pages_for(off, len, false) == UF_MAX_SEGS;
     return 1;
 }
 
@@ -998,6 +1011,8 @@ struct iso_run {
     struct usbfront *uf;
     const struct usbdev *d;
     unsigned packets, queue;
+    unsigned page_off;         /* the data's layout in the granted pages */
+    bool scattered;
     uint64_t count;
     bool in;
     uint32_t seq;              /* IN: the next packet's sequence number */
@@ -1016,6 +1031,21 @@ static uint64_t fnv1a(const uint8_t *p, size_t len)
     for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
+}
+
+/* The longest buffer a URB of this many packets gets (its lengths start
+ * anywhere in the cycle). */
+static uint32_t iso_max_length(unsigned packets)
+{
+    uint32_t max = 0;
+    for (unsigned first = 0; first < ISO_LENGTHS; first++) {
+        uint32_t len = 0;
+        for (unsigned i = 0; i < packets; i++)
+            len += iso_lengths[(first + i) % ISO_LENGTHS];
+        if (len > max)
+            max = len;
+    }
+    return max;
 }
 
 static void iso_prepare(struct iso_run *r, struct iso_urb *x)
@@ -1041,6 +1071,8 @@ static void iso_prepare(struct iso_run *r, struct iso_urb *x)
     x->u.iso = x->pk;
     x->u.buf = x->buf;
     x->u.len = off;
+    x->u.page_off = r->page_off;
+    x->u.scattered = r->scattered;
     x->u.done = iso_done;
     x->done = false;
 }
@@ -1158,7 +1190,16 @@ static int usb_iso(int argc, char **argv)
     }
     struct iso_run in = { .packets = a.packets ? a.packets : 8,
                           .queue = a.queue ? a.queue : 4,
-                          .count = a.have_count ? a.count : 8, .in = true };
+                          .count = a.have_count ? a.count : 8, .in = true,
+                          .page_off = a.page_offset, .scattered = a.scatter };
+    unsigned pages = uf_pages_for(in.page_off, iso_max_length(in.packets), in.scattered);
+    if (pages >= UF_MAX_SEGS) {
+        fprintf(stderr, "xenfront usb iso: %u packets at page offset %u%s take %u "
+                "pages: more than the %u a URB's data can have beside its "
+                "descriptors\n", in.packets, in.page_off, in.scattered ? " (scattered)" : "",
+                pages, UF_MAX_SEGS - 1);
+        return 2;
+    }
     struct iso_urb *xs = calloc(in.queue, sizeof(*xs));
     struct usbfront *uf = xs ? open_ctrl(&a, "iso") : NULL;
     if (!uf) {
@@ -1207,10 +1248,12 @@ static int usb_iso(int argc, char **argv)
         }
     printf("result=%s in_urbs=%llu out_urbs=%llu packets_per_urb=%u in_packets=%llu "
            "in_bytes=%llu out_packets=%llu out_bytes=%llu first_seq=%llu last_seq=%u "
-           "seconds=%.3f\n", rc == 0 ? "ok" : "FAILED", (unsigned long long)in.urbs,
+           "page_offset=%u scattered=%d seconds=%.3f\n", rc == 0 ? "ok" : "FAILED",
+           (unsigned long long)in.urbs,
            (unsigned long long)out.urbs, in.packets, (unsigned long long)in.packets_done,
            (unsigned long long)in.bytes, (unsigned long long)out.packets_done,
-           (unsigned long long)out.bytes, (unsigned long long)before[2], in.seq - 1, secs);
+           (unsigned long long)out.bytes, (unsigned long long)before[2], in.seq - 1,
+           in.page_off, in.scattered, secs);
 out:
     if (uf_close(uf) < 0)
         rc = 1;

@@ -50,23 +50,27 @@ void uf_setup(uint8_t setup[8], uint8_t bm_request_type, uint8_t b_request,
     setup[7] = (uint8_t)(w_length >> 8);
 }
 
-unsigned uf_pages_for(unsigned page_off, uint32_t len)
+unsigned uf_pages_for(unsigned page_off, uint32_t len, bool scattered)
 {
+    if (scattered) {
+        uint32_t per_page = XENIF_PAGE_SIZE - page_off;
+        return (unsigned)(((uint64_t)len + per_page - 1) / per_page);
+    }
     return len ? (unsigned)(((uint64_t)page_off + len + XENIF_PAGE_SIZE - 1) /
                             XENIF_PAGE_SIZE) : 0;
 }
 
 int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
-                     unsigned page_off, uint32_t len)
+                     unsigned page_off, uint32_t len, bool scattered)
 {
     if (len > UF_MAX_LEN || page_off >= XENIF_PAGE_SIZE)
         return -1;
-    unsigned n = uf_pages_for(page_off, len);
+    unsigned n = uf_pages_for(page_off, len, scattered);
     if (n > UF_MAX_SEGS)
         return -1;
     uint32_t left = len;
     for (unsigned i = 0; i < n; i++) {
-        unsigned off = i == 0 ? page_off : 0;
+        unsigned off = i == 0 || scattered ? page_off : 0;
         uint32_t chunk = XENIF_PAGE_SIZE - off;
         if (chunk > left)
             chunk = left;
@@ -109,7 +113,7 @@ int uf_build_request(struct usbif_urb_request *req, uint16_t id,
         memcpy(req->u.ctrl, u->setup, 8);
     else if (usbif_pipeint(u->pipe))
         req->u.intr.interval = u->interval;
-    int n = uf_fill_segments(req, refs, u->page_off, u->len);
+    int n = uf_fill_segments(req, refs, u->page_off, u->len, u->scattered);
     if (n >= 0 && usbif_pipeisoc(u->pipe))
         n = uf_fill_iso(req, refs, u->nr_packets, u->interval);
     return n;
@@ -497,7 +501,26 @@ fail:
 static void *iso_page(const struct slot *s, const struct uf_urb *u)
 {
     return (uint8_t *)s->pages +
-           (size_t)uf_pages_for(u->page_off, u->len) * XENIF_PAGE_SIZE;
+           (size_t)uf_pages_for(u->page_off, u->len, u->scattered) *
+               XENIF_PAGE_SIZE;
+}
+
+/* The first len bytes of u's buffer to or from the slot's pages, where
+ * uf_fill_segments put them. */
+static void copy_data(const struct slot *s, struct uf_urb *u, bool to_pages, uint32_t len)
+{
+    uint8_t *page = s->pages, *b = u->buf;
+    uint32_t run = u->scattered ? XENIF_PAGE_SIZE - u->page_off : len;
+    while (len) {
+        uint32_t n = run < len ? run : len;
+        if (to_pages)
+            memcpy(page + u->page_off, b, n);
+        else
+            memcpy(b, page + u->page_off, n);
+        page += XENIF_PAGE_SIZE;
+        b += n;
+        len -= n;
+    }
 }
 
 static struct slot *take_slot(struct usbfront *uf, unsigned *id)
@@ -526,12 +549,12 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
         return -1;
     }
     if (u->len > UF_MAX_LEN || u->page_off >= XENIF_PAGE_SIZE ||
-        uf_pages_for(u->page_off, u->len) > UF_MAX_SEGS ||
+        uf_pages_for(u->page_off, u->len, u->scattered) > UF_MAX_SEGS ||
         usbif_pipeportnum(u->pipe) < 1 || usbif_pipeportnum(u->pipe) > uf->num_ports ||
         usbif_pipeunlink(u->pipe) || (u->len && !u->buf) ||
         (usbif_pipeisoc(u->pipe) &&
          (!u->iso || u->nr_packets == 0 || u->nr_packets > UF_MAX_ISO_PACKETS ||
-          uf_pages_for(u->page_off, u->len) >= UF_MAX_SEGS))) {
+          uf_pages_for(u->page_off, u->len, u->scattered) >= UF_MAX_SEGS))) {
         errno = EINVAL;
         return -1;
     }
@@ -553,7 +576,7 @@ int uf_submit(struct usbfront *uf, struct uf_urb *u)
     int nseg = uf_build_request(&req, (uint16_t)id, u, s->refs);
     s->in = usbif_pipein(u->pipe) != 0;
     if (!s->in && u->len)
-        memcpy((uint8_t *)s->pages + u->page_off, u->buf, u->len);
+        copy_data(s, u, true, u->len);
     if (usbif_pipeisoc(u->pipe))
         memcpy(iso_page(s, u), u->iso, u->nr_packets * sizeof(*u->iso));
     s->is_unlink = false;
@@ -652,7 +675,7 @@ static void complete(struct usbfront *uf, unsigned id, int status, uint32_t actu
     /* isochronous packets lie at their offsets: the whole buffer comes back */
     uint32_t back = isoc && actual ? u->len : actual;
     if (s->in && back)
-        memcpy(u->buf, (uint8_t *)s->pages + u->page_off, back);
+        copy_data(s, u, false, back);
     if (isoc)
         memcpy(u->iso, iso_page(s, u), u->nr_packets * sizeof(*u->iso));
     u->status = status;

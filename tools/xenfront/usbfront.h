@@ -13,10 +13,11 @@
  *   - URBs: control (setup packet in the request), bulk and interrupt, with
  *     the data in up to 16 granted page segments (usbif_request_segment
  *     gref/offset/length); each ring slot owns 16 pages granted once, so a
- *     URB's buffer can start anywhere in its first page. Unlink is a ring
- *     request of its own (pipe unlink bit, unlink_id); the backend answers
- *     both the cancelled URB and the unlink. Every response is checked:
- *     id in flight, status, actual_length within the buffer;
+ *     URB's buffer can start anywhere in its first page (or, scattered, at
+ *     the same place in each of its pages: not one run of bytes). Unlink is
+ *     a ring request of its own (pipe unlink bit, unlink_id); the backend
+ *     answers both the cancelled URB and the unlink. Every response is
+ *     checked: id in flight, status, actual_length within the buffer;
  *   - suspend (xensim migration; what the patched xen-hcd does at freeze):
  *     stop taking URBs, let the in-flight ones complete (bounded), unlink
  *     the rest and wait for their answers (bounded), suspend. Resumed on
@@ -61,15 +62,19 @@ uint32_t uf_pipe(unsigned port, unsigned addr, unsigned ep, bool in, enum uf_typ
 void uf_setup(uint8_t setup[8], uint8_t bm_request_type, uint8_t b_request,
               uint16_t w_value, uint16_t w_index, uint16_t w_length);
 
-/* Fills the segments of req for len bytes starting at byte page_off of the
- * first of the pages refs[] (one per page): seg[i] = {ref, offset, length}
- * with only the first segment at a non-zero offset. Returns the number of
- * segments, or -1 if it needs more than UF_MAX_SEGS or len > UF_MAX_LEN or
- * page_off >= a page. */
+/* Fills the segments of req for len bytes in the pages refs[] (one per
+ * page), seg[i] = {ref, offset, length}: one run of bytes from byte
+ * page_off of the first page, only the first segment at a non-zero offset
+ * (how xen-hcd grants a buffer); or scattered: every segment from byte
+ * page_off of its page to the page's end (with page_off > 0 not one run of
+ * bytes: the backend has to gather and scatter them). Returns the number
+ * of segments, or -1 if it needs more than UF_MAX_SEGS or len > UF_MAX_LEN
+ * or page_off >= a page. */
 int uf_fill_segments(struct usbif_urb_request *req, const xenif_gref *refs,
-                     unsigned page_off, uint32_t len);
-/* Pages a buffer of len bytes at page_off spans. */
-unsigned uf_pages_for(unsigned page_off, uint32_t len);
+                     unsigned page_off, uint32_t len, bool scattered);
+/* Pages a buffer of len bytes at page_off (below a page) spans, laid out
+ * as above. */
+unsigned uf_pages_for(unsigned page_off, uint32_t len, bool scattered);
 
 /* An isochronous packet: Linux's usb_iso_packet_descriptor, which is what
  * xen-hcd grants (offset and length in; actual and status out). */
@@ -91,9 +96,10 @@ int uf_fill_iso(struct usbif_urb_request *req, const xenif_gref *refs,
 
 struct uf_urb;
 /* The ring request for URB u with this id, its data in the pages refs[]
- * (one per page from u->page_off): pipe, transfer_flags, buffer_length,
- * the setup packet (control), interval (interrupt), interval and the
- * packet descriptors' segment (isochronous: uf_fill_iso), segments.
+ * (laid out by u->page_off and u->scattered): pipe, transfer_flags,
+ * buffer_length, the setup packet (control), interval (interrupt),
+ * interval and the packet descriptors' segment (isochronous:
+ * uf_fill_iso), segments.
  * Returns the number of segments, or -1 (does not fit, or an unlink
  * pipe). */
 int uf_build_request(struct usbif_urb_request *req, uint16_t id,
@@ -180,6 +186,7 @@ struct uf_urb {
     void *buf;
     uint32_t len;
     unsigned page_off;         /* where in its first page the data starts */
+    bool scattered;            /* and in every other page (uf_fill_segments) */
     uf_done_fn *done;
     void *opaque;
     /* results */
