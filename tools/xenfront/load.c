@@ -91,25 +91,19 @@ int xf_blk_load(int argc, char **argv)
         { "seed", required_argument, NULL, 's' },
         { NULL, 0, NULL, 0 },
     };
-    struct bf_opts o;
-    bf_opts_default(&o);
-    o.reuse_grants = true; /* measure the backend, not xensim's page churn */
-    int have = 0, c;
+    struct xf_blk_cmd cmd = { .name = "load", .usage = load_usage };
+    struct bf_opts *o = &cmd.dev;
+    bf_opts_default(o);
+    o->reuse_grants = true; /* measure the backend, not xensim's page churn */
+    int c, status;
     const char *rw = NULL;
     uint64_t bs = 4096, qd = 1, seconds = 5, size = 0, seed = 1;
     struct lctx l;
     memset(&l, 0, sizeof(l));
-    while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
-        int r = xf_dev_option(&o, c, optarg, "load", &have);
-        if (r < 0)
-            return 2;
-        if (r == 2) {
-            load_usage(stdout);
-            return 0;
-        }
-        if (r == 1)
-            continue;
+    while ((c = xf_blk_getopt(&cmd, argc, argv, opts, &status)) != -1) {
         switch (c) {
+        case XF_OPTS_EXIT:
+            return status;
         case 'w':
             rw = optarg;
             if (strcmp(rw, "randread") == 0)
@@ -142,16 +136,13 @@ int xf_blk_load(int argc, char **argv)
             if (xf_parse_uint(optarg, UINT64_MAX, &seed) < 0)
                 goto bad;
             break;
-        default:
-            load_usage(stderr);
-            return 2;
         }
     }
-    if (!have || !rw || optind != argc) {
+    if (!rw) {
         load_usage(stderr);
         return 2;
     }
-    l.bf = xf_open(&o, "load");
+    l.bf = xf_open(o, "load");
     if (!l.bf)
         return 1;
     int rc = 1;
@@ -165,7 +156,7 @@ int xf_blk_load(int argc, char **argv)
         l.bs_sect % (bf_sector_size(l.bf) / BF_SECTOR)) {
         fprintf(stderr, "xenfront load: --bs %llu does not fit vbd/%u (one request "
                 "carries at most %u bytes, the disk has %llu bytes, %u-byte "
-                "sectors)\n", (unsigned long long)bs, o.devid,
+                "sectors)\n", (unsigned long long)bs, o->devid,
                 bf_max_sectors(l.bf) * BF_SECTOR, (unsigned long long)disk,
                 bf_sector_size(l.bf));
         goto out;

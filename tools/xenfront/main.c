@@ -101,6 +101,33 @@ int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
     return 0;
 }
 
+int xf_blk_getopt(struct xf_blk_cmd *cmd, int argc, char **argv,
+                  const struct option *opts, int *exit_status)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+        int r = xf_dev_option(&cmd->dev, c, optarg, cmd->name, &cmd->have_vdev);
+        if (r == 1)
+            continue;
+        if (r == 2) {
+            cmd->usage(stdout);
+            *exit_status = 0;
+            return XF_OPTS_EXIT;
+        }
+        if (r == 0 && c != '?')
+            return c;
+        if (r == 0)
+            cmd->usage(stderr);
+        *exit_status = 2;
+        return XF_OPTS_EXIT;
+    }
+    if (cmd->have_vdev && optind == argc)
+        return -1;
+    cmd->usage(stderr);
+    *exit_status = 2;
+    return XF_OPTS_EXIT;
+}
+
 void xf_dev_usage(FILE *f)
 {
     fputs("device options:\n"

@@ -370,9 +370,9 @@ int xf_blk_verify(int argc, char **argv)
         { "quiet", no_argument, NULL, 'Q' },
         { NULL, 0, NULL, 0 },
     };
-    struct bf_opts o;
-    bf_opts_default(&o);
-    int have = 0, c;
+    struct xf_blk_cmd cmd = { .name = "verify", .usage = verify_usage };
+    bf_opts_default(&cmd.dev);
+    int c, status;
     uint64_t seed = 0, ops = 3000, seconds = 0, qd = 16, region = 0;
     bool have_seed = false;
     uint32_t initial = PAT_GEN_UNKNOWN;
@@ -380,17 +380,10 @@ int xf_blk_verify(int argc, char **argv)
     struct vctx v;
     memset(&v, 0, sizeof(v));
     v.do_flush = v.do_discard = true;
-    while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
-        int r = xf_dev_option(&o, c, optarg, "verify", &have);
-        if (r < 0)
-            return 2;
-        if (r == 2) {
-            verify_usage(stdout);
-            return 0;
-        }
-        if (r == 1)
-            continue;
+    while ((c = xf_blk_getopt(&cmd, argc, argv, opts, &status)) != -1) {
         switch (c) {
+        case XF_OPTS_EXIT:
+            return status;
         case 's':
             if (xf_parse_uint(optarg, UINT64_MAX, &seed) < 0)
                 goto bad;
@@ -427,14 +420,7 @@ int xf_blk_verify(int argc, char **argv)
         case 'D': v.do_discard = false; break;
         case 'R': v.expect_ro = true; break;
         case 'Q': v.quiet = true; break;
-        default:
-            verify_usage(stderr);
-            return 2;
         }
-    }
-    if (!have || optind != argc) {
-        verify_usage(stderr);
-        return 2;
     }
 
     struct pat_model in;
@@ -456,7 +442,7 @@ int xf_blk_verify(int argc, char **argv)
         have_seed = true;
     }
 
-    v.bf = xf_open(&o, "verify");
+    v.bf = xf_open(&cmd.dev, "verify");
     if (!v.bf) {
         if (have_in)
             pat_model_free(&in);
@@ -476,7 +462,7 @@ int xf_blk_verify(int argc, char **argv)
     if (!bf_has_discard(v.bf))
         v.do_discard = false;
     if (!have_seed)
-        seed = (uint64_t)o.devid << 16 ^ (uint64_t)atoi(getenv("XENSIM_DOMID") ?
+        seed = (uint64_t)cmd.dev.devid << 16 ^ (uint64_t)atoi(getenv("XENSIM_DOMID") ?
                                                          getenv("XENSIM_DOMID") : "0");
     if (v.region == 0 || v.region > disk) {
         fprintf(stderr, "xenfront verify: region of %llu sectors does not fit the "
@@ -486,7 +472,7 @@ int xf_blk_verify(int argc, char **argv)
     }
     if (v.expect_ro && !v.ro) {
         fprintf(stderr, "xenfront verify: vbd/%u is not read-only (info %#x)\n",
-                o.devid, bf_info(v.bf));
+                cmd.dev.devid, bf_info(v.bf));
         v.errors++;
         goto out;
     }
@@ -525,7 +511,7 @@ int xf_blk_verify(int argc, char **argv)
     if (!v.quiet)
         fprintf(stderr, "xenfront verify: vbd/%u: %llu sectors of %llu, seed %llu, "
                 "qd %llu, %u ring(s) x %u slots, up to %u sectors a request, "
-                "%s grants%s%s%s\n", o.devid, (unsigned long long)v.region,
+                "%s grants%s%s%s\n", cmd.dev.devid, (unsigned long long)v.region,
                 (unsigned long long)disk, (unsigned long long)seed,
                 (unsigned long long)qd, bf_nr_rings(v.bf), bf_ring_size(v.bf),
                 v.max_sect, bf_persistent(v.bf) ? "persistent" : "per-request",
@@ -570,7 +556,7 @@ int xf_blk_verify(int argc, char **argv)
             failed = true;
     }
     if (failed) {
-        fprintf(stderr, "xenfront verify: vbd/%u: device failed: %s\n", o.devid,
+        fprintf(stderr, "xenfront verify: vbd/%u: device failed: %s\n", cmd.dev.devid,
                 bf_error(v.bf));
         v.errors++;
     }
@@ -595,7 +581,7 @@ out:;
            "read_sectors=%llu checked_sectors=%llu flushes=%llu discards=%llu "
            "discarded_sectors=%llu direct=%llu indirect=%llu offset_ios=%llu "
            "ro_rejected=%llu grants=%llu mismatches=%llu errors=%llu\n",
-           o.devid, ok ? "ok" : "FAIL", (unsigned long long)v.writes,
+           cmd.dev.devid, ok ? "ok" : "FAIL", (unsigned long long)v.writes,
            (unsigned long long)v.wsect, (unsigned long long)v.reads,
            (unsigned long long)v.rsect, (unsigned long long)v.checked,
            (unsigned long long)v.flushes, (unsigned long long)v.discards,

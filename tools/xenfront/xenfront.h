@@ -37,6 +37,22 @@ int xf_dev_option(struct bf_opts *o, int opt, const char *arg, const char *cmd,
                   int *have_vdev);
 void xf_dev_usage(FILE *f);
 
+/* getopt_long over a blk subcommand's options: takes the device options
+ * (xf_dev_option) itself and returns the next of the subcommand's own, -1
+ * when they are all read, or XF_OPTS_EXIT with *exit_status set: 0 after
+ * --help (usage on stdout), 2 after a bad option or a missing --vdev or
+ * stray operands (usage on stderr). */
+#define XF_OPTS_EXIT (-2)
+struct option;
+struct xf_blk_cmd {
+    const char *name;           /* "load": messages say "xenfront blk load" */
+    void (*usage)(FILE *f);
+    struct bf_opts dev;
+    int have_vdev;
+};
+int xf_blk_getopt(struct xf_blk_cmd *cmd, int argc, char **argv,
+                  const struct option *opts, int *exit_status);
+
 /* bf_open with the error printed. */
 struct blkfront *xf_open(const struct bf_opts *o, const char *cmd);
 
