@@ -119,6 +119,12 @@ static const struct xenbus_class fake_late = {
         for (int w_ = 0; w_ < 1000 && !(cond); w_++)                         \
             evloop_run_once(loop, 10);                                       \
     } while (0)
+/* ... and asserts it holds, so that a failure names the caller's line. */
+#define WAIT_TRUE(cond)                                                      \
+    do {                                                                     \
+        WAIT_FOR(cond);                                                      \
+        CU_ASSERT_TRUE(cond);                                                \
+    } while (0)
 
 static void be_path(char *buf, size_t len, const char *type, unsigned fe,
                     unsigned devid)
@@ -235,6 +241,24 @@ static bool freed(const char *type, unsigned fe, unsigned devid)
 
 /* ---- suite ------------------------------------------------------------- */
 
+/* The toolstack adds a vbd of the guest and its frontend connects. */
+static void vbd_connected(const char *be, unsigned id)
+{
+    ts_add("vbd", guest, id);
+    WAIT_FOR(is(be, "state", "2"));
+    fe_publish(guest, id);
+    WAIT_TRUE(is(be, "state", "4"));
+}
+
+/* The frontend starts over (kexec, resume) and connects again. */
+static void fe_reconnects(const char *be, unsigned id)
+{
+    fe_state(guest, id, "1");
+    WAIT_TRUE(is(be, "state", "2"));
+    fe_publish(guest, id);
+    WAIT_TRUE(is(be, "state", "4"));
+}
+
 static int xenbus_suite_init(void)
 {
     log_init("test-xenbus", getenv("NETBUS_TEST_VERBOSE") ? LOG_LVL_DEBUG
@@ -279,8 +303,7 @@ static void test_lifecycle(void)
     be_path(be, sizeof(be), "vbd", guest, id);
     unsigned before = xenbus_device_count(bus);
     ts_add("vbd", guest, id);
-    WAIT_FOR(is(be, "state", "2"));
-    CU_ASSERT_TRUE(is(be, "state", "2"));
+    WAIT_TRUE(is(be, "state", "2"));
     CU_ASSERT_TRUE(is(be, "hotplug-status", "connected"));
     CU_ASSERT_TRUE(is(be, "feature-fake", "1"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 1);
@@ -290,29 +313,21 @@ static void test_lifecycle(void)
     CU_ASSERT_EQUAL(r->connect, 0);
 
     fe_publish(guest, id);
-    WAIT_FOR(is(be, "state", "4"));
-    CU_ASSERT_TRUE(is(be, "state", "4"));
+    WAIT_TRUE(is(be, "state", "4"));
     CU_ASSERT_EQUAL(r->connect, 1);
     CU_ASSERT_TRUE(r->connected);
 
     fe_state(guest, id, "4"); /* frontend Connected: nothing changes */
     fe_state(guest, id, "5");
-    WAIT_FOR(is(be, "state", "5"));
-    CU_ASSERT_TRUE(is(be, "state", "5"));
+    WAIT_TRUE(is(be, "state", "5"));
     CU_ASSERT_EQUAL(r->disconnect, 1);
     CU_ASSERT_FALSE(r->connected);
     fe_state(guest, id, "6");
-    WAIT_FOR(is(be, "state", "6"));
-    CU_ASSERT_TRUE(is(be, "state", "6"));
+    WAIT_TRUE(is(be, "state", "6"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 1); /* still online */
 
     /* Guest kexec/resume: the frontend starts over. */
-    fe_state(guest, id, "1");
-    WAIT_FOR(is(be, "state", "2"));
-    CU_ASSERT_TRUE(is(be, "state", "2"));
-    fe_publish(guest, id);
-    WAIT_FOR(is(be, "state", "4"));
-    CU_ASSERT_TRUE(is(be, "state", "4"));
+    fe_reconnects(be, id);
     CU_ASSERT_EQUAL(r->connect, 2);
     CU_ASSERT_EQUAL(r->init, 1);
 
@@ -331,8 +346,7 @@ static void test_lifecycle(void)
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 1);
     fe_state(guest, id, "5");
     fe_state(guest, id, "6");
-    WAIT_FOR(freed("vbd", guest, id));
-    CU_ASSERT_TRUE(freed("vbd", guest, id));
+    WAIT_TRUE(freed("vbd", guest, id));
     CU_ASSERT_TRUE(is(be, "state", "6"));
     CU_ASSERT_EQUAL(r->disconnect, 2);
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before);
@@ -348,10 +362,7 @@ static void test_remove_after_frontend_closed(void)
     char be[128];
     be_path(be, sizeof(be), "vbd", guest, id);
     unsigned before = xenbus_device_count(bus);
-    ts_add("vbd", guest, id);
-    WAIT_FOR(is(be, "state", "2"));
-    fe_publish(guest, id);
-    WAIT_FOR(is(be, "state", "4"));
+    vbd_connected(be, id);
     fe_state(guest, id, "5");
     fe_state(guest, id, "6");
     WAIT_FOR(is(be, "state", "6"));
@@ -380,8 +391,7 @@ static void test_hotplug_script(void)
     snprintf(hs, sizeof(hs), "%s/hotplug-status", be);
     put(be, "script", "/etc/xen/scripts/netbus-block");
     ts_add("vbd", guest, id);
-    WAIT_FOR(is(be, "state", "2"));
-    CU_ASSERT_TRUE(is(be, "state", "2"));
+    WAIT_TRUE(is(be, "state", "2"));
     CU_ASSERT_FALSE(exists(hs));
     fe_publish(guest, id);
     for (int i = 0; i < 20; i++)
@@ -389,12 +399,10 @@ static void test_hotplug_script(void)
     CU_ASSERT_TRUE(is(be, "state", "2"));
     CU_ASSERT_FALSE(rec_of("vbd", guest, id)->connected);
     put(be, "hotplug-status", "connected"); /* what netbus-block writes */
-    WAIT_FOR(is(be, "state", "4"));
-    CU_ASSERT_TRUE(is(be, "state", "4"));
+    WAIT_TRUE(is(be, "state", "4"));
     CU_ASSERT_TRUE(rec_of("vbd", guest, id)->connected);
     xenif_xs_rm(ts, 0, be);
-    WAIT_FOR(freed("vbd", guest, id));
-    CU_ASSERT_TRUE(freed("vbd", guest, id));
+    WAIT_TRUE(freed("vbd", guest, id));
 }
 
 /* online=0 before the frontend connected: Closed and gone at once. */
@@ -408,8 +416,7 @@ static void test_offline_unconnected(void)
     WAIT_FOR(is(be, "state", "2"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 1);
     put(be, "online", "0");
-    WAIT_FOR(freed("vbd", guest, id));
-    CU_ASSERT_TRUE(freed("vbd", guest, id));
+    WAIT_TRUE(freed("vbd", guest, id));
     CU_ASSERT_TRUE(is(be, "state", "6"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before);
     xenif_xs_rm(ts, 0, be);
@@ -422,11 +429,7 @@ static void test_backend_removed(void)
     char be[128];
     be_path(be, sizeof(be), "vbd", guest, id);
     unsigned before = xenbus_device_count(bus);
-    ts_add("vbd", guest, id);
-    WAIT_FOR(is(be, "state", "2"));
-    fe_publish(guest, id);
-    WAIT_FOR(is(be, "state", "4"));
-    CU_ASSERT_TRUE(is(be, "state", "4"));
+    vbd_connected(be, id);
     /* The class reports an error while being torn down: only recorded. */
     error_in_disconnect_devid = id;
     CU_ASSERT_EQUAL(xenif_xs_rm(ts, 0, be), 0);
@@ -449,13 +452,9 @@ static void test_frontend_removed(void)
     be_path(be, sizeof(be), "vbd", guest, id);
     fe_path(fp, sizeof(fp), guest, id);
     unsigned before = xenbus_device_count(bus);
-    ts_add("vbd", guest, id);
-    WAIT_FOR(is(be, "state", "2"));
-    fe_publish(guest, id);
-    WAIT_FOR(is(be, "state", "4"));
+    vbd_connected(be, id);
     CU_ASSERT_EQUAL(xenif_xs_rm(ts, 0, fp), 0);
-    WAIT_FOR(freed("vbd", guest, id));
-    CU_ASSERT_TRUE(freed("vbd", guest, id));
+    WAIT_TRUE(freed("vbd", guest, id));
     CU_ASSERT_TRUE(is(be, "state", "6"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before);
     xenif_xs_rm(ts, 0, be);
@@ -479,8 +478,7 @@ static void test_domain_death(void)
     WAIT_FOR(is(be1, "state", "2") && is(be2, "state", "2") &&
              is(other, "state", "2"));
     fe_publish(dom, 51712);
-    WAIT_FOR(is(be1, "state", "4"));
-    CU_ASSERT_TRUE(is(be1, "state", "4"));
+    WAIT_TRUE(is(be1, "state", "4"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 3);
     /* Suspend fires @releaseDomain too, but the domain is still there. */
     int admin = sim_admin(&host);
@@ -533,15 +531,13 @@ static void test_init_failure(void)
     /* The frontend connects both: only the good one connects. */
     fe_publish(guest, 1000);
     fe_publish(guest, 1001);
-    WAIT_FOR(is(good, "state", "4"));
-    CU_ASSERT_TRUE(is(good, "state", "4"));
+    WAIT_TRUE(is(good, "state", "4"));
     CU_ASSERT_TRUE(is(bad, "state", "5"));
     CU_ASSERT_EQUAL(rec_of("vbd", guest, 1000)->connect, 0);
     /* The frontend gives up on the bad one; a restart does not revive a
      * device whose init failed. */
     fe_state(guest, 1000, "6");
-    WAIT_FOR(is(bad, "state", "6"));
-    CU_ASSERT_TRUE(is(bad, "state", "6"));
+    WAIT_TRUE(is(bad, "state", "6"));
     fe_state(guest, 1000, "1");
     for (int i = 0; i < 20; i++)
         evloop_run_once(loop, 5);
@@ -549,8 +545,7 @@ static void test_init_failure(void)
     CU_ASSERT_EQUAL(rec_of("vbd", guest, 1000)->init, 1);
     /* The toolstack removes it. */
     put(bad, "online", "0");
-    WAIT_FOR(freed("vbd", guest, 1000));
-    CU_ASSERT_TRUE(freed("vbd", guest, 1000));
+    WAIT_TRUE(freed("vbd", guest, 1000));
     CU_ASSERT_TRUE(is(good, "state", "4"));
     CU_ASSERT_EQUAL(xenbus_device_count(bus), before + 1);
     xenif_xs_rm(ts, 0, bad);
@@ -568,18 +563,14 @@ static void test_device_error(void)
     be_path(be, sizeof(be), "vbd", guest, 1002);
     be_path(be2, sizeof(be2), "vbd", guest, 1003);
     unsigned before = xenbus_device_count(bus);
-    ts_add("vbd", guest, 1002);
-    WAIT_FOR(is(be, "state", "2"));
-    fe_publish(guest, 1002);
-    WAIT_FOR(is(be, "state", "4"));
+    vbd_connected(be, 1002);
     struct rec *r = rec_of("vbd", guest, 1002);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r->dev);
     xenbus_device_error(r->dev, "bad request %d on the ring", 7);
     xenbus_device_error(r->dev, "and another"); /* closes once */
     CU_ASSERT_TRUE(r->connected); /* deferred */
-    WAIT_FOR(is(be, "state", "5"));
-    CU_ASSERT_TRUE(is(be, "state", "5"));
+    WAIT_TRUE(is(be, "state", "5"));
     CU_ASSERT_FALSE(r->connected);
     CU_ASSERT_EQUAL(r->disconnect, 1);
     snprintf(err, sizeof(err), "/local/domain/0/error/backend/vbd/%u/1002",
@@ -587,12 +578,7 @@ static void test_device_error(void)
     CU_ASSERT_TRUE(is(err, "error", "and another"));
     fe_state(guest, 1002, "6");
     WAIT_FOR(is(be, "state", "6"));
-    fe_state(guest, 1002, "1");
-    WAIT_FOR(is(be, "state", "2"));
-    CU_ASSERT_TRUE(is(be, "state", "2"));
-    fe_publish(guest, 1002);
-    WAIT_FOR(is(be, "state", "4"));
-    CU_ASSERT_TRUE(is(be, "state", "4"));
+    fe_reconnects(be, 1002);
     CU_ASSERT_EQUAL(r->connect, 2);
 
     /* connect() fails. */
@@ -600,17 +586,12 @@ static void test_device_error(void)
     ts_add("vbd", guest, 1003);
     WAIT_FOR(is(be2, "state", "2"));
     fe_publish(guest, 1003);
-    WAIT_FOR(is(be2, "state", "5"));
-    CU_ASSERT_TRUE(is(be2, "state", "5"));
+    WAIT_TRUE(is(be2, "state", "5"));
     CU_ASSERT_TRUE(is(be2, "hotplug-status", "connected"));
     fail_connect_devid = ~0u;
     fe_state(guest, 1003, "6");
     WAIT_FOR(is(be2, "state", "6"));
-    fe_state(guest, 1003, "1");
-    WAIT_FOR(is(be2, "state", "2"));
-    fe_publish(guest, 1003);
-    WAIT_FOR(is(be2, "state", "4"));
-    CU_ASSERT_TRUE(is(be2, "state", "4"));
+    fe_reconnects(be2, 1003);
     CU_ASSERT_TRUE(is(be, "state", "4"));
 
     xenif_xs_rm(ts, 0, be);
@@ -633,14 +614,9 @@ static void test_garbage(void)
     for (size_t i = 0; i < sizeof(bad_fe_states) / sizeof(*bad_fe_states);
          i++, id++) {
         be_path(be, sizeof(be), "vbd", guest, id);
-        ts_add("vbd", guest, id);
-        WAIT_FOR(is(be, "state", "2"));
-        fe_publish(guest, id);
-        WAIT_FOR(is(be, "state", "4"));
-        CU_ASSERT_TRUE(is(be, "state", "4"));
+        vbd_connected(be, id);
         fe_state(guest, id, bad_fe_states[i]);
-        WAIT_FOR(is(be, "state", "5"));
-        CU_ASSERT_TRUE(is(be, "state", "5"));
+        WAIT_TRUE(is(be, "state", "5"));
         snprintf(err, sizeof(err), "/local/domain/0/error/backend/vbd/%u/%u",
                  guest, id);
         char *msg = get(err, "error");
@@ -669,8 +645,7 @@ static void test_garbage(void)
     ts_add_raw("vbd", guest, id + 6, fp, other, "1");    /* no such frontend */
     for (unsigned k = 0; k < 7; k++) {
         be_path(be, sizeof(be), "vbd", guest, id + k);
-        WAIT_FOR(is(be, "hotplug-status", "error"));
-        CU_ASSERT_TRUE(is(be, "hotplug-status", "error"));
+        WAIT_TRUE(is(be, "hotplug-status", "error"));
         CU_ASSERT_TRUE(is(be, "state", "6"));
         CU_ASSERT_PTR_NULL(rec_of("vbd", guest, id + k));
         snprintf(err, sizeof(err), "/local/domain/0/error/backend/vbd/%u/%u",
@@ -693,8 +668,7 @@ static void test_garbage(void)
     CU_ASSERT_TRUE(is(be, "state", "1"));
     /* Once online=1 appears, it is a device. */
     put(be, "online", "1");
-    WAIT_FOR(is(be, "state", "2"));
-    CU_ASSERT_TRUE(is(be, "state", "2"));
+    WAIT_TRUE(is(be, "state", "2"));
 
     /* The toolstack cleans up; everything goes away. */
     xenif_xs_rm(ts, 0, "/local/domain/0/backend/vbd/abc");
@@ -730,8 +704,7 @@ static void test_two_classes(void)
     CU_ASSERT_STRING_EQUAL(xenbus_frontend_path(rb->dev), fp);
     CU_ASSERT_PTR_EQUAL(xenbus_loop(rb->dev), loop);
     fe_publish(guest, 2001);
-    WAIT_FOR(is(b, "state", "4"));
-    CU_ASSERT_TRUE(is(b, "state", "4"));
+    WAIT_TRUE(is(b, "state", "4"));
     CU_ASSERT_TRUE(is(a, "state", "2"));
     /* Registering a type twice is refused. */
     CU_ASSERT_EQUAL(xenbus_register(bus, &fake_vbd), -1);
