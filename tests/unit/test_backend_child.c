@@ -38,9 +38,33 @@ int be_child_start(struct be_child *c, const char *tag, int (*child_main)(int so
     return 0;
 }
 
-int be_child_serve(const struct be_child *c, int sock, int level,
-                   evloop_fd_cb command, void (*close_all)(void))
+struct command_server {
+    size_t clen, rlen;
+    be_child_command command;
+    void *cmd, *rsp;
+};
+
+static void serve_command(struct evloop *loop, int fd, uint32_t events, void *opaque)
 {
+    (void)events;
+    struct command_server *s = opaque;
+    if (recv(fd, s->cmd, s->clen, 0) != (ssize_t)s->clen) {
+        evloop_stop(loop);
+        return;
+    }
+    memset(s->rsp, 0, s->rlen);
+    s->command(loop, s->cmd, s->rsp);
+    if (send(fd, s->rsp, s->rlen, 0) != (ssize_t)s->rlen)
+        evloop_stop(loop);
+}
+
+int be_child_serve(const struct be_child *c, int sock, int level, size_t clen,
+                   size_t rlen, be_child_command command, void (*close_all)(void))
+{
+    struct command_server server = { .clen = clen, .rlen = rlen, .command = command,
+                                     .cmd = malloc(clen), .rsp = malloc(rlen) };
+    if (!server.cmd || !server.rsp)
+        return 3;
     int lfd = open(c->logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (lfd >= 0) {
         dup2(lfd, 2);
@@ -48,12 +72,14 @@ int be_child_serve(const struct be_child *c, int sock, int level,
     }
     log_init("netbusd-test", level, false);
     struct evloop *loop = evloop_new();
-    if (!loop || evloop_add(loop, sock, EPOLLIN, command, NULL) < 0)
+    if (!loop || evloop_add(loop, sock, EPOLLIN, serve_command, &server) < 0)
         return 3;
     evloop_run(loop);
     close_all();
     evloop_free(loop);
     close(sock);
+    free(server.cmd);
+    free(server.rsp);
     return 0;
 }
 

@@ -23,11 +23,16 @@ struct be_child {
 /* Starts the host (tag), creates the guests and forks child_main(its end
  * of the socket) as the backend. 0, or -1. */
 int be_child_start(struct be_child *c, const char *tag, int (*child_main)(int sock));
-/* In the child: stderr to the log, log_init at level, command served on
- * sock until it stops the loop (a command that does not arrive whole stops
- * it too); then close_all. The child's exit status. */
-int be_child_serve(const struct be_child *c, int sock, int level,
-                   evloop_fd_cb command, void (*close_all)(void));
+/* Answers one command of the suite's: cmd (clen bytes) read whole, rsp
+ * (rlen bytes) zeroed, sent back once it returns; it stops the loop to
+ * quit. */
+typedef void (*be_child_command)(struct evloop *loop, const void *cmd, void *rsp);
+/* In the child: stderr to the log, log_init at level, commands read from
+ * sock and answered by command until it stops the loop (a command that does
+ * not arrive whole, or an answer that cannot be sent, stops it too); then
+ * close_all. The child's exit status. */
+int be_child_serve(const struct be_child *c, int sock, int level, size_t clen,
+                   size_t rlen, be_child_command command, void (*close_all)(void));
 /* Sends cmd and waits (10 s) for the answer of rlen bytes: 0, or -1. */
 int be_child_call(const struct be_child *c, const void *cmd, size_t clen, void *rsp,
                   size_t rlen);

@@ -101,56 +101,49 @@ static void be_close_all(void)
         be_close_disk(&be_disks[i]);
 }
 
-static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaque)
+static void be_command(struct evloop *loop, const void *cmd, void *rsp)
 {
-    (void)events;
-    (void)opaque;
-    struct be_cmd c;
-    struct be_rsp r = { 0 };
-    ssize_t n = recv(fd, &c, sizeof(c), 0);
-    if (n != (ssize_t)sizeof(c)) {
-        evloop_stop(loop);
+    const struct be_cmd *c = cmd;
+    struct be_rsp *r = rsp;
+    struct be_disk *b = c->disk < MAX_DISKS ? &be_disks[c->disk] : NULL;
+    if (!b) {
+        r->rc = -1;
         return;
     }
-    struct be_disk *b = c.disk < MAX_DISKS ? &be_disks[c.disk] : NULL;
-    if (!b) {
-        r.rc = -1;
-        goto out;
-    }
-    switch (c.op) {
+    switch (c->op) {
     case CMD_OPEN_DISK: {
         be_close_disk(b);
-        snprintf(b->where, sizeof(b->where), "test/vbd/%u/%u", c.domid, c.disk);
+        snprintf(b->where, sizeof(b->where), "test/vbd/%u/%u", c->domid, c->disk);
         struct vbd_disk *d = &b->d;
         d->where = b->where;
         d->loop = loop;
         d->cfg = &be_cfg;
-        d->domid = (xenif_domid)c.domid;
+        d->domid = (xenif_domid)c->domid;
         d->fail = be_fail;
         d->opaque = b;
-        d->target = vbd_target_file_open(c.path, c.readonly, loop, b->where,
-                                         r.msg, sizeof(r.msg));
-        d->gnt = d->target ? xenif_gnt_open(&be_cfg, r.msg, sizeof(r.msg)) : NULL;
+        d->target = vbd_target_file_open(c->path, c->readonly, loop, b->where,
+                                         r->msg, sizeof(r->msg));
+        d->gnt = d->target ? xenif_gnt_open(&be_cfg, r->msg, sizeof(r->msg)) : NULL;
         if (!d->gnt) {
             if (d->target)
                 d->target->ops->close(d->target);
-            r.rc = -1;
+            r->rc = -1;
             break;
         }
         vbd_disk_attach_target(d);
         d->lim.sectors = d->target->info.size >> 9;
         d->lim.sector_size = d->target->info.sector_size;
         d->lim.max_indirect_segments = BLKIF_MAX_INDIRECT_SEGS;
-        d->lim.readonly = c.readonly;
+        d->lim.readonly = c->readonly;
         d->lim.flush = d->target->info.can_flush;
         d->lim.discard = d->target->info.can_discard;
-        d->persistent = c.persistent;
+        d->persistent = c->persistent;
         b->used = true;
         break;
     }
     case CMD_OPEN_QUEUE:
-        if (!b->used || !vbd_queue_open(&b->d, &c.qp, r.msg, sizeof(r.msg)))
-            r.rc = -1;
+        if (!b->used || !vbd_queue_open(&b->d, &c->qp, r->msg, sizeof(r->msg)))
+            r->rc = -1;
         break;
     case CMD_CLOSE_DISK:
         be_close_disk(b);
@@ -162,30 +155,28 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         vbd_disk_resume(&b->d);
         break;
     case CMD_STATS:
-        r.failed = b->d.failed;
-        r.requests = b->d.requests;
-        r.errors = b->d.errors;
-        r.inflight = b->used ? b->d.target->ops->inflight(b->d.target) : 0;
-        r.persistent_maps = b->d.persistent_maps;
-        r.drained = b->drained;
-        snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
+        r->failed = b->d.failed;
+        r->requests = b->d.requests;
+        r->errors = b->d.errors;
+        r->inflight = b->used ? b->d.target->ops->inflight(b->d.target) : 0;
+        r->persistent_maps = b->d.persistent_maps;
+        r->drained = b->drained;
+        snprintf(r->msg, sizeof(r->msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
         be_close_all();
         evloop_stop(loop);
         break;
     default:
-        r.rc = -1;
+        r->rc = -1;
     }
-out:
-    if (send(fd, &r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        evloop_stop(loop);
 }
 
 static int be_main(int sock)
 {
     be_cfg = sim_config(&be.host, 0);
-    return be_child_serve(&be, sock, LOG_LVL_INFO, be_command, be_close_all);
+    return be_child_serve(&be, sock, LOG_LVL_INFO, sizeof(struct be_cmd),
+                          sizeof(struct be_rsp), be_command, be_close_all);
 }
 
 static int be_call(struct be_cmd *c, struct be_rsp *r)

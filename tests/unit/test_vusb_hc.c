@@ -428,43 +428,36 @@ static int be_open_hc(struct be_hc *b, struct evloop *loop, const struct be_cmd 
     return b->hc ? 0 : -1;
 }
 
-static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaque)
+static void be_command(struct evloop *loop, const void *cmd, void *rsp)
 {
-    (void)events;
-    (void)opaque;
-    struct be_cmd c;
-    struct be_rsp r = { 0 };
-    ssize_t n = recv(fd, &c, sizeof(c), 0);
-    if (n != (ssize_t)sizeof(c)) {
-        evloop_stop(loop);
+    const struct be_cmd *c = cmd;
+    struct be_rsp *r = rsp;
+    struct be_hc *b = c->hc < MAX_HC ? &be_hcs[c->hc] : NULL;
+    if (!b || (c->op != CMD_OPEN && c->op != CMD_QUIT && c->op != CMD_CLOSE && !b->hc)) {
+        r->rc = -1;
         return;
     }
-    struct be_hc *b = c.hc < MAX_HC ? &be_hcs[c.hc] : NULL;
-    if (!b || (c.op != CMD_OPEN && c.op != CMD_QUIT && c.op != CMD_CLOSE && !b->hc)) {
-        r.rc = -1;
-        goto out;
-    }
-    switch (c.op) {
+    switch (c->op) {
     case CMD_OPEN:
-        r.rc = be_open_hc(b, loop, &c, r.msg, sizeof(r.msg));
+        r->rc = be_open_hc(b, loop, c, r->msg, sizeof(r->msg));
         break;
     case CMD_CLOSE:
         be_close_hc(b);
         break;
     case CMD_PLUG:
-        b->plugged = c.arg;
-        vusb_hc_set_port(b->hc, DEV_PORT, c.arg ? &b->dev->t : NULL);
+        b->plugged = c->arg;
+        vusb_hc_set_port(b->hc, DEV_PORT, c->arg ? &b->dev->t : NULL);
         break;
     case CMD_SPEED:
-        b->dev->t.speed = (enum vusb_speed)c.arg;
+        b->dev->t.speed = (enum vusb_speed)c->arg;
         vusb_hc_port_changed(b->hc, DEV_PORT);
         break;
     case CMD_HOLD:
-        b->dev->hold = c.arg;
+        b->dev->hold = c->arg;
         kick(b->dev);
         break;
     case CMD_AWAIT:
-        vusb_hc_port_awaiting(b->hc, DEV_PORT, c.arg);
+        vusb_hc_port_awaiting(b->hc, DEV_PORT, c->arg);
         break;
     case CMD_QUIESCE:
         vusb_hc_quiesce(b->hc, be_drained);
@@ -473,32 +466,30 @@ static void be_command(struct evloop *loop, int fd, uint32_t events, void *opaqu
         vusb_hc_resume(b->hc);
         break;
     case CMD_STATS:
-        r.fails = b->fails;
-        r.drained = b->drained;
-        r.inflight = vusb_hc_inflight(b->hc);
-        r.dev_queued = b->dev->nq;
-        r.max_queued = b->dev->max_queued;
-        r.ctrl_seen = b->dev->ctrl_seen;
-        r.set_address_seen = b->dev->set_address_seen;
-        vusb_hc_stats(b->hc, &r.stats);
-        snprintf(r.msg, sizeof(r.msg), "%s", b->failmsg);
+        r->fails = b->fails;
+        r->drained = b->drained;
+        r->inflight = vusb_hc_inflight(b->hc);
+        r->dev_queued = b->dev->nq;
+        r->max_queued = b->dev->max_queued;
+        r->ctrl_seen = b->dev->ctrl_seen;
+        r->set_address_seen = b->dev->set_address_seen;
+        vusb_hc_stats(b->hc, &r->stats);
+        snprintf(r->msg, sizeof(r->msg), "%s", b->failmsg);
         break;
     case CMD_QUIT:
         be_close_all();
         evloop_stop(loop);
         break;
     default:
-        r.rc = -1;
+        r->rc = -1;
     }
-out:
-    if (send(fd, &r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        evloop_stop(loop);
 }
 
 static int be_main(int sock)
 {
     be_cfg = sim_config(&be.host, 0);
-    return be_child_serve(&be, sock, LOG_LVL_DEBUG, be_command, be_close_all);
+    return be_child_serve(&be, sock, LOG_LVL_DEBUG, sizeof(struct be_cmd),
+                          sizeof(struct be_rsp), be_command, be_close_all);
 }
 
 static int be_call(struct be_cmd *c, struct be_rsp *r)
