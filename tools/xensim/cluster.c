@@ -343,6 +343,24 @@ static void show_log_tail(const char *path)
         fprintf(stderr, "    %s", lines[i % 8]);
 }
 
+/* Whether a process `cluster up` just started (*pid: WHAT, "host NAME" or
+ * "netbusd on host NAME") has exited already; then says so with the tail of
+ * its log, DIR/LOGNAME, and forgets it (*pid = 0). */
+static bool exited_at_start(long long *pid, const char *what, const char *name,
+                            const char *dir, const char *logname)
+{
+    int st;
+    if (waitpid((pid_t)*pid, &st, WNOHANG) != (pid_t)*pid)
+        return false;
+    *pid = 0;
+    fprintf(stderr, "xensim cluster up: %s %s exited at start; its log (%s/%s):\n",
+            what, name, dir, logname);
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof(log), "%s/%s", dir, logname);
+    show_log_tail(log);
+    return true;
+}
+
 /* --- cluster.json ------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
@@ -1009,16 +1027,8 @@ static int cmd_up(int argc, char **argv)
         struct cl_host *h = &c->hosts[i];
         char err[512];
         while (!xensim_host_answers(h->dir, err, sizeof(err))) {
-            int st;
-            if (waitpid((pid_t)h->pid, &st, WNOHANG) == (pid_t)h->pid) {
-                h->pid = 0;
-                fprintf(stderr, "xensim cluster up: host %s exited at start; "
-                        "its log (%s/host.log):\n", h->name, h->dir);
-                char log[PATH_MAX + 16];
-                snprintf(log, sizeof(log), "%s/host.log", h->dir);
-                show_log_tail(log);
+            if (exited_at_start(&h->pid, "host", h->name, h->dir, "host.log"))
                 goto fail;
-            }
             if (now_s() >= deadline) {
                 fprintf(stderr, "xensim cluster up: host %s did not answer "
                         "within %lu s: %s\n", h->name, timeout, err);
@@ -1087,16 +1097,9 @@ static int cmd_up(int argc, char **argv)
         usleep(300000);
         for (unsigned i = 0; i < c->nhosts; i++) {
             struct cl_host *h = &c->hosts[i];
-            int st;
-            if (waitpid((pid_t)h->nb_pid, &st, WNOHANG) == (pid_t)h->nb_pid) {
-                h->nb_pid = 0;
-                fprintf(stderr, "xensim cluster up: netbusd on host %s exited "
-                        "at start; its log (%s/netbusd.log):\n", h->name, h->dir);
-                char log[PATH_MAX + 16];
-                snprintf(log, sizeof(log), "%s/netbusd.log", h->dir);
-                show_log_tail(log);
+            if (exited_at_start(&h->nb_pid, "netbusd on host", h->name, h->dir,
+                                "netbusd.log"))
                 goto fail;
-            }
         }
     }
     if (cluster_save(c) < 0)
@@ -1193,6 +1196,13 @@ static int cmd_list(int argc, char **argv)
     return 0;
 }
 
+/* The cluster at dir (into c) and its host name; NULL after saying why. */
+static const struct cl_host *cluster_load_host(const char *dir, const char *name,
+                                               struct cluster *c)
+{
+    return cluster_load(dir, c) < 0 ? NULL : cluster_host(c, name);
+}
+
 /* addr HOST / dir HOST / netns HOST: one field, for scripts. */
 static int cmd_field(int argc, char **argv)
 {
@@ -1207,9 +1217,7 @@ static int cmd_field(int argc, char **argv)
         return 2;
     }
     static struct cluster c;
-    if (cluster_load(dir, &c) < 0)
-        return 1;
-    const struct cl_host *h = cluster_host(&c, argv[optind]);
+    const struct cl_host *h = cluster_load_host(dir, argv[optind], &c);
     if (!h)
         return 1;
     if (strcmp(what, "netns") == 0 && !c.netns) {
@@ -1239,9 +1247,7 @@ static int cmd_exec(int argc, char **argv)
         return 2;
     }
     static struct cluster c;
-    if (cluster_load(dir, &c) < 0)
-        return 1;
-    const struct cl_host *h = cluster_host(&c, name);
+    const struct cl_host *h = cluster_load_host(dir, name, &c);
     if (!h)
         return 1;
     char err[512];
@@ -1268,9 +1274,7 @@ static int cmd_link(int argc, char **argv)
         return 2;
     }
     static struct cluster c;
-    if (cluster_load(dir, &c) < 0)
-        return 1;
-    const struct cl_host *h = cluster_host(&c, argv[optind]);
+    const struct cl_host *h = cluster_load_host(dir, argv[optind], &c);
     if (!h)
         return 1;
     if (!c.netns) {
