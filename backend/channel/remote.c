@@ -369,7 +369,11 @@ static int rt_submit(struct vbd_target *pub, struct vbd_target_io *tio)
 
 static void rt_kick(struct vbd_target *pub)
 {
-    nb_peer_flush(RT(pub)->peer);
+    struct rt *t = RT(pub);
+    nb_peer_flush(t->peer);
+    /* Answers are a network round trip away: worth polling for. */
+    if (t->count)
+        evloop_expect_soon(t->loop);
 }
 
 static void rt_drain(struct vbd_target *pub)

@@ -2,12 +2,17 @@
 
 #include <errno.h>
 #include "log.h"
+#include "poll_window.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
+
+#define MAX_EVENTS 64
 
 struct evloop_entry {
     int fd;
@@ -26,6 +31,8 @@ struct evloop {
     volatile sig_atomic_t stop;
     int signal_fd; /* -1 unless evloop_stop_on_signals was called */
     const char *signal_who;
+    struct poll_window poll;
+    bool expect; /* evloop_expect_soon() since the last wait */
 };
 
 struct evloop *evloop_new(void)
@@ -161,10 +168,66 @@ static int run_deferred(struct evloop *loop)
     return ran;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void evloop_set_poll_max_ns(struct evloop *loop, uint64_t max_ns)
+{
+    poll_window_init(&loop->poll, max_ns);
+}
+
+uint64_t evloop_poll_window_ns(const struct evloop *loop)
+{
+    return loop->poll.ns;
+}
+
+void evloop_expect_soon(struct evloop *loop)
+{
+    loop->expect = true;
+}
+
+/* Waits for events. When a source expects one soon: first by polling
+ * (epoll_wait without sleeping) for the current window, then asleep, and
+ * the time the first event took adapts the window. Otherwise (nothing
+ * expected, polling off, or a wait that must not block, which leaves the
+ * expectation to the next wait that would sleep) one epoll_wait: a loop
+ * nobody expects anything of never polls. */
+static int wait_events(struct evloop *loop, struct epoll_event *evs,
+                       int timeout_ms)
+{
+    if (timeout_ms == 0)
+        return epoll_wait(loop->epfd, evs, MAX_EVENTS, 0);
+    bool expect = loop->expect;
+    loop->expect = false;
+    if (!expect || loop->poll.max_ns == 0)
+        return epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout_ms);
+    uint64_t start = now_ns(), until = start + loop->poll.ns;
+    int n = 0;
+    if (loop->poll.ns) {
+        /* Yielding between looks: a process that has work on this CPU
+         * (the guest, the export when they share the host's few cores)
+         * runs first, so polling only uses time nobody else wants. */
+        while ((n = epoll_wait(loop->epfd, evs, MAX_EVENTS, 0)) == 0 &&
+               now_ns() < until)
+            sched_yield();
+    }
+    if (n == 0)
+        n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout_ms);
+    if (n > 0)
+        poll_window_update(&loop->poll, now_ns() - start);
+    else if (n == 0)
+        poll_window_update(&loop->poll, POLL_WAIT_NO_EVENT);
+    return n;
+}
+
 int evloop_run_once(struct evloop *loop, int timeout_ms)
 {
-    struct epoll_event evs[64];
-    int n = epoll_wait(loop->epfd, evs, 64, loop->deferred ? 0 : timeout_ms);
+    struct epoll_event evs[MAX_EVENTS];
+    int n = wait_events(loop, evs, loop->deferred ? 0 : timeout_ms);
     if (n < 0 && errno != EINTR)
         return -1;
     int ran = 0;

@@ -41,6 +41,18 @@ void evloop_defer_cancel(struct evloop *loop, struct evloop_deferred *d);
  * Returns the number of callbacks run, or -1 with errno. */
 int evloop_run_once(struct evloop *loop, int timeout_ms);
 
+/* Adaptive polling (poll_window.h): when a source expects an event soon,
+ * the next wait looks for events without sleeping for up to a window of at
+ * most max_ns, so an answer that comes within it costs no sleep and
+ * wake-up. 0 (the default) turns it off. */
+void evloop_set_poll_max_ns(struct evloop *loop, uint64_t max_ns);
+/* Called from a callback: something this source waits for should come soon
+ * (the answer to a request just sent, the next request of a guest just
+ * answered). Holds for the next wait that would sleep only. */
+void evloop_expect_soon(struct evloop *loop);
+/* The window an expected wait polls for (0: it sleeps at once). */
+uint64_t evloop_poll_window_ns(const struct evloop *loop);
+
 /* Run until evloop_stop() is called (from a callback or signal handler). */
 int evloop_run(struct evloop *loop);
 void evloop_stop(struct evloop *loop);

@@ -105,6 +105,10 @@ static void respond(struct vbd_queue *q, const struct blkif_req *r, int16_t st)
 
 static void push(struct vbd_queue *q)
 {
+    /* A guest that just got answers tends to send the next requests soon
+     * (a queue depth's worth keeps coming back): worth polling for. */
+    if (q->ring.sring && q->ring.rsp_prod_pvt != q->ring.rsp_pushed)
+        evloop_expect_soon(q->disk->loop);
     if (q->ring.sring && back_ring_push(&q->ring) &&
         xenif_evtchn_notify(q->ec, q->port) < 0)
         log_warn(q->disk->where, "queue %u: notify: %s", q->index, strerror(errno));

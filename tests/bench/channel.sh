@@ -20,8 +20,13 @@
 # Cases: 4 KiB random read/write at queue depth 1 and 32 (IOPS), 1 MiB
 # sequential read/write at queue depth 8 (MB/s, 10^6 bytes per second).
 # Prints: BENCH channel.<name> <value> <unit> baseline=<value> ratio=<ours/baseline>
+# and, for what the daemons spend: CPU channel.<name> lbe_us_per_req=<netbusd
+# on b> export_us_per_req=<netbusd on a> (CPU time over the remote run /
+# requests), and CPU channel.idle lbe_ms_per_s=.. export_ms_per_s=.. (CPU
+# the two netbusds use over 2 s with the guests idle after the run).
 # Environment: BENCH_SECONDS (per measurement, default 5), BENCH_CHANNEL_SIZE
-# (file size, default 512m), BENCH_CHANNEL_DIR.
+# (file size, default 512m), BENCH_CHANNEL_DIR, BENCH_NETBUSD_ARGS (extra
+# netbusd options for both hosts, e.g. "--poll-max-us 0").
 set -euo pipefail
 build=${1:-build}
 secs=${BENCH_SECONDS:-5}
@@ -80,11 +85,20 @@ wait_port() { # host addr port
 }
 for h in a b; do
     addr=$(cl addr "$h")
+    # shellcheck disable=SC2086 # BENCH_NETBUSD_ARGS: options, split on purpose
     on "$h" "$netbusd" --xensim-dir "$dir/$h" --name "$h" --listen "$addr:$port" \
-        --keys "$dir/keys" --log-level warn >"$dir/$h/netbusd.log" 2>&1 &
+        --keys "$dir/keys" --log-level warn ${BENCH_NETBUSD_ARGS:-} >"$dir/$h/netbusd.log" 2>&1 &
     wait_port "$h" "$addr" "$port" || fail "netbusd on $h does not listen on $addr:$port"
 done
 on a "$netbusctl" export disk0 "$img" >/dev/null || fail "cannot export $img on a"
+declare -A pid
+for h in a b; do
+    pid[$h]=$(pgrep -f "netbusd --xensim-dir $dir/$h " | head -1)
+    [ -n "${pid[$h]}" ] || fail "no netbusd process for $h"
+done
+# cpu_ticks HOST: user + system CPU time netbusd used so far, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/${pid[$1]}/stat"; }
+hz=$(getconf CLK_TCK)
 
 # A guest on b with the remote disk, a guest on a with the local one.
 gb=$(on b "$xensim" create --name bench-b --memory 512)
@@ -105,6 +119,7 @@ load() {
     out=$(on "$h" timeout $((secs + 60)) "$xensim" run --domid "$dom" -- "$xenfront" blk load \
           --vdev xvda --rw "$rw" --bs "$bs" --qd "$qd" --seconds "$secs" --size "$bytes") \
         || fail "xenfront load on $h failed ($rw $bs qd $qd)"
+    echo "$out" >"$dir/last.load"
     sed -n "s/.* $field=\([0-9.]*\).*/\1/p" <<<"$out"
 }
 # nbd RW BS QD FIELD: fio's nbd engine on b against nbdkit on a; iops or
@@ -133,7 +148,14 @@ run_case() { # name rw bs qd unit
     field=$([ "$unit" == IOPS ] && echo iops || echo mbps)
     b=$(nbd "$rw" "$bs" "$qd" "$([ "$unit" == IOPS ] && echo iops || echo bw_bytes)")
     [ -n "$b" ] || fail "fio nbd gave no result ($rw $bs qd $qd)"
+    local a0 b0 ops
+    a0=$(cpu_ticks a) b0=$(cpu_ticks b)
     remote[$name]=$(load b "$gb" "$rw" "$bs" "$qd" "$field")
+    ops=$(sed -n 's/.* ops=\([0-9]*\).*/\1/p' "$dir/last.load")
+    awk -v n="$name" -v a=$(($(cpu_ticks a) - a0)) -v b=$(($(cpu_ticks b) - b0)) \
+        -v hz="$hz" -v ops="$ops" 'BEGIN {
+        printf "CPU channel.%s lbe_us_per_req=%.1f export_us_per_req=%.1f\n", n,
+               b * 1e6 / hz / ops, a * 1e6 / hz / ops }'
     local_[$name]=$(load a "$ga" "$rw" "$bs" "$qd" "$field")
     report "$name" "${remote[$name]}" "$unit" "$b"
 }
@@ -161,3 +183,11 @@ report rtt_4k_qd1_us "$ours" us "$raw"
 local_lat=$(load a "$ga" randread 4k 1 lat_us)
 report rtt_4k_qd1_vs_tcp_plus_local_us "$ours" us \
     "$(awk -v r="$raw" -v l="$local_lat" 'BEGIN { print r + l }')"
+# Idle: with the guests doing nothing, neither daemon may burn CPU (a busy
+# poll that did not stop would show here).
+sleep 1
+a0=$(cpu_ticks a) b0=$(cpu_ticks b)
+sleep 2
+awk -v a=$(($(cpu_ticks a) - a0)) -v b=$(($(cpu_ticks b) - b0)) -v hz="$hz" 'BEGIN {
+    printf "CPU channel.idle lbe_ms_per_s=%.1f export_ms_per_s=%.1f\n",
+           b * 1000 / hz / 2, a * 1000 / hz / 2 }'
