@@ -11,9 +11,10 @@
 # must each come back whole with the next sequence number and the device's
 # pattern, OUT URBs, then the device's packet, byte and checksum counters
 # must equal what completed; also read from outside through usbdev's
-# control socket. With 8, 64 and 128 packets a URB; with the data at an
-# offset of its first page (mapped as it is); and scattered, at an offset
-# of every page (not one run of bytes: the backend bounces it).
+# control socket. With 1 (an empty URB among them), 8, 64 and 128 packets
+# a URB; with the data at an offset of its first page (mapped as it is);
+# and scattered, at an offset of every page (not one run of bytes: the
+# backend bounces it), down to 196 bytes a page.
 #
 # Remote (`xensim cluster`, hosts a and b in network namespaces): a exports
 # nb-iso (`netbusctl export iso usb:1-3`), a guest on b has a port naming
@@ -70,11 +71,14 @@ run_iso() { # name expected-urbs expected-packets options...
 # The runs both legs make.
 iso_runs() { # prefix
     run_iso "${1}8+8 URBs of 8 packets" 8 64 --count 8 --packets 8
+    run_iso "${1}URBs of 1 packet, one of them empty" 8 8 --count 8 --packets 1 --queue 3
     run_iso "${1}20+20 URBs of 64 packets, 6 in flight" 20 1280 --count 20 --packets 64 --queue 6
     run_iso "${1}4+4 URBs of 128 packets" 4 512 --count 4 --packets 128
     run_iso "${1}data at offset 3000 of its first page" 12 384 --count 12 --packets 32 --page-offset 3000
     run_iso "${1}scattered: at offset 1000 of every page" 12 768 --count 12 --packets 64 --queue 5 \
         --page-offset 1000 --scatter
+    run_iso "${1}scattered: 196 bytes a page, packets across 6 pages" 16 32 --count 16 --packets 2 \
+        --page-offset 3900 --scatter
 }
 
 # --- local: one host, netbusd's libusb target ------------------------------------------
