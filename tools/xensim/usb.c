@@ -279,6 +279,30 @@ static int wait_ready(struct xensim_cli_ctx *x, unsigned domid, const struct usb
                                            w.what, c->type, timeout);
 }
 
+/* Opens the command's context and finds the domain dom names: its id, or
+ * -1 after saying why, with the context closed again. */
+static long open_for_domain(struct xensim_cli_ctx *x, const char *cmd, const char *dir,
+                            const char *dom)
+{
+    if (xensim_cli_ctx_open(x, cmd, dir) < 0)
+        return -1;
+    long domid = xensim_cli_domain(cmd, x->sock, dom, true);
+    if (domid < 0)
+        xensim_cli_ctx_close(x);
+    return domid;
+}
+
+/* The domain's controller devid, or -1 after saying it has none. */
+static int read_ctrl(struct xensim_cli_ctx *x, long domid, unsigned long devid,
+                     struct usb_ctrl *c)
+{
+    if (usb_ctrl_read(x->xs, (unsigned)domid, (unsigned)devid, c) == 0)
+        return 0;
+    fprintf(stderr, "xensim %s: domain %ld has no USB controller %lu (see "
+            "`xensim usb-list %ld`)\n", x->cmd, domid, devid, domid);
+    return -1;
+}
+
 /* Adds a controller with devid = the highest in use + 1 when devid < 0
  * (libxl__device_usbctrl_update_devid). Fills c. */
 static int add_ctrl(struct xensim_cli_ctx *x, unsigned domid, long devid, struct usb_ctrl *c,
@@ -435,12 +459,12 @@ int xensim_cmd_usbctrl_attach(int argc, char **argv)
         return 2;
     }
     struct xensim_cli_ctx x;
-    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
+    long domid = open_for_domain(&x, cmd, dir, argv[optind]);
+    if (domid < 0)
         return 1;
     int rc = 1;
-    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
-    long be = domid < 0 ? -1 : xensim_cli_domain(cmd, x.sock, backend, true);
-    if (domid >= 0 && be >= 0) {
+    long be = xensim_cli_domain(cmd, x.sock, backend, true);
+    if (be >= 0) {
         c.be = (unsigned)be;
         if (add_ctrl(&x, (unsigned)domid, devid, &c, wait, (unsigned)timeout) == 0) {
             printf("%u\n", c.devid);
@@ -523,13 +547,11 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
         return 2;
     }
     struct xensim_cli_ctx x;
-    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
+    long domid = open_for_domain(&x, cmd, dir, argv[optind]);
+    if (domid < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
-    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
-    if (domid < 0)
-        goto out;
     unsigned ad = 0, ac = 0, ap = 0;
     if (find_assigned(x.xs, device, &ad, &ac, &ap)) {
         fprintf(stderr, "xensim %s: %s is already attached to domain %u "
@@ -537,11 +559,8 @@ int xensim_cmd_usbdev_attach(int argc, char **argv)
         goto out;
     }
     if (ctrl >= 0) {
-        if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)ctrl, &c) < 0) {
-            fprintf(stderr, "xensim %s: domain %ld has no USB controller %ld (see "
-                    "`xensim usb-list %ld`)\n", cmd, domid, ctrl, domid);
+        if (read_ctrl(&x, domid, (unsigned long)ctrl, &c) < 0)
             goto out;
-        }
         if (port > c.ports) {
             fprintf(stderr, "xensim %s: controller %ld has %u port(s)\n", cmd, ctrl,
                     c.ports);
@@ -618,18 +637,13 @@ int xensim_cmd_usbdev_detach(int argc, char **argv)
         return 2;
     }
     struct xensim_cli_ctx x;
-    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
+    long domid = open_for_domain(&x, cmd, dir, argv[optind]);
+    if (domid < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
-    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
-    if (domid < 0)
+    if (read_ctrl(&x, domid, ctrl, &c) < 0)
         goto out;
-    if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)ctrl, &c) < 0) {
-        fprintf(stderr, "xensim %s: domain %ld has no USB controller %lu\n", cmd,
-                domid, ctrl);
-        goto out;
-    }
     if (port > c.ports || !c.port[port - 1][0]) {
         fprintf(stderr, "xensim %s: no device on port %lu of controller %lu\n", cmd,
                 port, ctrl);
@@ -676,18 +690,13 @@ int xensim_cmd_usbctrl_detach(int argc, char **argv)
         return 2;
     }
     struct xensim_cli_ctx x;
-    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
+    long domid = open_for_domain(&x, cmd, dir, argv[optind]);
+    if (domid < 0)
         return 1;
     int rc = 1;
     struct usb_ctrl c;
-    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
-    if (domid < 0)
+    if (read_ctrl(&x, domid, devid, &c) < 0)
         goto out;
-    if (usb_ctrl_read(x.xs, (unsigned)domid, (unsigned)devid, &c) < 0) {
-        fprintf(stderr, "xensim %s: domain %ld has no USB controller %lu (see "
-                "`xensim usb-list %ld`)\n", cmd, domid, devid, domid);
-        goto out;
-    }
     /* Its devices first (libxl__initiate_device_usbctrl_remove). */
     for (unsigned i = 0; i < c.ports; i++)
         if (c.port[i][0] && set_port(x.xs, (unsigned)domid, &c, i + 1, "") < 0)
@@ -725,13 +734,9 @@ int xensim_cmd_usb_list(int argc, char **argv)
         return 2;
     }
     struct xensim_cli_ctx x;
-    if (xensim_cli_ctx_open(&x, cmd, dir) < 0)
+    long domid = open_for_domain(&x, cmd, dir, argv[optind]);
+    if (domid < 0)
         return 1;
-    long domid = xensim_cli_domain(cmd, x.sock, argv[optind], true);
-    if (domid < 0) {
-        xensim_cli_ctx_close(&x);
-        return 1;
-    }
     unsigned *ids;
     int n = ctrl_list(x.xs, (unsigned)domid, &ids);
     printf("%-6s %-5s %-3s %-12s %-12s %-7s %s\n", "Devid", "Type", "BE", "FE-state",
