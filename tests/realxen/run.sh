@@ -3,7 +3,7 @@
 # (software emulation), real Linux frontends in guests, this tree's netbusd
 # serving them. Usage: tests/realxen/run.sh [BUILD]   (default: build)
 #   NETBUS_REALXEN_SCENARIOS  scenarios to run in one boot (default
-#                             basic,disk,migrate,usb)
+#                             basic,disk,migrate)
 #   NETBUS_REALXEN_MIGRATIONS live migrations in scenario migrate (default 3)
 #   NETBUS_REALXEN_CACHE      image cache (default /var/cache/netbus-realxen)
 #   NETBUS_REALXEN_TIMEOUT    bound on the QEMU run in seconds (default 900)
@@ -12,7 +12,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-build}
-SCEN=${NETBUS_REALXEN_SCENARIOS:-basic,disk,migrate,usb}
+SCEN=${NETBUS_REALXEN_SCENARIOS:-basic,disk,migrate}
 
 cannot() {
     echo "realxen: CANNOT RUN: $*"

@@ -11,8 +11,10 @@
 #    live migration to localhost (guest-io.sh's migrate_under_writer): no
 #    failed pass, digests right at the end, and the guest's dmesg shows no
 #    USB disconnect and one enumeration only.
-# PVH, as PV guests cannot live-migrate on Debian's Xen. run-scenario.sh
-# adds the stick to QEMU only when this scenario is in its list.
+# PVH, as PV guests cannot live-migrate on Debian's Xen. Not in the default
+# scenarios yet (in a fresh-machine run its guest once did not boot within
+# 120 s); run-scenario.sh adds the stick to QEMU only when this scenario is
+# in its list.
 USBCTRL="usbctrl = ['type=pv,version=2,ports=4']"
 BE_VUSB=/local/domain/0/backend/vusb
 STICK_ID=46f4:0001      # QEMU's usb-storage
