@@ -26,29 +26,8 @@ for b in xensim netbusd netbusctl xenfront; do
 done
 xensim=$(realpath "$build/xensim") netbusd=$(realpath "$build/netbusd")
 netbusctl=$(realpath "$build/netbusctl") xenfront=$(realpath "$build/xenfront")
-if [ "$(id -u)" != 0 ]; then
-    echo "channel-two-hosts: needs root (network namespaces for the simulated hosts)"; exit 1
-fi
-dir=$(mktemp -d "${TMPDIR:-/tmp}/nbch-XXXXXX")
-bg=()
-cleanup() {
-    for p in "${bg[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    [ -f "$dir/cluster.json" ] && timeout 30 "$xensim" cluster down --dir "$dir" >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" == 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-
-status_is() { # name expected-status command...
-    local name=$1 want=$2; shift 2
-    local got=0
-    if declare -F "$1" >/dev/null; then "$@" >"$dir/last.out" 2>&1 || got=$?
-    else timeout 120 "$@" >"$dir/last.out" 2>&1 || got=$?; fi
-    if [ "$got" == "$want" ]; then pass=$((pass + 1)); echo "ok   $name"
-    else fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; sed 's/^/     /' "$dir/last.out" | tail -20; fi
-}
-cl() { "$xensim" cluster "$1" --dir "$dir" "${@:2}"; }
-# on HOST CMD...: CMD as HOST's dom0 (bounded).
-on() { local h=$1; shift; timeout 150 "$xensim" cluster exec --dir "$dir" "$h" -- "$@"; }
+. "$(dirname "$0")/lib/cluster.sh"
+cluster_start channel-two-hosts nbch
 
 port=7797
 key_ok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -66,16 +45,8 @@ start_netbusd() { # host keyfile
         --name "$h" --listen "$addr:$port" --keys "$k" --log-level info \
         >>"$dir/$h/netbusd.log" 2>&1 &
     eval "nb_$h=\$!"
-    bg+=($!)
-    # up once its port answers
-    for _ in $(seq 100); do
-        on "$h" perl -MIO::Socket::INET -e \
-            'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 1)' \
-            "$addr" "$port" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "channel-two-hosts: netbusd on $h does not listen on $addr:$port"; tail -20 "$dir/$h/netbusd.log"
-    return 1
+    pids+=($!)
+    wait_listening channel-two-hosts "$h" "$addr" "$port"
 }
 
 cl up --hosts a,b,c >"$dir/up.out"
@@ -108,7 +79,7 @@ check "b's netbusd served no local file" "no" "$(grep -q "$img" "$dir/b/netbusd.
 guest_b blk verify --vdev xvda --model-in "$dir/m1.model" --model-out "$dir/m2.model" \
     --seconds "$FAULT_SECS" --qd 16 --timeout 60 >"$dir/verify2.out" 2>"$dir/verify2.err" &
 vpid=$!
-bg+=($vpid)
+pids+=($vpid)
 sleep 3
 
 echo "--   fault: a's link down for 3 s"
@@ -137,8 +108,8 @@ c_addr=$(cl addr c)
 "$xensim" cluster exec --dir "$dir" c -- perl "$peer" proxy "$c_addr" 7798 "$a_addr" "$port" 25 \
     "$dir/wrongkey.log" >"$dir/proxy.out" 2>&1 &
 ppid=$!
-bg+=($ppid)
-for _ in $(seq 50); do grep -q listening "$dir/proxy.out" 2>/dev/null && break; sleep 0.1; done
+pids+=($ppid)
+wait_for 5 grep -q listening "$dir/proxy.out" || true
 gc=$(on c "$xensim" create --name guest-c --memory 64)
 status_is "c: a wrong-key import does not connect" 1 on c "$xensim" block-attach guest-c \
     "netbus://$c_addr:7798/disk0" xvda --timeout 8

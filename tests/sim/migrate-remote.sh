@@ -53,12 +53,7 @@ start_netbusd() { # host
         --keys "$dir/keys" --log-level info >>"$dir/$h/netbusd.log" 2>&1 &
     nb[$h]=$!
     pids+=($!)
-    wait_for 30 on "$h" perl -MIO::Socket::INET -e \
-        'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 1)' \
-        "${addr[$h]}" "$port" && return 0
-    echo "migrate-remote: netbusd on $h does not listen on ${addr[$h]}:$port"
-    tail -20 "$dir/$h/netbusd.log"
-    return 1
+    wait_listening migrate-remote "$h" "${addr[$h]}" "$port"
 }
 
 cl up --hosts a,b,c --timeout 60 >"$dir/up.out"

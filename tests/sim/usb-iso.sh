@@ -24,7 +24,9 @@
 # killed twice (ss -K), once in the IN part and once in the OUT part: it
 # must end ok, its IN sequence numbers continuous (no packet seen twice or
 # lost) and a's device counters equal to what the guest saw complete
-# (every URB executed once). Every netbusd exits 0 on SIGTERM.
+# (every URB executed once). Then one more stream while the guest migrates
+# b -> a -> b: same checks, and every URB drained at the suspends (none
+# unlinked). Every netbusd exits 0 on SIGTERM.
 # Needs root for the namespaces. KEEP=1 keeps the scratch directory.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -122,12 +124,7 @@ pids+=($nb_a)
     --reconnect-max-ms 400 >>"$dir/b/netbusd.log" 2>&1 &
 nb_b=$!
 pids+=($nb_b)
-listening() {
-    on a perl -MIO::Socket::INET -e \
-        'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 1)' \
-        "$addr_a" "$port"
-}
-wait_for 30 listening || { echo "usb-iso: netbusd on a does not listen"; tail -20 "$dir/a/netbusd.log"; exit 1; }
+wait_listening usb-iso a "$addr_a" "$port" || exit 1
 wait_for 10 stats || { echo "usb-iso: usbdev on a does not answer"; exit 1; }
 status_is "a: export iso usb:1-3" 0 on a "$netbusctl" export iso usb:1-3
 url="netbus://$addr_a:$port/iso"
@@ -171,7 +168,36 @@ check "b resent or awaited URBs after a loss" "yes" \
 check "a kept one session for the guest throughout" "1" \
     "$(grep -c 'exports/iso: session [0-9]* opened by b' "$dir/a/netbusd.log" || true)"
 
-on b "$xensim" destroy g >/dev/null 2>&1 || true
+# A stream across two migrations, b -> a -> b: at each suspend the guest
+# drains its isochronous URBs (they last 16 ms) and the new controller
+# finds the export's device as it was, in alternate setting 1.
+before=$(stats)
+run_fe iso --port 1 --count 250 --packets 16 --queue 4 --timeout 30 \
+    >"$dir/mig.out" 2>"$dir/mig.err" &
+fpid=$!
+pids+=($fpid)
+host_g=b
+migrate_g() { # to
+    local t rc=0
+    t=$("$xensim" migrate --dir "$dir/$host_g" g --to "$dir/$1" --timeout 30 2>&1 >/dev/null) || rc=$?
+    check "migrate g $host_g -> $1 during the stream (${t#xensim migrate: })" 0 "$rc"
+    [ "$rc" == 0 ] && host_g=$1
+    check "$1 has nb-iso's export on port 1" "$url" \
+        "$(on "$1" xenstore-read "/local/domain/0/backend/vusb/$(on "$1" "$xensim" list | awk '$2=="g" {print $1}')/0/port/1")"
+}
+wait_for 20 past 3 800 || true
+migrate_g a
+wait_for 30 past 1 800 || true
+migrate_g b
+rc=0
+wait "$fpid" || rc=$?
+check "the stream across two migrations exits 0" 0 "$rc"
+[ "$rc" == 0 ] || sed 's/^/     /' "$dir/mig.out" "$dir/mig.err" | tail -10
+check_iso "across migrations" 250 4000 "$before" "$dir/mig.out"
+check "migrated twice, each URB drained (none unlinked)" "suspends=2 migrations=2 drain_unlinked=0" \
+    "$(grep -o 'suspends=[0-9]* migrations=[0-9]* drain_unlinked=[0-9]*' "$dir/mig.out")"
+
+on "$host_g" "$xensim" destroy g >/dev/null 2>&1 || true
 netbusd_stops "netbusd on a" "$nb_a" 30
 netbusd_stops "netbusd on b" "$nb_b" 30
 check "no netbusd logged a refused isochronous request" 0 \

@@ -55,11 +55,6 @@ printf '# cluster key\n* %s\n' "$(key)" >"$dir/keys"
 printf '# a key a does not know\n* %s\n' "$(key)" >"$dir/keys.bad"
 chmod 600 "$dir/keys" "$dir/keys.bad"
 declare -A nb addr
-listening() { # host
-    on "$1" perl -MIO::Socket::INET -e \
-        'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 1)' \
-        "${addr[$1]}" "$port"
-}
 # netbusd on HOST with key file KEYS. a's runs under usbdev with both test
 # devices (usbdev passes SIGTERM on and exits with netbusd's status); b's
 # and c's only import, with a short keepalive so that a link fault is
@@ -85,7 +80,7 @@ for h in a b c; do addr[$h]=$(cl addr "$h"); done
 start_netbusd a "$dir/keys"
 start_netbusd b "$dir/keys"
 start_netbusd c "$dir/keys"
-wait_for 30 listening a || { echo "usb-remote: netbusd on a does not listen"; tail -20 "$dir/a/netbusd.log"; exit 1; }
+wait_listening usb-remote a "${addr[a]}" "$port" || exit 1
 wait_for 10 tell "stats nb-bulk" || { echo "usb-remote: usbdev does not answer"; exit 1; }
 
 # --- a exports both devices ----------------------------------------------------------

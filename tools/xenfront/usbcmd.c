@@ -1248,12 +1248,15 @@ static int usb_iso(int argc, char **argv)
         }
     printf("result=%s in_urbs=%llu out_urbs=%llu packets_per_urb=%u in_packets=%llu "
            "in_bytes=%llu out_packets=%llu out_bytes=%llu first_seq=%llu last_seq=%u "
-           "page_offset=%u scattered=%d seconds=%.3f\n", rc == 0 ? "ok" : "FAILED",
+           "page_offset=%u scattered=%d seconds=%.3f suspends=%llu migrations=%llu "
+           "drain_unlinked=%llu\n", rc == 0 ? "ok" : "FAILED",
            (unsigned long long)in.urbs,
            (unsigned long long)out.urbs, in.packets, (unsigned long long)in.packets_done,
            (unsigned long long)in.bytes, (unsigned long long)out.packets_done,
            (unsigned long long)out.bytes, (unsigned long long)before[2], in.seq - 1,
-           in.page_off, in.scattered, secs);
+           in.page_off, in.scattered, secs, (unsigned long long)uf_stats(uf)->suspends,
+           (unsigned long long)uf_stats(uf)->migrations,
+           (unsigned long long)uf_stats(uf)->drain_unlinked);
 out:
     if (uf_close(uf) < 0)
         rc = 1;

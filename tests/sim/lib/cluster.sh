@@ -2,7 +2,7 @@
 # (hosts in network namespaces). cluster_start NAME TAG checks for root and
 # makes $dir, removed at exit (KEEP=1 keeps it) after the processes in pids
 # and the cluster are stopped. Also: status_is with a time bound, yes_no,
-# cl, on and wait_for.
+# cl, on, wait_for and wait_listening.
 cluster_start() { # name tmp-tag
     if [ "$(id -u)" != 0 ]; then
         echo "$1: needs root (network namespaces for the simulated hosts)"; exit 1
@@ -38,3 +38,15 @@ wait_for() {
     done
 }
 
+# wait_listening SCRIPT HOST ADDR PORT: until a TCP connect from HOST to
+# ADDR:PORT succeeds (netbusd on HOST serves its channel); on timeout says
+# so with the tail of HOST's netbusd.log and returns 1.
+port_answers() { # host addr port
+    on "$1" perl -MIO::Socket::INET -e \
+        'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 1)' "$2" "$3"
+}
+wait_listening() {
+    wait_for 30 port_answers "$2" "$3" "$4" && return 0
+    echo "$1: netbusd on $2 does not listen on $3:$4"; tail -20 "$dir/$2/netbusd.log"
+    return 1
+}
