@@ -149,20 +149,26 @@ kill_conn() { # what
 past() { # counter-index packets: a's device counted that many since $before
     [ "$(($(stats | cut -d' ' -f"$1") - $(cut -d' ' -f"$1" <<<"$before")))" -ge "$2" ]
 }
-before=$(stats)
-run_fe iso --port 1 --count 250 --packets 16 --queue 4 --timeout 30 \
-    >"$dir/kill.out" 2>"$dir/kill.err" &
-fpid=$!
-pids+=($fpid)
-wait_for 20 past 3 800 || true
-kill_conn "IN stream"
-wait_for 30 past 1 800 || true
-kill_conn "OUT stream"
-rc=0
-wait "$fpid" || rc=$?
-check "the stream through two killed connections exits 0" 0 "$rc"
-[ "$rc" == 0 ] || sed 's/^/     /' "$dir/kill.out" "$dir/kill.err" | tail -10
-check_iso "killed connections" 250 4000 "$before" "$dir/kill.out"
+# stream NAME TAG STEP ARG-IN ARG-OUT: a stream of 250 URBs of 16 packets
+# each way; `STEP ARG-IN` runs once a's device has delivered 800 IN packets
+# of it, `STEP ARG-OUT` once it has taken 800 OUT packets. Its output goes
+# to $dir/TAG.out.
+stream() {
+    local name=$1 out=$dir/$2.out err=$dir/$2.err fpid rc=0
+    before=$(stats)
+    run_fe iso --port 1 --count 250 --packets 16 --queue 4 --timeout 30 >"$out" 2>"$err" &
+    fpid=$!
+    pids+=($fpid)
+    wait_for 20 past 3 800 || true
+    "$3" "$4"
+    wait_for 30 past 1 800 || true
+    "$3" "$5"
+    wait "$fpid" || rc=$?
+    check "$name: the stream exits 0" 0 "$rc"
+    [ "$rc" == 0 ] || sed 's/^/     /' "$out" "$err" | tail -10
+    check_iso "$name" 250 4000 "$before" "$out"
+}
+stream "killed connections" kill kill_conn "IN stream" "OUT stream"
 check "b resent or awaited URBs after a loss" "yes" \
     "$(yes_no grep -q 'connection to the export lost .*: [1-9][0-9]* transfer(s) wait' "$dir/b/netbusd.log")"
 check "a kept one session for the guest throughout" "1" \
@@ -171,11 +177,6 @@ check "a kept one session for the guest throughout" "1" \
 # A stream across two migrations, b -> a -> b: at each suspend the guest
 # drains its isochronous URBs (they last 16 ms) and the new controller
 # finds the export's device as it was, in alternate setting 1.
-before=$(stats)
-run_fe iso --port 1 --count 250 --packets 16 --queue 4 --timeout 30 \
-    >"$dir/mig.out" 2>"$dir/mig.err" &
-fpid=$!
-pids+=($fpid)
 host_g=b
 migrate_g() { # to
     local t rc=0
@@ -185,15 +186,7 @@ migrate_g() { # to
     check "$1 has nb-iso's export on port 1" "$url" \
         "$(on "$1" xenstore-read "/local/domain/0/backend/vusb/$(on "$1" "$xensim" list | awk '$2=="g" {print $1}')/0/port/1")"
 }
-wait_for 20 past 3 800 || true
-migrate_g a
-wait_for 30 past 1 800 || true
-migrate_g b
-rc=0
-wait "$fpid" || rc=$?
-check "the stream across two migrations exits 0" 0 "$rc"
-[ "$rc" == 0 ] || sed 's/^/     /' "$dir/mig.out" "$dir/mig.err" | tail -10
-check_iso "across migrations" 250 4000 "$before" "$dir/mig.out"
+stream "across migrations" mig migrate_g a b
 check "migrated twice, each URB drained (none unlinked)" "suspends=2 migrations=2 drain_unlinked=0" \
     "$(grep -o 'suspends=[0-9]* migrations=[0-9]* drain_unlinked=[0-9]*' "$dir/mig.out")"
 
