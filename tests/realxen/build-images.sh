@@ -44,8 +44,9 @@ log() { echo "build-images: $*" >&2; }
 DOM0_PACKAGES=xen-utils-4.17,xenstore-utils,libusb-1.0-0,liburing2,e2fsprogs,kmod,busybox,util-linux,procps
 # Kernel modules: dom0 (backends are NOT loaded: netbusd serves them) and guest.
 DOM0_MODULES="xen-evtchn xenfs xen-privcmd xen-gntdev xen-gntalloc loop bridge tun veth xhci-pci"
-# usbcore, usb-storage, sd_mod: for the patched xen-hcd the run adds
-GUEST_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic usbcore usb-storage sd_mod"
+# usbcore, usb-storage, sd_mod, usbhid, hid-generic, evdev: for the patched
+# xen-hcd the run adds (scenario usb: a stick and a keyboard)
+GUEST_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic usbcore usb-storage sd_mod usbhid hid-generic evdev"
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, device nodes)"
 for tool in mmdebstrap apt-get apt-cache dpkg-deb cpio depmod modprobe busybox zcat sha256sum; do

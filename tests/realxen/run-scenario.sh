@@ -112,14 +112,21 @@ cat "$IMGDIR/dom0-base.cpio" "$OUT/layer.cpio" >"$OUT/dom0.cpio"
 CPU=${NETBUS_REALXEN_CPU:-max,-smap,-smep,-rdtscp,-avx,-avx2,-fma,-f16c,-xsave}
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 bootscrub=false noreboot"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init loglevel=4 netbus_rx=${SCEN//,/+}"  # QEMU splits modules at commas
-# Scenario usb passes an emulated USB stick of dom0's xHCI to a guest. It
-# runs at SuperSpeed on the xHCI's USB 3 port; netbusd shows it to the
-# guest as a high-speed device (usbif stops at USB 2).
+# Scenario usb passes an emulated USB stick and keyboard of dom0's xHCI to a
+# guest. The stick runs at SuperSpeed on the xHCI's USB 3 port; netbusd
+# shows it to the guest as a high-speed device (usbif stops at USB 2). The
+# keyboard is typed on through QMP by qmp-keys.pl when dom0
+# asks for it on the console.
 USB_ARGS=()
+KEYS_PID=
 if [[ ",$SCEN," == *,usb,* ]]; then
-    rm -f "$OUT/usb-stick.img"; truncate -s 64M "$OUT/usb-stick.img"
+    rm -f "$OUT/usb-stick.img" "$OUT/qmp.sock"; truncate -s 64M "$OUT/usb-stick.img"
     USB_ARGS=(-device qemu-xhci,id=xhci -drive "if=none,id=stick,file=$OUT/usb-stick.img,format=raw"
-              -device usb-storage,bus=xhci.0,drive=stick)
+              -device usb-storage,bus=xhci.0,drive=stick -device usb-kbd,bus=xhci.0
+              -qmp "unix:$OUT/qmp.sock,server=on,wait=off")
+    : >"$LOG"
+    perl "$HERE/qmp-keys.pl" "$LOG" "$OUT/qmp.sock" &
+    KEYS_PID=$!
 fi
 echo "run-scenario: booting Xen + dom0 for '$SCEN' (timeout $TIMEOUT s, log $LOG)"
 T0=$(date +%s)
@@ -132,6 +139,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
     "${USB_ARGS[@]}" \
     </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$LOG" | grep --line-buffered -aE '^(MARK|RESULT|INIT|SCENARIO-END)|RESULT (PASS|FAIL|SKIP)|panic|Panic|crashed'
 QRC=${PIPESTATUS[0]}
+[ -z "$KEYS_PID" ] || kill "$KEYS_PID" 2>/dev/null
 set -e
 DT=$(( $(date +%s) - T0 ))
 

@@ -117,7 +117,8 @@ static void usb_usage(FILE *f, const char *cmd)
     fputs("options:\n"
           "  --timeout SEC      handshake, port waits and each URB (default 20)\n"
           "  --drain-ms MS      at a suspend, wait this long for URBs in flight\n"
-          "                     before unlinking them (default 5000)\n"
+          "                     before unlinking them (default 5000); interrupt\n"
+          "                     INs alone are unlinked at once\n"
           "  --no-follow        do not take part in suspend/migration\n"
           "  -v, --verbose      log the handshake and port events to stderr\n", f);
 }
@@ -983,11 +984,12 @@ static int usb_hid(int argc, char **argv)
     }
     const struct uf_stats *st = uf_stats(uf);
     printf("result=%s reports=%llu first=%u last=%u seconds=%.2f ms_per_report=%.2f "
-           "suspends=%llu migrations=%llu drain_unlinked=%llu asked_again=%llu\n",
+           "suspends=%llu migrations=%llu drain_unlinked=%llu asked_again=%llu "
+           "pause_ms_max=%.1f\n",
            rc == 0 ? "ok" : "FAILED", (unsigned long long)got, first, last, secs,
            got ? secs * 1000 / (double)got : 0.0, (unsigned long long)st->suspends,
            (unsigned long long)st->migrations, (unsigned long long)st->drain_unlinked,
-           (unsigned long long)requeued);
+           (unsigned long long)requeued, (double)st->pause_ns_max / 1e6);
 out:
     if (uf_close(uf) < 0)
         rc = 1;

@@ -796,7 +796,8 @@ static int check_deadlines(struct usbfront *uf)
 
 /* ---- suspend / resume ---------------------------------------------------- */
 /* The patched xen-hcd's freeze: no new URBs; the in-flight ones get drain_ms
- * to complete, then are unlinked and the backend gets the URB timeout to
+ * to complete (interrupt INs are not waited for: they complete only when the
+ * device has something to report, maybe never), then are unlinked and the backend gets the URB timeout to
  * answer; what is still unanswered then is failed with -ESHUTDOWN (the
  * device may or may not have executed it). Resumed elsewhere: same data pages and ring
  * pages granted again to the new backend, fresh rings, new event channel,
@@ -920,19 +921,32 @@ static int do_suspend(struct usbfront *uf)
     return 0;
 }
 
-/* Called from uf_poll while suspending: after drain_ms, unlink what is
- * still in flight (more as ring slots free up) and give the backend the
- * URB timeout to answer; suspend once nothing is in flight, or then. */
+static bool only_interrupt_ins_in_flight(const struct usbfront *uf)
+{
+    for (unsigned id = 0; id < URB_SLOTS; id++) {
+        const struct slot *s = &uf->slots[id];
+        if (s->busy && (s->is_unlink || !usbif_pipeint(s->urb->pipe) ||
+                        !usbif_pipein(s->urb->pipe)))
+            return false;
+    }
+    return true;
+}
+
+/* Called from uf_poll while suspending: after drain_ms, or once only
+ * interrupt INs are left, unlink what is still in flight (more as ring
+ * slots free up) and give the backend the URB timeout to answer; suspend
+ * once nothing is in flight, or then. */
 static int suspend_step(struct usbfront *uf)
 {
     uint64_t now = fe_now_ns();
     if (uf->busy_slots == 0)
         return do_suspend(uf);
-    if (now < uf->drain_deadline_ns)
+    if (now < uf->drain_deadline_ns && !uf->drain_unlinked &&
+        !only_interrupt_ins_in_flight(uf))
         return 0;
     if (!uf->drain_unlinked) {
-        fe_vlog(&uf->fe, "drain: %u URB(s) still in flight after %d ms: unlinking",
-                uf->in_flight, uf->o.drain_ms);
+        fe_vlog(&uf->fe, "drain: %u URB(s) still in flight after %.1f ms: unlinking",
+                uf->in_flight, (double)(now - uf->susp_start_ns) / 1e6);
         uf->drain_unlinked = true;
         uf->unlink_deadline_ns = now + (uint64_t)uf->o.timeout_ms * 1000000ull;
     }

@@ -1,16 +1,21 @@
 # usb: QEMU's emulated USB stick on a USB 3 port of dom0's xHCI (so it runs
-# at SuperSpeed there), passed by netbusd (backend vusb) to a PVH guest
-# running the patched xen-hcd (frontend-patches/linux). The checks share
-# one guest, in order:
+# at SuperSpeed there) and its emulated USB keyboard, passed by netbusd
+# (backend vusb) to a PVH guest running the patched xen-hcd
+# (frontend-patches/linux). The checks share one guest, in order:
 #  - dom0 runs the stick at SuperSpeed, netbusd starts;
 #  - the guest's xen-hcd connects, the stick (port/1) enumerates as a
 #    high-speed USB 2.00 mass storage disk of the right size (netbusd
 #    rewrites its USB 3 descriptors), a pattern written reads back;
+#  - the keyboard (port/2) enumerates at dom0's speed, usbhid takes it, and
+#    keys typed on it (qmp-keys.pl, through QEMU's QMP) reach the guest's
+#    input device;
 #  - a writer keeps writing a pattern to the stick and reading it back
 #    (rx writer-start ... verify) across xl save/xl restore, then across a
 #    live migration to localhost (guest-io.sh's migrate_under_writer): no
-#    failed pass, digests right at the end, and the guest's dmesg shows no
-#    USB disconnect and one enumeration only.
+#    failed pass, digests right at the end, keys typed after each move
+#    arrive, and the guest's dmesg shows no USB disconnect, one
+#    enumeration of each device, and no suspend that waited the drain
+#    time out.
 # PVH, as PV guests cannot live-migrate on Debian's Xen. Not in the default
 # scenarios yet (in a fresh-machine run its guest once did not boot within
 # 120 s); run-scenario.sh adds the stick to QEMU only when this scenario is
@@ -18,6 +23,8 @@
 USBCTRL="usbctrl = ['type=pv,version=2,ports=4']"
 BE_VUSB=/local/domain/0/backend/vusb
 STICK_ID=46f4:0001      # QEMU's usb-storage
+KBD_ID=0627:0001        # QEMU's usb-kbd
+KEYS=5                  # key presses typed each time
 STICK_SECTORS=131072    # run-scenario.sh makes a 64 MiB image
 GUEST=rx-usb
 # 1 MiB at MiB 0 written once, 1 MiB at MiB 1 by the writer: xen-hcd over
@@ -30,18 +37,22 @@ be_path() { echo "$BE_VUSB/$(domid_of $GUEST)/0"; }
 usb_connected() {
     xs_is "/local/domain/$1/device/vusb/0/state" 4 && xs_is "$BE_VUSB/$1/0/state" 4
 }
-# stick_dev: the stick's sysfs directory in dom0 (BUS-PORT)
-stick_dev() {
+# usb_dev ID: the sysfs directory in dom0 (BUS-PORT) of the device ID
+usb_dev() {
     local d
     for d in /sys/bus/usb/devices/*-*; do
         [ -f "$d/idVendor" ] || continue
-        [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = "$STICK_ID" ] && { echo "$d"; return 0; }
+        [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = "$1" ] && { echo "$d"; return 0; }
     done
     return 1
 }
+stick_dev() { usb_dev "$STICK_ID"; }
 stick_busid() { local d; d=$(stick_dev) && basename "$d"; }
-guest_usb_log() { gx $GUEST 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]"'; }
+guest_usb_log() { gx $GUEST 60 'rx klog "xen.?hcd|vusb|usb [0-9]|usb-storage|USB disconnect|protocol error|sd [0-9]|input:|hid-generic"'; }
 count() { printf '%s\n' "$GX_OUT" | grep -c -- "$1"; }
+# the guest's kernel messages that devices_never_left counts (few: the
+# agent's answer must fit a xenstore node)
+usb_events() { gx $GUEST 60 'rx klog "new .*USB device|USB disconnect|I/O resumed with the new backend|suspend: "'; }
 need_module() { [ -n "${RX_XENHCD_BUILD_ID:-}" ] || skip "this run has no xen-hcd.ko (make frontend-modules)"; }
 # usb_io_diag: after failed I/O, netbusd's log but its SET_ADDRESS lines (one
 # per reset of the device by the guest: counted), and the guest's first
@@ -60,26 +71,49 @@ usb_mig_diag() { mig_diag "$1" $GUEST "xen.?hcd|vusb|usb [0-9]|usb-storage|USB d
 # destination have empty ports: netbusd lets the stick go when the guest
 # suspends and puts it back on port 1 of the guest's next controller (by
 # UUID), which claims it before the guest runs again.
-# stick_back_on DOMID BUSID: netbusd put the stick on DOMID's port 1 and the
+# back_on DOMID PORT BUSID: netbusd put BUSID on DOMID's port PORT and the
 # log shows the hand-over (the old controller let it go, the new one got
 # it from netbusd's record).
-stick_back_on() {
-    local d=$1 busid=$2
-    wait_for 30 xs_is "$BE_VUSB/$d/0/port/1" "$busid" \
-        || { netbusd_log 40; why "netbusd did not put $busid on port 1 of domain $d"; return 1; }
-    grep -q "vusb/$d/0: port 1: '$busid', as this guest had it" "$NBLOG" \
-        || { netbusd_log 40; why "port 1 of domain $d was not filled from netbusd's record"; return 1; }
-    note "port 1 of domain $d: $busid, from netbusd's record"
+back_on() {
+    local d=$1 port=$2 busid=$3
+    wait_for 30 xs_is "$BE_VUSB/$d/0/port/$port" "$busid" \
+        || { netbusd_log 40; why "netbusd did not put $busid on port $port of domain $d"; return 1; }
+    grep -q "vusb/$d/0: port $port: '$busid', as this guest had it" "$NBLOG" \
+        || { netbusd_log 40; why "port $port of domain $d was not filled from netbusd's record"; return 1; }
+    note "port $port of domain $d: $busid, from netbusd's record"
+}
+# both devices back on the guest's new controller DOMID
+devices_back_on() {
+    back_on "$1" 1 "$(stick_busid)" && back_on "$1" 2 "$(basename "$(usb_dev "$KBD_ID")")"
 }
 
-# the guest saw the stick once and never lost it; N restores logged by xen-hcd
-stick_never_left() {
-    guest_usb_log >/dev/null || { why "guest agent not answering"; return 1; }
+# the guest saw each device once and never lost one; N restores logged by
+# xen-hcd, and none of its suspends waited the drain time out (the USB
+# core's freeze has stopped usbhid and usb-storage before xen-hcd suspends)
+devices_never_left() {
+    usb_events >/dev/null || { why "guest agent not answering"; return 1; }
     [ "$(count 'USB disconnect')" = 0 ] || { guest_usb_log; why "the guest saw a USB disconnect"; return 1; }
-    [ "$(count 'new high-speed USB device')" = 1 ] \
-        || { guest_usb_log; why "the stick was enumerated $(count 'new .*USB device') times"; return 1; }
+    [ "$(count 'new .*USB device')" = 2 ] \
+        || { guest_usb_log; why "the stick and the keyboard were enumerated $(count 'new .*USB device') times (want once each)"; return 1; }
     [ "$(count 'I/O resumed with the new backend')" = "$1" ] \
-        || { guest_usb_log; why "xen-hcd logged $(count 'I/O resumed with the new backend') resumes with a new backend, want $1"; return 1; }
+        || { usb_events; why "xen-hcd logged $(count 'I/O resumed with the new backend') resumes with a new backend, want $1"; return 1; }
+    [ "$(count 'suspend: URBs in flight after')" = 0 ] \
+        || { usb_events; why "$(count 'suspend: URBs in flight after') of xen-hcd's suspends waited the whole drain time"; return 1; }
+}
+
+keys_counted() { gx $GUEST 20 'rx keys-count' >/dev/null && [ "$(printf '%s\n' "$GX_OUT" | tail -1)" -ge "$KEYS" ]; }
+# keys_arrive WHEN: KEYS presses typed on QEMU's keyboard reach the guest
+keys_arrive() {
+    gx $GUEST 60 'rx keys-start 50' || { guest_usb_log; why "no keyboard input device in the guest ($1)"; return 1; }
+    echo "KEYS $KEYS"
+    if ! wait_for 60 keys_counted; then
+        local got
+        got=$(printf '%s\n' "$GX_OUT" | tail -1)
+        netbusd_log 30
+        gx $GUEST 30 'ls -l /tmp/keys.raw; ps | grep "[c]at /dev/input"; rx klog "input|hid|usb 1-2"' || true
+        why "$1: the guest got $got of $KEYS key presses"; return 1
+    fi
+    note "$1: $KEYS key presses arrived"
 }
 
 check_dom0_stick() {
@@ -91,6 +125,8 @@ check_dom0_stick() {
     speed=$(cat "$d/speed")
     note "stick at bus id $(basename "$d"), $speed Mb/s, USB$(cat "$d/version")"
     [ "$speed" = 5000 ] || { why "the stick runs at $speed Mb/s in dom0, not SuperSpeed (5000)"; return 1; }
+    wait_for 30 usb_dev "$KBD_ID" || { ls /sys/bus/usb/devices; why "no USB keyboard $KBD_ID in dom0"; return 1; }
+    note "keyboard at bus id $(basename "$(usb_dev "$KBD_ID")"), $(cat "$(usb_dev "$KBD_ID")/speed") Mb/s"
     netbusd_start
 }
 
@@ -138,14 +174,15 @@ check_save_restore_io() {
     xl_logged restore "$RUN/usb.save" || { netbusd_log; why "xl restore failed"; return 1; }
     rm -f "$RUN/usb.save"
     note "restored as domain $(domid_of $GUEST) (was $d0)"
-    stick_back_on "$(domid_of $GUEST)" "$busid" || return 1
+    devices_back_on "$(domid_of $GUEST)" || return 1
     wait_for 60 usb_connected "$(domid_of $GUEST)" || { netbusd_log 40; xenstore-ls -fp "$(be_path)"; why "usbif not Connected after restore"; return 1; }
     WRITER_PASSES=$(wait_writer $GUEST "$(( WRITER_PASSES + 1 ))" 90) \
         || { usb_io_diag; why "writer stuck after restore (passes $WRITER_PASSES)"; return 1; }
     note "writer passes after restore: $WRITER_PASSES"
     echo "$WRITER_PASSES" >"$RUN/usb-writer-passes"
     gx $GUEST 30 'rx writer-errors' || { usb_io_diag; why "writer saw errors across save/restore"; return 1; }
-    stick_never_left 1
+    keys_arrive "after xl restore" || return 1
+    devices_never_left 1
 }
 
 check_migrate_io() {
@@ -155,7 +192,7 @@ check_migrate_io() {
     d0=$(domid_of $GUEST); busid=$(xenstore-read "$(be_path)/port/1")
     from=$(( $(wc -l <"$NBLOG") + 1 ))
     migrate_under_writer $GUEST 1 1 "$BE_VUSB" usb_connected usb_mig_diag || return 1
-    stick_back_on "$(domid_of $GUEST)" "$busid" || return 1
+    devices_back_on "$(domid_of $GUEST)" || return 1
     grep -q "vusb/$d0/0: port 1: $busid let go" "$NBLOG" \
         || { usb_mig_diag "$from"; why "netbusd did not let the stick go at the migration's suspend"; return 1; }
     gx $GUEST 120 'rx writer-stop' || { usb_mig_diag "$from"; why "writer reported errors"; return 1; }
@@ -164,12 +201,29 @@ check_migrate_io() {
     sums=$(printf '%s\n' "$GX_OUT" | tail -2 | tr '\n' ' ')
     same_sum "stick at MiB 0 and MiB $WRITER_AT after save/restore and migration" "$sums" \
         "$(cat "$RUN/usb-pat.sha") $(cat "$RUN/usb-pat.sha") " || { usb_mig_diag "$from"; return 1; }
-    stick_never_left 2
+    keys_arrive "after the migration" || return 1
+    devices_never_left 2
+}
+
+check_guest_keyboard() {
+    local kbd
+    need_module
+    kbd=$(usb_dev "$KBD_ID") || { why "no keyboard in dom0"; return 1; }
+    gx $GUEST 30 'modprobe usbhid && modprobe hid-generic && modprobe evdev' || { why "usbhid/hid-generic/evdev do not load"; return 1; }
+    netbusctl usb-plug $GUEST 0 2 "$(basename "$kbd")" >"$RUN/usb-plug.out" 2>&1 \
+        || { sed 's/^/  /' "$RUN/usb-plug.out"; netbusd_log; why "netbusctl usb-plug of the keyboard failed"; return 1; }
+    keys_arrive "keyboard on port 2" || return 1
+    gx $GUEST 30 'cat /sys/bus/usb/devices/1-2/speed; basename "$(readlink /sys/bus/usb/devices/1-2:1.0/driver)"' \
+        || { why "no keyboard at 1-2 in the guest"; return 1; }
+    [ "$(printf '%s\n' "$GX_OUT" | tail -2 | tr '\n' ' ')" = "$(cat "$kbd/speed") usbhid " ] \
+        || { guest_usb_log; why "the guest's 1-2 (speed, driver): $(printf '%s\n' "$GX_OUT" | tail -2 | tr '\n' ' '); want $(cat "$kbd/speed") usbhid"; return 1; }
+    note "guest: the keyboard is a $(cat "$kbd/speed") Mb/s usbhid device, as in dom0"
 }
 
 CHECKS=(
     usb-dom0-stick:60:check_dom0_stick
     usb-guest-enumerates:480:check_guest_enumerates
+    usb-guest-keyboard:180:check_guest_keyboard
     usb-save-restore-io:300:check_save_restore_io
     usb-pvh-migrate-io:360:check_migrate_io
 )
