@@ -146,10 +146,11 @@ check "nb-hid on controller 1 port 1" "1 1" "$(cat "$dir/last.out")"
 run_fe "$A" "$g" verify --port 1 --seconds "$SECS" --queue 8 --timeout 30 \
     >"$dir/verify.out" 2>"$dir/verify.err" &
 vpid=$!
-# The HID reader does not wait for its interrupt INs at the suspend (as
-# the patched xen-hcd: they complete only when the device has a report):
-# they are unlinked at once, well within the 5 s drain time, and a report
-# the device produced anyway must still arrive, none twice.
+# The HID reader does not wait for its interrupt INs at the suspend (they
+# complete only when the device has a report; in a Linux guest usbhid's
+# suspend kills them): they are unlinked at once, well within the 5 s
+# drain time, and a report the device produced anyway must still arrive,
+# none twice.
 sleep $((SECS / 3 - 2))
 run_fe "$A" "$g" hid --devid 1 --port 1 --count 600 --queue 2 \
     --timeout 30 >"$dir/hid.out" 2>"$dir/hid.err" &
