@@ -483,6 +483,9 @@ static void io_done(struct vbd_target_io *tio, int err)
         io->out.release = io_release;
         nb_conn_send(sc->c, &io->out);
         evloop_defer(sc->srv->loop, &sc->flush);
+        /* An importer that just got an answer tends to send the next
+         * request soon (its guest's queue keeps coming): worth polling for. */
+        evloop_expect_soon(sc->srv->loop);
     }
     nb_session_io_end(s);
 }
