@@ -17,9 +17,11 @@
 #    enumeration of each device, and xen-hcd's suspends finding no URB in
 #    flight (the USB core's freeze has stopped them all).
 # PVH, as PV guests cannot live-migrate on Debian's Xen. Not in the default
-# scenarios yet (in a fresh-machine run its guest once did not boot within
-# 120 s); run-scenario.sh adds the stick to QEMU only when this scenario is
-# in its list.
+# scenarios: it adds about 2 minutes, and its PVH guest now and then dies in
+# software emulation (a triple fault after xl restore in 1 of the last 6
+# boots; once, in a fresh-machine run, it did not boot within 120 s).
+# run-scenario.sh adds the stick and the keyboard to QEMU only when this
+# scenario is in its list.
 USBCTRL="usbctrl = ['type=pv,version=2,ports=4']"
 BE_VUSB=/local/domain/0/backend/vusb
 STICK_ID=46f4:0001      # QEMU's usb-storage
