@@ -39,7 +39,6 @@
  * (read) and 80 -> 66 us (write), QD32 unchanged within noise, the LBE busy
  * for a whole core while a QD1 stream lasts and 0 when idle. */
 #define POLL_MAX_US_DEFAULT 64
-#define POLL_MAX_US_DEFAULT_STR "64"
 #define POLL_MAX_US_LIMIT 1000
 
 /* The device classes built into this netbusd, by backend type. */
@@ -73,8 +72,8 @@ struct cli_set {
 
 static const char *const known_keys =
     "xenif, xensim-dir, types, log-level, syslog, pidfile, poll-max-us, name, "
-    "aliases, "
-    "listen, keys, encrypt, keepalive-ms, io-timeout-ms, reconnect-max-ms";
+    "aliases, listen, keys, encrypt, keepalive-ms, io-timeout-ms, "
+    "reconnect-max-ms";
 
 
 static const struct xenbus_class *class_by_type(const char *type, size_t len)
@@ -447,8 +446,7 @@ static void usage(FILE *out)
             "  --no-syslog          log to stderr even if the file says syslog\n"
             "  --pidfile FILE       write (and lock) a pid file\n"
             "  --poll-max-us US     poll for the next event up to US before\n"
-            "                       sleeping, adaptively (default "
-            POLL_MAX_US_DEFAULT_STR "; 0: off)\n"
+            "                       sleeping, adaptively (default %u; 0: off)\n"
             "netbus channel (exports and netbus:// disks):\n"
             "  --name NAME          this host's netbus name (default: host name)\n"
             "  --aliases LIST       other names/addresses that mean this host\n"
@@ -470,7 +468,8 @@ static void usage(FILE *out)
             "Command-line options override the configuration file.\n"
             "SIGTERM/SIGINT: finish the requests in flight, leave the devices\n"
             "to the next netbusd (guests keep them) and exit 0. SIGHUP:\n"
-            "re-read log-level and syslog from the configuration file.\n");
+            "re-read log-level and syslog from the configuration file.\n",
+            POLL_MAX_US_DEFAULT);
 }
 
 static int probe(const struct xenif_config *cfg)

@@ -29,7 +29,7 @@ sub qmp_open {
     return 1 if $qmp;
     $qmp = IO::Socket::UNIX->new(Peer => $sock_path)
         or do { warn "qmp-keys: connect $sock_path: $!\n"; return 0 };
-    my $greeting = <$qmp>;
+    <$qmp>;    # the greeting
     return qmp_do('{"execute":"qmp_capabilities"}');
 }
 

@@ -77,26 +77,39 @@ static void check_segments(const struct usbif_urb_request *r, unsigned off,
     CU_ASSERT_EQUAL(sum, len);
 }
 
-static void test_segments(void)
+struct seg_case {
+    unsigned off;
+    uint32_t len;
+    int n; /* segments, or -1 */
+};
+
+/* Each case's segments, and uf_pages_for agreeing with their number. */
+static void check_cases(const struct seg_case *cases, size_t count, bool scattered)
 {
     for (unsigned i = 0; i <= UF_MAX_SEGS; i++)
         refs[i] = 100 + i * 7;
-    struct usbif_urb_request r;
-    static const struct { unsigned off; uint32_t len; int n; } cases[] = {
+    for (size_t i = 0; i < count; i++) {
+        struct usbif_urb_request r;
+        memset(&r, 0xee, sizeof(r));
+        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len, scattered);
+        CU_ASSERT_EQUAL(n, cases[i].n);
+        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len, scattered),
+                        (unsigned)cases[i].n);
+        if (n >= 0)
+            check_segments(&r, cases[i].off, cases[i].len, n, scattered);
+    }
+}
+
+static void test_segments(void)
+{
+    static const struct seg_case cases[] = {
         { 0, 1, 1 }, { 0, 4096, 1 }, { 0, 4097, 2 }, { 100, 3996, 1 },
         { 100, 3997, 2 }, { 4095, 1, 1 }, { 4095, 2, 2 }, { 0, 65535, 16 },
         { 1, 61440, 16 }, { 4095, 61441, 16 }, { 1, 65535, 16 }, { 0, 0, 0 },
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        memset(&r, 0xee, sizeof(r));
-        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len, false);
-        CU_ASSERT_EQUAL(n, cases[i].n);
-        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len, false),
-                        (unsigned)cases[i].n);
-        if (n >= 0)
-            check_segments(&r, cases[i].off, cases[i].len, n, false);
-    }
+    check_cases(cases, sizeof(cases) / sizeof(cases[0]), false);
     /* 17 pages, a length buffer_length cannot hold, an offset past a page. */
+    struct usbif_urb_request r;
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 2, 65535, false), -1);
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4095, 61442, false), -1);
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 0, 65536, false), -1);
@@ -106,21 +119,13 @@ static void test_segments(void)
 /* Scattered: every segment from the same offset of its page to its end. */
 static void test_scattered_segments(void)
 {
-    struct usbif_urb_request r;
-    static const struct { unsigned off; uint32_t len; int n; } cases[] = {
+    static const struct seg_case cases[] = {
         { 0, 4097, 2 }, { 100, 3996, 1 }, { 100, 3997, 2 }, { 4095, 1, 1 },
         { 4095, 16, 16 }, { 1000, 49536, 16 }, { 2048, 30000, 15 }, { 7, 0, 0 },
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        memset(&r, 0xee, sizeof(r));
-        int n = uf_fill_segments(&r, refs, cases[i].off, cases[i].len, true);
-        CU_ASSERT_EQUAL(n, cases[i].n);
-        CU_ASSERT_EQUAL(uf_pages_for(cases[i].off, cases[i].len, true),
-                        (unsigned)cases[i].n);
-        if (n >= 0)
-            check_segments(&r, cases[i].off, cases[i].len, n, true);
-    }
+    check_cases(cases, sizeof(cases) / sizeof(cases[0]), true);
     /* 17 pages: at 4095 (one byte each), at 1000 (3096 bytes each). */
+    struct usbif_urb_request r;
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4095, 17, true), -1);
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 1000, 49537, true), -1);
     CU_ASSERT_EQUAL(uf_fill_segments(&r, refs, 4096, 1, true), -1);

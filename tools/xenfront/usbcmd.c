@@ -1248,6 +1248,7 @@ static int usb_iso(int argc, char **argv)
                     names[i], (unsigned long long)want[i]);
             rc = 1;
         }
+    const struct uf_stats *st = uf_stats(uf);
     printf("result=%s in_urbs=%llu out_urbs=%llu packets_per_urb=%u in_packets=%llu "
            "in_bytes=%llu out_packets=%llu out_bytes=%llu first_seq=%llu last_seq=%u "
            "page_offset=%u scattered=%d seconds=%.3f suspends=%llu migrations=%llu "
@@ -1256,9 +1257,8 @@ static int usb_iso(int argc, char **argv)
            (unsigned long long)out.urbs, in.packets, (unsigned long long)in.packets_done,
            (unsigned long long)in.bytes, (unsigned long long)out.packets_done,
            (unsigned long long)out.bytes, (unsigned long long)before[2], in.seq - 1,
-           in.page_off, in.scattered, secs, (unsigned long long)uf_stats(uf)->suspends,
-           (unsigned long long)uf_stats(uf)->migrations,
-           (unsigned long long)uf_stats(uf)->drain_unlinked);
+           in.page_off, in.scattered, secs, (unsigned long long)st->suspends,
+           (unsigned long long)st->migrations, (unsigned long long)st->drain_unlinked);
 out:
     if (uf_close(uf) < 0)
         rc = 1;

@@ -798,11 +798,12 @@ static int check_deadlines(struct usbfront *uf)
 /* The patched xen-hcd's freeze: no new URBs; the in-flight ones get drain_ms
  * to complete (interrupt INs are not waited for: they complete only when the
  * device has something to report, maybe never; in Linux, usbhid's suspend
- * kills them before xen-hcd's suspend runs), then are unlinked and the backend gets the URB timeout to
- * answer; what is still unanswered then is failed with -ESHUTDOWN (the
- * device may or may not have executed it). Resumed elsewhere: same data pages and ring
- * pages granted again to the new backend, fresh rings, new event channel,
- * handshake, and every port that had a device must report it again. */
+ * kills them before xen-hcd's suspend runs), then are unlinked and the
+ * backend gets the URB timeout to answer; what is still unanswered then is
+ * failed with -ESHUTDOWN (the device may or may not have executed it).
+ * Resumed elsewhere: same data pages and ring pages granted again to the new
+ * backend, fresh rings, new event channel, handshake, and every port that
+ * had a device must report it again. */
 
 static void restart_deadlines(struct usbfront *uf)
 {
