@@ -157,6 +157,8 @@ if [ "$pass" = 0 ] && [ "$fail" = 0 ] && [ "$skipped" = 0 ]; then
     echo "run-scenario: FAIL: no RESULT line at all"; bad=1
 fi
 [ "$fail" = 0 ] || bad=1
+# a check that could not run fails the run too, after saying why
 grep -aE '^RESULT SKIP ' "$LOG" | sed 's/^/run-scenario: NOT RUN: /' || true
+[ "$skipped" = 0 ] || bad=1
 echo "run-scenario: '$SCEN': $pass passed, $fail failed, $skipped skipped, QEMU ran $DT s (log $LOG)"
 exit $bad
