@@ -4,7 +4,8 @@
 # hotplug-status=connected), a broken one fails alone (hotplug-status=error,
 # error node), a frontend that closes takes its backend to Closed, online=0
 # removes a device, a destroyed guest's devices go away, and SIGTERM closes
-# what is left and exits 0, removing the pid file.
+# what is left and exits 0, removing the pid file. First, bad settings
+# (poll-max-us) are refused with exit 2 and a message naming them.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 build=${BUILD:-build}
@@ -27,6 +28,20 @@ wait_read() { # path value
     done
     echo "$v"
 }
+
+# Bad settings: exit 2 and a message that names the setting and its range.
+for bad in "--poll-max-us 5000" "--poll-max-us abc" "--poll-max-us -1"; do
+    rc=0; out=$("$netbusd" $bad --check-config 2>&1) || rc=$?
+    check "netbusd $bad: exit 2, says why" "2 yes" \
+        "$rc $(grep -q "poll-max-us: .* from 0 to 1000" <<<"$out" && echo yes || echo "no: $out")"
+done
+printf 'poll-max-us = 12x\n' >"$dir/bad.conf"
+rc=0; out=$("$netbusd" -c "$dir/bad.conf" --check-config 2>&1) || rc=$?
+check "a bad poll-max-us in the file: exit 2, file and line named" "2 yes" \
+    "$rc $(grep -q "bad.conf:1: poll-max-us" <<<"$out" && echo yes || echo "no: $out")"
+printf 'poll-max-us = 12\n' >"$dir/poll.conf"
+check "poll-max-us from the file, the command line winning" "12 0" \
+    "$("$netbusd" -c "$dir/poll.conf" --check-config | sed -n 's/^poll-max-us = //p') $("$netbusd" -c "$dir/poll.conf" --poll-max-us 0 --check-config | sed -n 's/^poll-max-us = //p')"
 
 "$xensim" host --dir "$dir" --log-level warn 2>"$dir/host.log" &
 pids+=($!)
