@@ -122,11 +122,19 @@ else
     status_is "down: no cluster" 1 "$xensim" cluster down --dir "$dir/x"
 
     ns_a=$(cl netns a)
-    # A process started in a host by the test is stopped by down too.
+    # A process started in a host by the test is stopped by down too (once
+    # it is in the host's namespace: down cannot see it before).
     (cl exec c -- sleep 300 || true) 2>/dev/null &
     sleeper=$!
+    ns_c=$(cl netns c)
+    for _ in $(seq 100); do
+        ip netns pids "$ns_c" | xargs -r ps -o args= -p | grep -qx 'sleep 300' && break
+        sleep 0.05
+    done
     status_is "down" 0 "$xensim" cluster down --dir "$dir"
-    wait "$sleeper" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$sleeper" 2>/dev/null || break; sleep 0.05; done
+    check "down: the process started in c stopped" no "$(kill -0 "$sleeper" 2>/dev/null && echo yes || echo no)"
+    kill "$sleeper" 2>/dev/null || true; wait "$sleeper" 2>/dev/null || true
     check "down: namespaces gone" "" "$(ip netns list | grep -F "${ns_a%-a}" || true)"
     check "down: processes gone" "" "$(pgrep -f "$dir/[abc]" || true)"
     check "down: layout file gone" "no" "$([ -e "$dir/cluster.json" ] && echo yes || echo no)"
