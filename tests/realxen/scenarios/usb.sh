@@ -16,10 +16,10 @@
 #    arrive, and the guest's dmesg shows no USB disconnect, one
 #    enumeration of each device, and xen-hcd's suspends finding no URB in
 #    flight (the USB core's freeze has stopped them all).
-# PVH, as PV guests cannot live-migrate on Debian's Xen. Not in the default
-# scenarios: it adds about 2 minutes, and its PVH guest now and then dies in
-# software emulation (a triple fault after xl restore in 1 of the last 6
-# boots; once, in a fresh-machine run, it did not boot within 120 s).
+# PVH, as PV guests cannot live-migrate on Debian's Xen. In the default
+# scenarios (about 2 minutes). Its PVH guest, like the migrate scenario's,
+# now and then dies of a triple fault in software emulation; run.sh then
+# boots once more (see there).
 # run-scenario.sh adds the stick and the keyboard to QEMU only when this
 # scenario is in its list.
 USBCTRL="usbctrl = ['type=pv,version=2,ports=4']"
