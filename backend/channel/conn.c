@@ -22,14 +22,14 @@
 #define TLS_STAGE 16384  /* one TLS record */
 #define GATHER_IOV 1024 /* IOV_MAX: many frames, 1 MiB of pages, one writev */
 /* Read-ahead past the frame being read, plain connections once up. A
- * client reads payloads straight into guest pages, so it reads ahead little:
- * two headers with the 8 bytes that start every body (a reply's status).
- * That is enough for a reply without data (a WRITE's) and its successor's
- * start, so such a reply's read comes back short and no read for EAGAIN
- * follows; at most 32 data bytes of a READ reply are staged and copied. A
- * server copies what it read ahead into its own buffers: many small
- * requests in one recv. */
-#define RA_CLIENT (2 * (NB_HDR_SIZE + NB_STATUS_BODY))
+ * client reads block payloads straight into guest pages, so it reads ahead
+ * little: two URB reply heads and 64 data bytes. That holds a reply without
+ * data (a WRITE's, a bulk OUT's) or with a few (a descriptor, a HID
+ * report) whole, with its successor's start, so such a reply takes one
+ * read that comes back short, and no read for EAGAIN follows; at most 176
+ * data bytes of a READ reply are staged and copied. A server copies what
+ * it read ahead into its own buffers: many small requests in one recv. */
+#define RA_CLIENT (2 * (NB_HDR_SIZE + NB_URB_REPLY_BODY) + 64)
 #define RA_SERVER (64u << 10)
 #define SERVER_SLACK_MS 1000
 #define KA_MIN_MS 50
