@@ -5,8 +5,7 @@
 # by veth through a bridge). a's netbusd runs under usbdev (tests/usbdev),
 # which gives it the emulated nb-bulk loopback device (bus id 1-1).
 #   local:   a guest on a, nb-bulk on port 1 of its PV USB controller
-#            (xenfront usb -> ring -> netbusd on a -> libusb -> device),
-#            measured before and after remote (the means are reported);
+#            (xenfront usb -> ring -> netbusd on a -> libusb -> device);
 #   remote:  a's netbusd exports the device (`netbusctl export bulk
 #            usb:1-1`), a guest on b has netbus://<a>:<port>/bulk on its
 #            port (xenfront usb -> ring -> netbusd on b -> netbus channel
@@ -46,11 +45,16 @@
 #                                   us, the device alone (libusb_rtt),
 #                                   baseline = the netbus local figure.
 # Environment: BENCH_SECONDS (throughput runs and the TCP baseline, default
-# 5), BENCH_USB_COUNT (URBs of each kind per round-trip run, default 2000).
+# 5), BENCH_USB_COUNT (URBs of each kind per round-trip run, default 2000),
+# BENCH_USB_ROUNDS (local and remote runs alternate: local, remote this
+# many times, then local once more; default 2),
+# BENCH_USB_PIN (1: each host's daemons on a CPU of their own, see daemon();
+# default 0: anywhere).
 set -euo pipefail
 build=${1:-build}
 secs=${BENCH_SECONDS:-5}
 count=${BENCH_USB_COUNT:-2000}
+rounds=${BENCH_USB_ROUNDS:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 for b in xensim netbusd netbusctl xenfront usbdev; do
     [ -x "$build/$b" ] || { echo "bench usb: $build/$b is not built (make usbdev for usbdev)" >&2; exit 1; }
@@ -86,6 +90,22 @@ cleanup() {
 trap cleanup EXIT
 cl() { "$xensim" cluster "$1" --dir "$dir" "${@:2}"; }
 on() { local h=$1; shift; "$xensim" cluster exec --dir "$dir" "$h" -- "$@"; }
+# BENCH_USB_PIN=1 runs each host's daemons on a CPU of their own: a's
+# netbusd (with usbdev's device, and libusb_rtt in its place) and the TCP
+# server on CPU 0, b's netbusd and the TCP client on CPU 1; guests run
+# anywhere. Two hosts are two machines, but here they share the CPUs, and
+# on a 2-CPU machine the remote URB's export and LBE then wait for each
+# other's CPU (remote round trips 80-120 us longer unpinned than pinned,
+# measured on such a machine). Neither placement is two real hosts: with
+# pinning, a's netbusd and the device share one CPU, which slows local
+# round trips. Off by default: the unpinned figures are the worse ones.
+declare -A cpu=([a]=0 [b]=1)
+pin=()
+if [ "${BENCH_USB_PIN:-0}" != 0 ] && [ "$(nproc)" -ge 2 ]; then
+    pin=(taskset -c)
+    echo "bench usb: host a's daemons run on CPU 0, host b's on CPU 1 (BENCH_USB_PIN=0: anywhere)" >&2
+fi
+daemon() { local h=$1; shift; on "$h" ${pin[@]:+"${pin[@]}" "${cpu[$h]}"} "$@"; }
 fail() { echo "bench usb: $*" >&2; for h in a b; do [ -f "$dir/$h/netbusd.log" ] && tail -5 "$dir/$h/netbusd.log" >&2; done; exit 1; }
 
 cl up --hosts a,b >/dev/null
@@ -102,9 +122,9 @@ wait_port() { # host addr port
     done
     return 1
 }
-on a "$usbdev" --bulk -- "$netbusd" --xensim-dir "$dir/a" --name a --listen "$a_addr:$port" \
+daemon a "$usbdev" --bulk -- "$netbusd" --xensim-dir "$dir/a" --name a --listen "$a_addr:$port" \
     --keys "$dir/keys" --log-level info >"$dir/a/netbusd.log" 2>&1 &
-on b "$netbusd" --xensim-dir "$dir/b" --name b --listen "$b_addr:$port" \
+daemon b "$netbusd" --xensim-dir "$dir/b" --name b --listen "$b_addr:$port" \
     --keys "$dir/keys" --log-level info >"$dir/b/netbusd.log" 2>&1 &
 for h in a b; do
     wait_port "$h" "$(cl addr "$h")" "$port" || fail "netbusd on $h does not listen on port $port"
@@ -115,13 +135,14 @@ report() { # name value unit baseline
         printf "BENCH usb.%s %.1f %s baseline=%.1f ratio=%.3f\n", n, v, u, b, (b > 0 ? v / b : 0) }'
 }
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-# guest HOST NAME DEVICE: a guest with DEVICE on port 1 of controller 0.
+# guest HOST NAME [DEVICE]: a guest with a PV USB controller, DEVICE on its
+# port 1.
 guest() {
     local dom
     dom=$(on "$1" "$xensim" create --name "$2" --memory 64) || fail "cannot create a guest on $1"
     on "$1" "$xensim" usbctrl-attach "$dom" >/dev/null || fail "usbctrl-attach on $1 failed"
-    on "$1" "$xensim" usbdev-attach "$dom" "$3" --controller 0 --port 1 --timeout 20 >/dev/null \
-        || fail "usbdev-attach $3 on $1 failed"
+    [ -z "${3:-}" ] || on "$1" "$xensim" usbdev-attach "$dom" "$3" --controller 0 --port 1 \
+        --timeout 20 >/dev/null || fail "usbdev-attach $3 on $1 failed"
     echo "$dom"
 }
 fe() { # HOST DOMID ARGS...: xenfront usb in the guest
@@ -142,46 +163,57 @@ throughput() { # HOST DOMID -> MB/s
 }
 
 # --- the device alone ----------------------------------------------------------
-out=$(on a "$usbdev" --bulk -- "$libusb_rtt" --count "$count") || fail "libusb_rtt failed: $out"
+out=$(daemon a "$usbdev" --bulk -- "$libusb_rtt" --count "$count") || fail "libusb_rtt failed: $out"
 dev_ctrl=$(field control_us "$out")
 dev_bulk=$(awk -v o="$(field bulk512_out_us "$out")" -v i="$(field bulk512_in_us "$out")" \
     'BEGIN { print (o + i) / 2 }')
 
-# --- local, remote, local again ---------------------------------------------------
+# --- local and remote, alternating ----------------------------------------------
 # The emulated device's own time per URB drifts by tens of microseconds
-# over a run, as much as what netbus adds remotely: local is measured
-# before and after remote, and the local figures are the means of the two.
+# over a run (up to 90 us between two local runs a minute apart), as much
+# as what netbus adds remotely. So the device goes back and forth between
+# a's guest (local) and the export (remote) BENCH_USB_ROUNDS times, local
+# runs once more at the end, and each figure is the mean of its runs.
 ga=$(guest a bench-a 1-1)
-r=$(urb_rtt a "$ga")
-read -r loc1_ctrl loc1_bulk <<<"$r"
-loc1_mbps=$(throughput a "$ga")
-# The port lets the device go, so that the export can claim it.
-on a "$xensim" usbdev-detach "$ga" 0 1 >/dev/null || fail "usbdev-detach on a failed"
-on a "$netbusctl" export bulk usb:1-1 --timeout 20 >/dev/null || fail "cannot export usb:1-1 on a"
-
-gb=$(guest b bench-b "netbus://$a_addr:$port/bulk")
-r=$(urb_rtt b "$gb")
-read -r rem_ctrl rem_bulk <<<"$r"
-rem_mbps=$(throughput b "$gb")
-
-on b "$xensim" usbdev-detach "$gb" 0 1 >/dev/null || fail "usbdev-detach on b failed"
-on a "$netbusctl" unexport bulk --timeout 20 >/dev/null || fail "cannot unexport bulk on a"
-on a "$xensim" usbdev-attach "$ga" 1-1 --controller 0 --port 1 --timeout 20 >/dev/null \
-    || fail "usbdev-attach 1-1 on a again failed"
-r=$(urb_rtt a "$ga")
-read -r loc2_ctrl loc2_bulk <<<"$r"
-loc2_mbps=$(throughput a "$ga")
-mean() { awk -v x="$1" -v y="$2" 'BEGIN { print (x + y) / 2 }'; }
-loc_ctrl=$(mean "$loc1_ctrl" "$loc2_ctrl") loc_bulk=$(mean "$loc1_bulk" "$loc2_bulk")
-loc_mbps=$(mean "$loc1_mbps" "$loc2_mbps")
-echo "bench usb: local before/after remote: control $loc1_ctrl/$loc2_ctrl us," \
-    "bulk512 $loc1_bulk/$loc2_bulk us, $loc1_mbps/$loc2_mbps MB/s" >&2
+gb=$(guest b bench-b)
+sums="0 0 0 0 0 0 0 0" # local: ctrl bulk MB/s runs; remote: the same
+add() { # LOCAL|REMOTE "ctrl bulk" MBPS
+    local ctrl bulk
+    read -r ctrl bulk <<<"$2"
+    sums=$(awk -v w="$1" -v c="$ctrl" -v b="$bulk" -v m="$3" -v s="$sums" 'BEGIN {
+        split(s, v, " "); i = (w == "remote") ? 4 : 0
+        v[i + 1] += c; v[i + 2] += b; v[i + 3] += m; v[i + 4]++
+        print v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] }')
+    echo "bench usb: $1: control $ctrl us, bulk512 $bulk us, $3 MB/s" >&2
+}
+local_run() {
+    add local "$(urb_rtt a "$ga")" "$(throughput a "$ga")"
+    # The port lets the device go, so that the export can claim it.
+    on a "$xensim" usbdev-detach "$ga" 0 1 >/dev/null || fail "usbdev-detach on a failed"
+}
+remote_run() {
+    on a "$netbusctl" export bulk usb:1-1 --timeout 20 >/dev/null || fail "cannot export usb:1-1 on a"
+    on b "$xensim" usbdev-attach "$gb" "netbus://$a_addr:$port/bulk" --controller 0 --port 1 \
+        --timeout 20 >/dev/null || fail "usbdev-attach of the export on b failed"
+    add remote "$(urb_rtt b "$gb")" "$(throughput b "$gb")"
+    on b "$xensim" usbdev-detach "$gb" 0 1 >/dev/null || fail "usbdev-detach on b failed"
+    on a "$netbusctl" unexport bulk --timeout 20 >/dev/null || fail "cannot unexport bulk on a"
+    on a "$xensim" usbdev-attach "$ga" 1-1 --controller 0 --port 1 --timeout 20 >/dev/null \
+        || fail "usbdev-attach 1-1 on a again failed"
+}
+for _ in $(seq "$rounds"); do
+    local_run
+    remote_run
+done
+add local "$(urb_rtt a "$ga")" "$(throughput a "$ga")"
+read -r loc_ctrl loc_bulk loc_mbps rem_ctrl rem_bulk rem_mbps <<<"$(awk -v s="$sums" 'BEGIN {
+    split(s, v, " "); print v[1] / v[4], v[2] / v[4], v[3] / v[4], v[5] / v[8], v[6] / v[8], v[7] / v[8] }')"
 
 # --- raw TCP between b and a, the URB frames' sizes --------------------------------
 tcp() { # REQ RESP -> median us
-    on a "$rtt" server "$a_addr" "$rtt_port" --timeout 30 >"$dir/rtt-server.out" 2>&1 &
+    daemon a "$rtt" server "$a_addr" "$rtt_port" --timeout 30 >"$dir/rtt-server.out" 2>&1 &
     for _ in $(seq 100); do grep -q listening "$dir/rtt-server.out" 2>/dev/null && break; sleep 0.1; done
-    on b "$rtt" client "$a_addr" "$rtt_port" --seconds "$secs" --req "$1" --resp "$2" |
+    daemon b "$rtt" client "$a_addr" "$rtt_port" --seconds "$secs" --req "$1" --resp "$2" |
         sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p'
     wait $!
 }
