@@ -55,6 +55,7 @@ build=${1:-build}
 secs=${BENCH_SECONDS:-5}
 count=${BENCH_USB_COUNT:-2000}
 rounds=${BENCH_USB_ROUNDS:-2}
+[[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "bench usb: BENCH_USB_ROUNDS must be 1 to 99 (got '$rounds')" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 for b in xensim netbusd netbusctl xenfront usbdev; do
     [ -x "$build/$b" ] || { echo "bench usb: $build/$b is not built (make usbdev for usbdev)" >&2; exit 1; }
@@ -176,38 +177,31 @@ dev_bulk=$(awk -v o="$(field bulk512_out_us "$out")" -v i="$(field bulk512_in_us
 # runs once more at the end, and each figure is the mean of its runs.
 ga=$(guest a bench-a 1-1)
 gb=$(guest b bench-b)
-sums="0 0 0 0 0 0 0 0" # local: ctrl bulk MB/s runs; remote: the same
-add() { # LOCAL|REMOTE "ctrl bulk" MBPS
-    local ctrl bulk
-    read -r ctrl bulk <<<"$2"
-    sums=$(awk -v w="$1" -v c="$ctrl" -v b="$bulk" -v m="$3" -v s="$sums" 'BEGIN {
-        split(s, v, " "); i = (w == "remote") ? 4 : 0
-        v[i + 1] += c; v[i + 2] += b; v[i + 3] += m; v[i + 4]++
-        print v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] }')
-    echo "bench usb: $1: control $ctrl us, bulk512 $bulk us, $3 MB/s" >&2
+runs_local=() runs_remote=() # "control bulk512 MB/s" of each run
+measure() { # local|remote HOST DOMID: one run, kept in runs_local or runs_remote
+    local r m
+    r=$(urb_rtt "$2" "$3")
+    m=$(throughput "$2" "$3")
+    echo "bench usb: $1: control, bulk512 (us): $r; $m MB/s" >&2
+    if [ "$1" = local ]; then runs_local+=("$r $m"); else runs_remote+=("$r $m"); fi
 }
-local_run() {
-    add local "$(urb_rtt a "$ga")" "$(throughput a "$ga")"
+mean_of() { printf '%s\n' "$@" | awk '{ c += $1; b += $2; m += $3 } END { print c / NR, b / NR, m / NR }'; }
+for _ in $(seq "$rounds"); do
+    measure local a "$ga"
     # The port lets the device go, so that the export can claim it.
     on a "$xensim" usbdev-detach "$ga" 0 1 >/dev/null || fail "usbdev-detach on a failed"
-}
-remote_run() {
     on a "$netbusctl" export bulk usb:1-1 --timeout 20 >/dev/null || fail "cannot export usb:1-1 on a"
     on b "$xensim" usbdev-attach "$gb" "netbus://$a_addr:$port/bulk" --controller 0 --port 1 \
         --timeout 20 >/dev/null || fail "usbdev-attach of the export on b failed"
-    add remote "$(urb_rtt b "$gb")" "$(throughput b "$gb")"
+    measure remote b "$gb"
     on b "$xensim" usbdev-detach "$gb" 0 1 >/dev/null || fail "usbdev-detach on b failed"
     on a "$netbusctl" unexport bulk --timeout 20 >/dev/null || fail "cannot unexport bulk on a"
     on a "$xensim" usbdev-attach "$ga" 1-1 --controller 0 --port 1 --timeout 20 >/dev/null \
         || fail "usbdev-attach 1-1 on a again failed"
-}
-for _ in $(seq "$rounds"); do
-    local_run
-    remote_run
 done
-add local "$(urb_rtt a "$ga")" "$(throughput a "$ga")"
-read -r loc_ctrl loc_bulk loc_mbps rem_ctrl rem_bulk rem_mbps <<<"$(awk -v s="$sums" 'BEGIN {
-    split(s, v, " "); print v[1] / v[4], v[2] / v[4], v[3] / v[4], v[5] / v[8], v[6] / v[8], v[7] / v[8] }')"
+measure local a "$ga"
+read -r loc_ctrl loc_bulk loc_mbps <<<"$(mean_of "${runs_local[@]}")"
+read -r rem_ctrl rem_bulk rem_mbps <<<"$(mean_of "${runs_remote[@]}")"
 
 # --- raw TCP between b and a, the URB frames' sizes --------------------------------
 tcp() { # REQ RESP -> median us
