@@ -27,6 +27,7 @@ struct vbd_target_io {
     /* target private */
     int pending;
     int err;
+    struct vbd_target_io *next_done;
 };
 
 struct vbd_target_info {

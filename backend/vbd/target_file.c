@@ -13,7 +13,17 @@
  * it reports only completions nobody reaped yet, and needs no read to
  * reset), and after a submission the completion queue is peeked before the
  * loop sleeps, so an operation that finished within io_uring_enter (a
- * page-cache or tmpfs read) costs no wake-up at all. */
+ * page-cache read) costs no wake-up at all.
+ *
+ * Files in memory (tmpfs, ramfs) are the exception: they have no
+ * non-blocking I/O, so io_uring would hand each operation to a kernel
+ * worker thread, two thread switches for a memory copy (a 4 KiB read: 22
+ * us through io_uring, 1.6 us with preadv, measured). Their operations of
+ * up to IN_MEMORY_SYNC_MAX bytes are done at submission with
+ * preadv/pwritev, which wait on memory only, and completed after the
+ * loop's batch like the ring's. Larger ones stay on the ring: its workers
+ * copy them on other CPUs while the loop takes the next request (1 MiB
+ * sequential writes lost 12% done in the loop). */
 #include "target.h"
 
 #include "evloop.h"
@@ -23,6 +33,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +41,13 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define QUEUE_DEPTH 256
 #define AUX_TAG 1ul /* user_data low bit: the fdatasync linked before a write */
+#define IN_MEMORY_SYNC_MAX (128u << 10)
 
 struct file_target {
     struct vbd_target pub;
@@ -50,6 +64,11 @@ struct file_target {
     struct evloop_deferred peek;
     bool peeking;
     unsigned inflight;
+    bool in_memory;                   /* tmpfs, ramfs: small I/O done at
+                                         submission */
+    struct vbd_target_io **done_tail; /* done at submission, not reported */
+    struct vbd_target_io *done_head;
+    bool nop_posted;                  /* a NOP is on the ring to wake us */
 };
 
 #define FT(t) ((struct file_target *)(t))
@@ -69,17 +88,49 @@ static bool dio_ok(const struct file_target *f, const struct vbd_target_io *io)
     return true;
 }
 
+static void submit_now(struct file_target *f);
+
+/* Operations done at submission while the peek reported completions: a NOP
+ * on the ring makes its fd report them at the loop's next turn, as a busy
+ * guest's io_uring completions are. */
+static void report_next_turn(struct file_target *f)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+    if (!sqe) {
+        submit_now(f);
+        sqe = io_uring_get_sqe(&f->ring);
+    }
+    if (!sqe)
+        return; /* the ring is full: its completions wake us anyway */
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data(sqe, NULL);
+    f->nop_posted = true;
+    submit_now(f);
+}
+
 static void reap(struct file_target *f)
 {
     struct io_uring_cqe *cqe;
-    bool any = false;
+    /* Those done at submission until now: what their done() submits in
+     * turn waits for the next reap. */
+    struct vbd_target_io *io = f->done_head, *next;
+    bool any = io != NULL;
+    f->done_head = NULL;
+    f->done_tail = &f->done_head;
+    for (; io; io = next) {
+        next = io->next_done;
+        f->inflight--;
+        io->done(io, io->err);
+    }
     while (io_uring_peek_cqe(&f->ring, &cqe) == 0) {
         uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&f->ring, cqe);
-        struct vbd_target_io *io = (struct vbd_target_io *)(ud & ~AUX_TAG);
-        if (!io)
+        io = (struct vbd_target_io *)(ud & ~AUX_TAG);
+        if (!io) {
+            f->nop_posted = false;
             continue;
+        }
         int err = res < 0 ? res : 0;
         if (!err && !(ud & AUX_TAG) &&
             (io->kind == VBD_IO_READ || io->kind == VBD_IO_WRITE) &&
@@ -95,6 +146,8 @@ static void reap(struct file_target *f)
     }
     if (any && f->pub.reaped)
         f->pub.reaped(f->pub.opaque);
+    if (f->peeking && f->done_head && !f->nop_posted)
+        report_next_turn(f);
 }
 
 static void submit_now(struct file_target *f)
@@ -115,9 +168,43 @@ static void submit_now(struct file_target *f)
     }
 }
 
+static int sync_io(struct file_target *f, const struct vbd_target_io *io)
+{
+    ssize_t n = 0;
+    switch (io->kind) {
+    case VBD_IO_READ:
+        n = preadv(f->fd_buf, io->iov, (int)io->iovcnt, (off_t)io->offset);
+        break;
+    case VBD_IO_WRITE:
+        if (io->preflush && fdatasync(f->fd_buf) < 0)
+            return -errno;
+        n = pwritev(f->fd_buf, io->iov, (int)io->iovcnt, (off_t)io->offset);
+        break;
+    case VBD_IO_FLUSH:
+        return fdatasync(f->fd_buf) < 0 ? -errno : 0;
+    case VBD_IO_DISCARD:
+        if (io->len && fallocate(f->fd_buf, FALLOC_FL_PUNCH_HOLE |
+                                 FALLOC_FL_KEEP_SIZE, (off_t)io->offset,
+                                 (off_t)io->len) < 0)
+            return -errno;
+        return 0;
+    }
+    if (n < 0)
+        return -errno;
+    return (uint64_t)n == io->len ? 0 : -EIO; /* short: the file shrank */
+}
+
 static int file_submit(struct vbd_target *t, struct vbd_target_io *io)
 {
     struct file_target *f = FT(t);
+    if (f->in_memory && io->len <= IN_MEMORY_SYNC_MAX) {
+        io->err = sync_io(f, io);
+        io->next_done = NULL;
+        *f->done_tail = io;
+        f->done_tail = &io->next_done;
+        f->inflight++;
+        return 0;
+    }
     unsigned need = io->kind == VBD_IO_WRITE && io->preflush ? 2 : 1;
     if (io_uring_sq_space_left(&f->ring) < need)
         submit_now(f);
@@ -179,7 +266,7 @@ static void file_drain(struct vbd_target *t)
     submit_now(f);
     while (f->inflight) {
         struct io_uring_cqe *cqe;
-        int rc = io_uring_wait_cqe(&f->ring, &cqe);
+        int rc = f->done_head ? 0 : io_uring_wait_cqe(&f->ring, &cqe);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
             log_error(f->where, "waiting for I/O completions: %s", strerror(-rc));
             break;
@@ -246,6 +333,7 @@ struct vbd_target *vbd_target_file_open(const char *path, bool readonly,
     f->loop = loop;
     f->peek.cb = on_peek;
     f->peek.opaque = f;
+    f->done_tail = &f->done_head;
     f->where = strdup(where ? where : path);
     int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     f->fd_buf = open(path, flags);
@@ -289,6 +377,13 @@ struct vbd_target *vbd_target_file_open(const char *path, bool readonly,
     }
     info->can_flush = !readonly;
     info->can_discard = !readonly;
+    struct statfs sfs;
+    f->in_memory = S_ISREG(st.st_mode) && fstatfs(f->fd_buf, &sfs) == 0 &&
+                   (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+    if (f->in_memory)
+        log_info(f->where, "%s is in memory (tmpfs/ramfs): I/O up to %u KiB done at "
+                 "submission, not through io_uring", path,
+                 IN_MEMORY_SYNC_MAX >> 10);
 
     f->fd_direct = open(path, flags | O_DIRECT);
     if (f->fd_direct < 0) {

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,6 +375,8 @@ static struct blkif_raw_req fe_rw(uint8_t op, uint64_t id, uint64_t sector,
 /* ---- disks ------------------------------------------------------------- */
 
 static char *disk_path[MAX_DISKS];
+static const char *disk_dir; /* the xensim host's directory, or a tmpfs one */
+static char shm_dir[64];
 
 static uint8_t pattern(unsigned disk, uint64_t off)
 {
@@ -382,7 +386,7 @@ static uint8_t pattern(unsigned disk, uint64_t off)
 static int make_disk(unsigned disk)
 {
     free(disk_path[disk]);
-    if (asprintf(&disk_path[disk], "%s/disk%u.img", be.host.dir, disk) < 0)
+    if (asprintf(&disk_path[disk], "%s/disk%u.img", disk_dir, disk) < 0)
         return -1;
     int fd = open(disk_path[disk], O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
@@ -437,6 +441,8 @@ static int suite_init_common(const char *tag)
 {
     if (be_child_start(&be, tag, be_main) < 0)
         return -1;
+    if (!disk_dir)
+        disk_dir = be.host.dir;
     for (unsigned i = 0; i < MAX_DISKS; i++)
         if (make_disk(i) < 0)
             return -1;
@@ -450,14 +456,34 @@ static int suite_cleanup(void)
     be_call(&c, &r);
     int rc = be_child_stop(&be);
     for (unsigned i = 0; i < MAX_DISKS; i++) {
+        if (disk_dir == shm_dir && disk_path[i])
+            unlink(disk_path[i]);
         free(disk_path[i]);
         disk_path[i] = NULL;
     }
+    if (disk_dir == shm_dir)
+        rmdir(shm_dir);
+    disk_dir = NULL;
     return rc;
 }
 
 static int ring_init(void) { return suite_init_common("vbd-ring"); }
 static int hostile_init(void) { return suite_init_common("vbd-hostile"); }
+/* The same requests on disks in tmpfs, which target_file serves without
+ * io_uring (done at submission, reported after the loop's batch). */
+static int tmpfs_init(void)
+{
+    struct statfs sfs;
+    snprintf(shm_dir, sizeof(shm_dir), "/dev/shm/netbus-unit-XXXXXX");
+    if (statfs("/dev/shm", &sfs) < 0 || sfs.f_type != TMPFS_MAGIC ||
+        !mkdtemp(shm_dir)) {
+        fprintf(stderr, "vbd_ring_tmpfs: needs /dev/shm on tmpfs\n");
+        return -1;
+    }
+    disk_dir = shm_dir;
+    return suite_init_common("vbd-ring-tmpfs");
+}
+
 
 /* 1 if the daemon's log contains s. */
 static int log_has(const char *s)
@@ -1073,6 +1099,12 @@ static void test_hostile(void)
     fe_close(&b);
 }
 
+/* The disk was served from memory, not through io_uring. */
+static void test_tmpfs_path_taken(void)
+{
+    CU_ASSERT(log_has("is in memory (tmpfs/ramfs): I/O up to 128 KiB done at submission"));
+}
+
 static CU_TestInfo vbd_ring_tests[] = {
     { "native ABI, one-page ring", test_io_native },
     { "x86_32 ABI, 4-page ring", test_io_x86_32 },
@@ -1087,10 +1119,22 @@ static CU_TestInfo vbd_ring_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+static CU_TestInfo vbd_ring_tmpfs_tests[] = {
+    { "native ABI, one-page ring", test_io_native },
+    { "persistent grants", test_io_persistent },
+    { "a full ring, 20 rounds", test_ring_full },
+    { "two queues on one disk", test_multi_queue },
+    { "quiesce and resume", test_quiesce_resume },
+    { "indirect, flush, discard, read-only", test_ops },
+    { "served without io_uring", test_tmpfs_path_taken },
+    CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo vbd_hostile_tests[] = {
     { "hostile guest next to a well-behaved one", test_hostile },
     CU_TEST_INFO_NULL,
 };
 
 UNIT_SUITE(vbd_ring, ring_init, suite_cleanup, vbd_ring_tests)
+UNIT_SUITE(vbd_ring_tmpfs, tmpfs_init, suite_cleanup, vbd_ring_tmpfs_tests)
 UNIT_SUITE(vbd_hostile, hostile_init, suite_cleanup, vbd_hostile_tests)
