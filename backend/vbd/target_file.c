@@ -381,8 +381,8 @@ struct vbd_target *vbd_target_file_open(const char *path, bool readonly,
     f->in_memory = S_ISREG(st.st_mode) && fstatfs(f->fd_buf, &sfs) == 0 &&
                    (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
     if (f->in_memory)
-        log_info(f->where, "%s is in memory (tmpfs/ramfs): I/O up to %u KiB done at "
-                 "submission, not through io_uring", path,
+        log_info(f->where, "%s is in memory (tmpfs/ramfs): I/O up to %u KiB "
+                 "done at submission, not through io_uring", path,
                  IN_MEMORY_SYNC_MAX >> 10);
 
     f->fd_direct = open(path, flags | O_DIRECT);
