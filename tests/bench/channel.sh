@@ -13,7 +13,12 @@
 #              request, 4 KiB + 32-byte answer, one in flight (for
 #              channel.rtt_4k_qd1_us; channel.rtt_4k_qd1_vs_tcp_plus_local_us
 #              has raw TCP plus the local disk's 4 KiB QD1 latency as its
-#              baseline, the issue's latency goal being ratio <= 1.3).
+#              baseline, the issue's latency goal being ratio <= 1.3);
+#              and one connection's throughput each way, 1 MiB writes
+#              (tcp_rtt stream): channel.seqread_1m_vs_tcp_stream (data
+#              a -> b) and channel.seqwrite_1m_vs_tcp_stream (b -> a) have
+#              it as their baseline, the ceiling of any protocol over one
+#              connection of this link (NBD's too).
 # The file lives on tmpfs by default (BENCH_CHANNEL_DIR, default /dev/shm),
 # so both servers serve it from memory and the link and the protocols are
 # what is measured (nbdkit 1.32's file plugin has no O_DIRECT).
@@ -169,6 +174,22 @@ for name in randread_4k_qd1 randread_4k_qd32 randwrite_4k_qd1 randwrite_4k_qd32 
     unit=$([[ $name == seq* ]] && echo MB/s || echo IOPS)
     report "remote_vs_local_$name" "${remote[$name]}" "$unit" "${local_[$name]}"
 done
+
+# The link's own ceiling for sequential I/O: one TCP connection carrying
+# 1 MiB writes, in the direction of the data.
+tcp_stream() { # from to: prints MB/s
+    local to_addr spid mbps
+    to_addr=$(cl addr "$2")
+    on "$2" "$rtt" server "$to_addr" "$rtt_port" --timeout 30 >"$dir/stream-server.out" 2>&1 &
+    spid=$!
+    for _ in $(seq 100); do grep -q listening "$dir/stream-server.out" 2>/dev/null && break; sleep 0.1; done
+    mbps=$(on "$1" "$rtt" stream "$to_addr" "$rtt_port" --seconds "$secs" | sed -n 's/.* mb_per_s=\([0-9.]*\).*/\1/p')
+    wait "$spid" || fail "raw TCP stream $1 -> $2: the server failed"
+    [ -n "$mbps" ] || fail "raw TCP stream $1 -> $2 failed"
+    echo "$mbps"
+}
+report seqread_1m_vs_tcp_stream "${remote[seqread_1m]}" MB/s "$(tcp_stream a b)"
+report seqwrite_1m_vs_tcp_stream "${remote[seqwrite_1m]}" MB/s "$(tcp_stream b a)"
 
 # Round trip: netbus's 4 KiB read at QD1 (mean latency the guest sees) vs a
 # raw TCP exchange of the same sizes on the same link.

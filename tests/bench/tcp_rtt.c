@@ -1,12 +1,19 @@
-/* tcp_rtt: the raw TCP round trip a remote 4 KiB read costs at best, for the
- * channel benchmark's baseline. One connection, one request in flight: the
- * client sends REQ bytes, the server answers RESP bytes (by default 32 and
- * 4096 + 32: a request header, a reply header and one 4 KiB block), over
- * and over for the given time.
+/* tcp_rtt: the raw TCP baselines of the channel benchmark, on the link it
+ * measures.
+ * The round trip a remote 4 KiB read costs at best: one connection, one
+ * request in flight; the client sends REQ bytes, the server answers RESP
+ * bytes (by default 32 and 4096 + 32: a request header, a reply header and
+ * one 4 KiB block), over and over for the given time.
+ * The throughput one connection carries: the client sends 1 MiB writes for
+ * the given time, the server reads them; timed until the server has read
+ * the last byte (it closes on end of stream, the client waits for that).
  *   tcp_rtt server ADDR PORT [--timeout SEC]
- *       serve one client, then exit (or after SEC seconds without one)
+ *       serve one client (either kind), then exit (or after SEC seconds
+ *       without one)
  *   tcp_rtt client ADDR PORT [--seconds S] [--req N] [--resp N]
  *       prints `RTT ops=... mean_us=... p50_us=... p99_us=...`
+ *   tcp_rtt stream ADDR PORT [--seconds S]
+ *       prints `STREAM bytes=... mb_per_s=...` (10^6 bytes per second)
  * Built by tests/bench/channel.sh; C11, no dependencies. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,6 +99,14 @@ static int server(const struct sockaddr_in *sa, int timeout_s)
     if (full_io(fd, sizes, sizeof(sizes), 0) < 0)
         return 1;
     uint32_t req = ntohl(sizes[0]), resp = ntohl(sizes[1]);
+    if (req == 0 && resp == 0) { /* a stream: read it all, then close */
+        uint8_t *sink = malloc(MAX_MSG);
+        while (sink && recv(fd, sink, MAX_MSG, 0) > 0)
+            ;
+        free(sink);
+        close(fd);
+        return sink ? 0 : 1;
+    }
     if (req == 0 || req > MAX_MSG || resp == 0 || resp > MAX_MSG) {
         fprintf(stderr, "tcp_rtt server: bad sizes %u %u\n", req, resp);
         return 1;
@@ -156,11 +171,45 @@ broken:
     return 1;
 }
 
+static int stream(const struct sockaddr_in *sa, double seconds)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+        perror("tcp_rtt stream: connect");
+        return 1;
+    }
+    uint32_t sizes[2] = { 0, 0 };
+    uint8_t *buf = calloc(1, MAX_MSG);
+    if (!buf || full_io(fd, sizes, sizeof(sizes), 1) < 0)
+        return 1;
+    double t0 = now_us(), end = t0 + seconds * 1e6;
+    uint64_t bytes = 0;
+    while (now_us() < end) {
+        if (full_io(fd, buf, MAX_MSG, 1) < 0) {
+            fprintf(stderr, "tcp_rtt stream: connection broken\n");
+            return 1;
+        }
+        bytes += MAX_MSG;
+    }
+    /* Done when the server has read everything: it closes on our end. */
+    shutdown(fd, SHUT_WR);
+    while (recv(fd, buf, MAX_MSG, 0) > 0)
+        ;
+    double secs = (now_us() - t0) / 1e6;
+    printf("STREAM bytes=%llu mb_per_s=%.1f\n", (unsigned long long)bytes,
+           (double)bytes / secs / 1e6);
+    free(buf);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 4 || (strcmp(argv[1], "server") != 0 && strcmp(argv[1], "client") != 0)) {
+    if (argc < 4 || (strcmp(argv[1], "server") != 0 && strcmp(argv[1], "client") != 0 &&
+                     strcmp(argv[1], "stream") != 0)) {
         fprintf(stderr, "usage: tcp_rtt server ADDR PORT [--timeout SEC]\n"
-                        "       tcp_rtt client ADDR PORT [--seconds S] [--req N] [--resp N]\n");
+                        "       tcp_rtt client ADDR PORT [--seconds S] [--req N] [--resp N]\n"
+                        "       tcp_rtt stream ADDR PORT [--seconds S]\n");
         return 2;
     }
     struct sockaddr_in sa;
@@ -188,7 +237,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "tcp_rtt: option out of range\n");
         return 2;
     }
-    return strcmp(argv[1], "server") == 0
-               ? server(&sa, (int)timeout)
-               : client(&sa, seconds, (uint32_t)req, (uint32_t)resp);
+    if (strcmp(argv[1], "server") == 0)
+        return server(&sa, (int)timeout);
+    if (strcmp(argv[1], "stream") == 0)
+        return stream(&sa, seconds);
+    return client(&sa, seconds, (uint32_t)req, (uint32_t)resp);
 }
