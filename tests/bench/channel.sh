@@ -26,15 +26,19 @@
 # sequential read/write at queue depth 8 (MB/s, 10^6 bytes per second).
 # Prints: BENCH channel.<name> <value> <unit> baseline=<value> ratio=<ours/baseline>
 # and, for what the daemons spend: CPU channel.<name> lbe_us_per_req=<netbusd
-# on b> export_us_per_req=<netbusd on a> (CPU time over the remote run /
-# requests), and CPU channel.idle lbe_ms_per_s=.. export_ms_per_s=.. (CPU
+# on b> export_us_per_req=<netbusd on a> (CPU time over the last remote run
+# / its requests), and CPU channel.idle lbe_ms_per_s=.. export_ms_per_s=.. (CPU
 # the two netbusds use over 2 s with the guests idle after the run).
-# Environment: BENCH_SECONDS (per measurement, default 5), BENCH_CHANNEL_SIZE
-# (file size, default 512m), BENCH_CHANNEL_DIR, BENCH_NETBUSD_ARGS (extra
-# netbusd options for both hosts, e.g. "--poll-max-us 0").
+# Environment: BENCH_SECONDS (per measurement, default 5),
+# BENCH_CHANNEL_ROUNDS (netbus and nbdkit runs per case, taking turns;
+# default 2), BENCH_CHANNEL_SIZE (file size, default 512m),
+# BENCH_CHANNEL_DIR, BENCH_NETBUSD_ARGS (extra netbusd options for both
+# hosts, e.g. "--poll-max-us 0").
 set -euo pipefail
 build=${1:-build}
 secs=${BENCH_SECONDS:-5}
+rounds=${BENCH_CHANNEL_ROUNDS:-2}
+[[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "bench channel: BENCH_CHANNEL_ROUNDS must be 1 to 99 (got '$rounds')" >&2; exit 2; }
 size=${BENCH_CHANNEL_SIZE:-512m}
 base=${BENCH_CHANNEL_DIR:-/dev/shm}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -147,22 +151,34 @@ report() { # name value unit baseline
         printf "BENCH channel.%s %.1f %s baseline=%.1f ratio=%.3f\n", n, v, u, b, (b > 0 ? v / b : 0) }'
 }
 
+mean() { awk '{ s += $1 } END { if (NR) print s / NR }'; }
+
 declare -A remote local_
+# run_case: nbdkit and netbus take turns, BENCH_CHANNEL_ROUNDS times each
+# (the machine's speed drifts between runs seconds apart; alternating
+# spreads the drift over both), then the local disk once. Each figure is
+# the mean of its runs; every run is printed on stderr.
 run_case() { # name rw bs qd unit
-    local name=$1 rw=$2 bs=$3 qd=$4 unit=$5 field b
+    local name=$1 rw=$2 bs=$3 qd=$4 unit=$5 field b r ours=() base=()
     field=$([ "$unit" == IOPS ] && echo iops || echo mbps)
-    b=$(nbd "$rw" "$bs" "$qd" "$([ "$unit" == IOPS ] && echo iops || echo bw_bytes)")
-    [ -n "$b" ] || fail "fio nbd gave no result ($rw $bs qd $qd)"
-    local a0 b0 ops
-    a0=$(cpu_ticks a) b0=$(cpu_ticks b)
-    remote[$name]=$(load b "$gb" "$rw" "$bs" "$qd" "$field")
-    ops=$(sed -n 's/.* ops=\([0-9]*\).*/\1/p' "$dir/last.load")
+    local a0 b0 ops=0
+    for ((r = 1; r <= rounds; r++)); do
+        b=$(nbd "$rw" "$bs" "$qd" "$([ "$unit" == IOPS ] && echo iops || echo bw_bytes)")
+        [ -n "$b" ] || fail "fio nbd gave no result ($rw $bs qd $qd)"
+        base+=("$b")
+        a0=$(cpu_ticks a) b0=$(cpu_ticks b)
+        ours+=("$(load b "$gb" "$rw" "$bs" "$qd" "$field")")
+        ops=$(sed -n 's/.* ops=\([0-9]*\).*/\1/p' "$dir/last.load")
+        echo "bench channel: $name round $r: netbus ${ours[-1]}, nbdkit $b $unit" >&2
+    done
+    # CPU of the last netbus run
     awk -v n="$name" -v a=$(($(cpu_ticks a) - a0)) -v b=$(($(cpu_ticks b) - b0)) \
         -v hz="$hz" -v ops="$ops" 'BEGIN {
         printf "CPU channel.%s lbe_us_per_req=%.1f export_us_per_req=%.1f\n", n,
                b * 1e6 / hz / ops, a * 1e6 / hz / ops }'
+    remote[$name]=$(printf '%s\n' "${ours[@]}" | mean)
     local_[$name]=$(load a "$ga" "$rw" "$bs" "$qd" "$field")
-    report "$name" "${remote[$name]}" "$unit" "$b"
+    report "$name" "${remote[$name]}" "$unit" "$(printf '%s\n' "${base[@]}" | mean)"
 }
 run_case randread_4k_qd1   randread  4k 1  IOPS
 run_case randread_4k_qd32  randread  4k 32 IOPS
