@@ -153,44 +153,6 @@ report() { # name value unit baseline
 
 mean() { awk '{ s += $1 } END { if (NR) print s / NR }'; }
 
-declare -A remote local_
-# run_case: nbdkit and netbus take turns, BENCH_CHANNEL_ROUNDS times each
-# (the machine's speed drifts between runs seconds apart; alternating
-# spreads the drift over both), then the local disk once. Each figure is
-# the mean of its runs; every run is printed on stderr.
-run_case() { # name rw bs qd unit
-    local name=$1 rw=$2 bs=$3 qd=$4 unit=$5 field b r ours=() base=()
-    field=$([ "$unit" == IOPS ] && echo iops || echo mbps)
-    local a0 b0 ops=0
-    for ((r = 1; r <= rounds; r++)); do
-        b=$(nbd "$rw" "$bs" "$qd" "$([ "$unit" == IOPS ] && echo iops || echo bw_bytes)")
-        [ -n "$b" ] || fail "fio nbd gave no result ($rw $bs qd $qd)"
-        base+=("$b")
-        a0=$(cpu_ticks a) b0=$(cpu_ticks b)
-        ours+=("$(load b "$gb" "$rw" "$bs" "$qd" "$field")")
-        ops=$(sed -n 's/.* ops=\([0-9]*\).*/\1/p' "$dir/last.load")
-        echo "bench channel: $name round $r: netbus ${ours[-1]}, nbdkit $b $unit" >&2
-    done
-    # CPU of the last netbus run
-    awk -v n="$name" -v a=$(($(cpu_ticks a) - a0)) -v b=$(($(cpu_ticks b) - b0)) \
-        -v hz="$hz" -v ops="$ops" 'BEGIN {
-        printf "CPU channel.%s lbe_us_per_req=%.1f export_us_per_req=%.1f\n", n,
-               b * 1e6 / hz / ops, a * 1e6 / hz / ops }'
-    remote[$name]=$(printf '%s\n' "${ours[@]}" | mean)
-    local_[$name]=$(load a "$ga" "$rw" "$bs" "$qd" "$field")
-    report "$name" "${remote[$name]}" "$unit" "$(printf '%s\n' "${base[@]}" | mean)"
-}
-run_case randread_4k_qd1   randread  4k 1  IOPS
-run_case randread_4k_qd32  randread  4k 32 IOPS
-run_case randwrite_4k_qd1  randwrite 4k 1  IOPS
-run_case randwrite_4k_qd32 randwrite 4k 32 IOPS
-run_case seqread_1m        read      1m 8  MB/s
-run_case seqwrite_1m       write     1m 8  MB/s
-for name in randread_4k_qd1 randread_4k_qd32 randwrite_4k_qd1 randwrite_4k_qd32 seqread_1m seqwrite_1m; do
-    unit=$([[ $name == seq* ]] && echo MB/s || echo IOPS)
-    report "remote_vs_local_$name" "${remote[$name]}" "$unit" "${local_[$name]}"
-done
-
 # The link's own ceiling for sequential I/O: one TCP connection carrying
 # 1 MiB writes, in the direction of the data.
 tcp_stream() { # from to: prints MB/s
@@ -204,8 +166,53 @@ tcp_stream() { # from to: prints MB/s
     [ -n "$mbps" ] || fail "raw TCP stream $1 -> $2 failed"
     echo "$mbps"
 }
-report seqread_1m_vs_tcp_stream "${remote[seqread_1m]}" MB/s "$(tcp_stream a b)"
-report seqwrite_1m_vs_tcp_stream "${remote[seqwrite_1m]}" MB/s "$(tcp_stream b a)"
+
+declare -A remote local_ tcp
+# run_case: nbdkit and netbus take turns, BENCH_CHANNEL_ROUNDS times each
+# (the machine's speed drifts between runs seconds apart; alternating
+# spreads the drift over both), with a raw TCP stream FROM -> TO in each
+# round if given; then the local disk once. Each figure is the mean of its
+# runs; every run is printed on stderr.
+run_case() { # name rw bs qd unit [FROM TO]
+    local name=$1 rw=$2 bs=$3 qd=$4 unit=$5 field b r ours=() base=() raw=()
+    field=$([ "$unit" == IOPS ] && echo iops || echo mbps)
+    local a0 b0 ops=0
+    for ((r = 1; r <= rounds; r++)); do
+        b=$(nbd "$rw" "$bs" "$qd" "$([ "$unit" == IOPS ] && echo iops || echo bw_bytes)")
+        [ -n "$b" ] || fail "fio nbd gave no result ($rw $bs qd $qd)"
+        base+=("$b")
+        a0=$(cpu_ticks a) b0=$(cpu_ticks b)
+        ours+=("$(load b "$gb" "$rw" "$bs" "$qd" "$field")")
+        ops=$(sed -n 's/.* ops=\([0-9]*\).*/\1/p' "$dir/last.load")
+        if [ $# -ge 7 ]; then
+            raw+=("$(tcp_stream "$6" "$7")")
+            [ -n "${raw[-1]}" ] || fail "raw TCP stream $6 -> $7 gave no result"
+        fi
+        echo "bench channel: $name round $r: netbus ${ours[-1]}, nbdkit $b${raw:+, TCP ${raw[-1]}} $unit" >&2
+    done
+    [ $# -lt 7 ] || tcp[$name]=$(printf '%s\n' "${raw[@]}" | mean)
+    # CPU of the last netbus run
+    awk -v n="$name" -v a=$(($(cpu_ticks a) - a0)) -v b=$(($(cpu_ticks b) - b0)) \
+        -v hz="$hz" -v ops="$ops" 'BEGIN {
+        printf "CPU channel.%s lbe_us_per_req=%.1f export_us_per_req=%.1f\n", n,
+               b * 1e6 / hz / ops, a * 1e6 / hz / ops }'
+    remote[$name]=$(printf '%s\n' "${ours[@]}" | mean)
+    local_[$name]=$(load a "$ga" "$rw" "$bs" "$qd" "$field")
+    report "$name" "${remote[$name]}" "$unit" "$(printf '%s\n' "${base[@]}" | mean)"
+}
+run_case randread_4k_qd1   randread  4k 1  IOPS
+run_case randread_4k_qd32  randread  4k 32 IOPS
+run_case randwrite_4k_qd1  randwrite 4k 1  IOPS
+run_case randwrite_4k_qd32 randwrite 4k 32 IOPS
+run_case seqread_1m        read      1m 8  MB/s a b
+run_case seqwrite_1m       write     1m 8  MB/s b a
+for name in randread_4k_qd1 randread_4k_qd32 randwrite_4k_qd1 randwrite_4k_qd32 seqread_1m seqwrite_1m; do
+    unit=$([[ $name == seq* ]] && echo MB/s || echo IOPS)
+    report "remote_vs_local_$name" "${remote[$name]}" "$unit" "${local_[$name]}"
+done
+
+report seqread_1m_vs_tcp_stream "${remote[seqread_1m]}" MB/s "${tcp[seqread_1m]}"
+report seqwrite_1m_vs_tcp_stream "${remote[seqwrite_1m]}" MB/s "${tcp[seqwrite_1m]}"
 
 # Round trip: netbus's 4 KiB read at QD1 (mean latency the guest sees) vs a
 # raw TCP exchange of the same sizes on the same link.
