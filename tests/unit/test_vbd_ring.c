@@ -484,7 +484,6 @@ static int tmpfs_init(void)
     return suite_init_common("vbd-ring-tmpfs");
 }
 
-
 /* 1 if the daemon's log contains s. */
 static int log_has(const char *s)
 {
