@@ -558,6 +558,20 @@ static void test_hid(void)
     n = control(h, 0xa1, 0x01, 0x0100, 0, report, 8);
     check(n == 8 && report[0] == 50 && report[1] == 0,
           "nb-hid: GET_REPORT returns the last sequence number (%d)", report[0]);
+
+    /* Held, the device has nothing to report: an IN waits until release. */
+    char answer[64];
+    struct xfer_state held = { 0 };
+    struct libusb_transfer *t = libusb_alloc_transfer(0);
+    libusb_fill_interrupt_transfer(t, h, 0x81, report, sizeof(report), xfer_done, &held, 0);
+    check(tell("hold nb-hid", answer, sizeof(answer)) && libusb_submit_transfer(t) == 0 &&
+          !wait_flag(&held.done, 200), "nb-hid: held, an interrupt IN waits (200 ms)");
+    check(tell("release nb-hid", answer, sizeof(answer)) && wait_flag(&held.done, TIMEOUT_MS) &&
+          held.status == 0 && held.actual == 8 && report[0] == 51,
+          "nb-hid: released, it gets report 51");
+    libusb_free_transfer(t);
+    check(!tell("hold nb-bulk", answer, sizeof(answer)) && strstr(answer, "error"),
+          "control: hold refused for nb-bulk [%s]", answer);
     check(libusb_release_interface(h, 0) == 0 && libusb_attach_kernel_driver(h, 0) == 0 &&
           libusb_kernel_driver_active(h, 0) == 1, "nb-hid: release and re-attach usbhid");
     libusb_close(h);

@@ -2,6 +2,8 @@
  * answering one line each.
  *   plug NAME     -> ok | error ...      (NAME: nb-bulk, nb-hid, nb-iso)
  *   unplug NAME   -> ok | error ...
+ *   hold NAME     -> ok | error ...      (nb-hid: no report until release)
+ *   release NAME  -> ok | error ...
  *   stats NAME    -> OUT_COUNT OUT_BYTES IN_COUNT IN_BYTES | error ...
  *                    (nb-iso: packets, and a fifth number, OUT_SUM)
  * stats reads the device's counters from outside the USB path, so a test can
@@ -30,7 +32,7 @@ static char *run_command(const char *line)
     int r;
 
     if (!words[0] || !words[1] || words[2])
-        return g_strdup("error usage: plug|unplug|stats NAME");
+        return g_strdup("error usage: plug|unplug|hold|release|stats NAME");
     kind = usbdev_kind_by_name(words[1]);
     if (kind < 0)
         return g_strdup_printf("error unknown device %s", words[1]);
@@ -52,7 +54,10 @@ static char *run_command(const char *line)
         r = testbed_plug(kind);
     else if (!strcmp(words[0], "unplug"))
         r = testbed_unplug(kind);
-    else
+    else if (!strcmp(words[0], "hold") || !strcmp(words[0], "release")) {
+        struct usbdev_device *d = testbed_device(kind);
+        r = d ? device_hold_reports(d, words[0][0] == 'h') : -ENODEV;
+    } else
         r = -EINVAL;
     g_rec_mutex_unlock(&usbdev_lock);
     return r ? g_strdup_printf("error %s", g_strerror(-r)) : g_strdup("ok");

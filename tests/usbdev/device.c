@@ -370,7 +370,7 @@ static void hid_schedule(struct usbdev_device *d)
 {
     gint64 due, now = g_get_monotonic_time();
 
-    if (d->report_timer || g_queue_is_empty(&d->in_queue))
+    if (d->report_timer || d->held || g_queue_is_empty(&d->in_queue))
         return;
     due = d->last_report_us ? d->last_report_us + USBDEV_HID_PERIOD_US : now;
     d->report_timer = g_timeout_add(due > now ? (guint)((due - now + 999) / 1000) : 0,
@@ -405,6 +405,19 @@ static gboolean hid_tick(gpointer data)
     hid_schedule(d);
     g_rec_mutex_unlock(&usbdev_lock);
     return G_SOURCE_REMOVE;
+}
+
+int device_hold_reports(struct usbdev_device *d, bool hold)
+{
+    if (!d->model->report)
+        return -EINVAL;
+    d->held = hold;
+    if (hold && d->report_timer) {
+        g_source_remove(d->report_timer);
+        d->report_timer = 0;
+    }
+    hid_schedule(d);
+    return 0;
 }
 
 int device_submit(struct usbdev_device *d, struct usbdev_urb *urb)

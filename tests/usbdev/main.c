@@ -38,7 +38,7 @@ static int child_status = 1;
 static int usage(void)
 {
     fprintf(stderr, "usage: usbdev [--bulk] [--hid] [--iso] [--control PATH] -- COMMAND ARGS...\n"
-                    "       usbdev --control PATH --tell 'plug|unplug|stats NAME'\n");
+                    "       usbdev --control PATH --tell 'plug|unplug|hold|release|stats NAME'\n");
     return 2;
 }
 

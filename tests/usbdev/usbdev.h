@@ -97,6 +97,7 @@ struct usbdev_device {
     uint32_t seq;
     gint64 last_report_us;
     guint report_timer;
+    bool held;                 /* "hold": no report until "release" */
     /* isochronous */
     uint64_t out_sum;          /* sum of the OUT packets' FNV-1a 64 */
     guint iso_timer[2];        /* [0] OUT queue, [1] IN queue */
@@ -114,6 +115,9 @@ int device_control(struct usbdev_device *d, const uint8_t setup[8], uint8_t *dat
                    int *len);
 /* Queues a bulk/interrupt URB; completes it now or later (usbfs_urb_done). */
 int device_submit(struct usbdev_device *d, struct usbdev_urb *urb);
+/* nb-hid: while held it has nothing to report, as a keyboard with no key
+ * pressed; its interrupt INs wait. -EINVAL for a device without reports. */
+int device_hold_reports(struct usbdev_device *d, bool hold);
 /* Takes a URB out of the device queues (discard, client gone). */
 bool device_cancel(struct usbdev_device *d, struct usbdev_urb *urb);
 bool device_has_endpoint(const struct usbdev_device *d, uint8_t ep, uint8_t type);
