@@ -38,14 +38,17 @@ status_is() { # name expected-status command...
     else fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; sed 's/^/     /' "$dir/last.out"; fi
 }
 cl() { "$xensim" cluster "$1" --dir "$dir" "${@:2}"; }
-# tcp_ok FROM TO PORT: a connection from host FROM reaches a listener on TO.
+# tcp_ok FROM TO PORT [SECS]: a connection from host FROM reaches a
+# listener on TO within SECS (default 10; a loaded machine can take
+# seconds after a link comes up). The listener outlives the attempts: it
+# is killed when they fail.
 tcp_ok() {
-    local from=$1 to=$2 port=$3 addr out
+    local from=$1 to=$2 port=$3 secs=${4:-10} addr out
     addr=$(cl addr "$to")
-    cl exec "$to" -- perl "$peer" listen "$addr" "$port" 5 >"$dir/listen.out" 2>&1 &
+    cl exec "$to" -- perl "$peer" listen "$addr" "$port" $((secs + 10)) >"$dir/listen.out" 2>&1 &
     local lp=$!
     for _ in $(seq 50); do grep -q listening "$dir/listen.out" 2>/dev/null && break; sleep 0.1; done
-    if cl exec "$from" -- perl "$peer" connect "$addr" "$port" 2 "from-$from"; then
+    if cl exec "$from" -- perl "$peer" connect "$addr" "$port" "$secs" "from-$from"; then
         wait "$lp" || true
         out=$(sed 1d "$dir/listen.out")
         [ "$out" == "from-$from" ] && echo yes || echo "no (listener got [$out])"
@@ -101,7 +104,7 @@ else
     check "tcp c -> b" yes "$(tcp_ok c b 9302)"
     status_is "link b down" 0 "$xensim" cluster link --dir "$dir" b down
     check "b sees no carrier" "yes" "$(cl exec b -- ip link show eth0 | grep -q NO-CARRIER && echo yes || echo no)"
-    check "tcp b -> a while b is down" no "$(tcp_ok b a 9303)"
+    check "tcp b -> a while b is down (2 s of attempts)" no "$(tcp_ok b a 9303 2)"
     check "tcp c -> a while b is down" yes "$(tcp_ok c a 9304)"
     status_is "link b up" 0 "$xensim" cluster link --dir "$dir" b up
     check "tcp b -> a again" yes "$(tcp_ok b a 9305)"
