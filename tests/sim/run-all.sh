@@ -16,7 +16,7 @@ case "$LANES" in ''|*[!0-9]*|0) echo "run-all: LANES must be a number >= 1, not 
 
 # longest first (seconds measured with the sanitized binaries); a script
 # not listed runs last
-ORDER="migrate-remote channel-two-hosts usb-remote usb-iso usb-local migrate-local
+ORDER="channel-two-hosts usb-remote usb-iso migrate-remote usb-local migrate-local
        channel-loopback vbd-verify cluster usbdev netbusd-restart netbusd-lifecycle host-domains"
 scripts=()
 for n in $ORDER; do [ -f "$HERE/$n.sh" ] && scripts+=("$HERE/$n.sh"); done

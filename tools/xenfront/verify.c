@@ -335,6 +335,10 @@ static void verify_usage(FILE *f)
           "  --seed N            pattern seed (default: from domid and vdev)\n"
           "  --ops N             random operations (default 3000)\n"
           "  --seconds S         run random operations for S seconds instead\n"
+          "  --stop-file FILE    end the random operations once FILE exists\n"
+          "                      (looked for every 100 ms; --ops or --seconds\n"
+          "                      still bound them): a test stops the run when\n"
+          "                      its events are over, however long they took\n"
           "  --qd N              requests in flight (default 16)\n"
           "  --region SIZE       test the first SIZE bytes (default: whole disk,\n"
           "                      at most 1 GiB)\n"
@@ -358,6 +362,7 @@ int xf_blk_verify(int argc, char **argv)
         { "seed", required_argument, NULL, 's' },
         { "ops", required_argument, NULL, 'n' },
         { "seconds", required_argument, NULL, 't' },
+        { "stop-file", required_argument, NULL, 'S' },
         { "qd", required_argument, NULL, 'q' },
         { "region", required_argument, NULL, 'r' },
         { "initial", required_argument, NULL, 'i' },
@@ -376,7 +381,7 @@ int xf_blk_verify(int argc, char **argv)
     uint64_t seed = 0, ops = 3000, seconds = 0, qd = 16, region = 0;
     bool have_seed = false;
     uint32_t initial = PAT_GEN_UNKNOWN;
-    const char *model_in = NULL, *model_out = NULL;
+    const char *model_in = NULL, *model_out = NULL, *stop_file = NULL;
     struct vctx v;
     memset(&v, 0, sizeof(v));
     v.do_flush = v.do_discard = true;
@@ -413,6 +418,7 @@ int xf_blk_verify(int argc, char **argv)
             else
                 goto bad;
             break;
+        case 'S': stop_file = optarg; break;
         case 'I': model_in = optarg; break;
         case 'O': model_out = optarg; break;
         case 'z': v.discard_zeroes = true; break;
@@ -521,9 +527,15 @@ int xf_blk_verify(int argc, char **argv)
 
     /* Phase 1: random operations. */
     uint64_t issued = 0, end = seconds ? fe_now_ns() + seconds * 1000000000ull : 0;
-    bool failed = false;
+    uint64_t stop_looked = 0;
+    bool failed = false, stopped = false;
     for (;;) {
-        bool more = seconds ? fe_now_ns() < end : issued < ops;
+        uint64_t now = fe_now_ns();
+        if (stop_file && !stopped && now - stop_looked >= 100000000ull) {
+            stop_looked = now;
+            stopped = access(stop_file, F_OK) == 0;
+        }
+        bool more = !stopped && (seconds ? now < end : issued < ops);
         while (more && v.free) {
             int r = issue_random(&v);
             if (r < 0) {
