@@ -6,6 +6,7 @@
 
 #include "tools/xenfront/pattern.c"
 #include "tools/xenfront/util.c"
+#include <fcntl.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,26 @@ static void test_vdev_names(void)
     CU_ASSERT_EQUAL(xf_vdev_to_devid(NULL), -1);
 }
 
+static void test_stop_file(void)
+{
+    char path[] = "/tmp/netbus-stop-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    CU_ASSERT_FATAL(unlink(path) == 0);
+    struct xf_stop_file none = { 0 }, s = { .path = path };
+    CU_ASSERT_FALSE(xf_stop_file_seen(&none, 0));
+    uint64_t t = 5000000000ull;
+    CU_ASSERT_FALSE(xf_stop_file_seen(&s, t));
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    CU_ASSERT_FALSE(xf_stop_file_seen(&s, t + 99000000ull)); /* not looked again yet */
+    CU_ASSERT_TRUE(xf_stop_file_seen(&s, t + 100000000ull));
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    CU_ASSERT_TRUE(xf_stop_file_seen(&s, t + 300000000ull)); /* seen stays seen */
+}
+
 static void test_sizes(void)
 {
     uint64_t v;
@@ -212,6 +233,7 @@ static CU_TestInfo xenfront_tests[] = {
     { "offset generator", test_rng },
     { "vdev names as libxl numbers them", test_vdev_names },
     { "size and number arguments", test_sizes },
+    { "stop file: looked for every 100 ms, seen for good", test_stop_file },
     CU_TEST_INFO_NULL,
 };
 

@@ -54,6 +54,7 @@ struct usb_args {
     uint64_t seconds, count, seed, window;
     unsigned queue, packets, page_offset;
     bool have_seconds, have_count, scatter;
+    struct xf_stop_file stop;
     int settle_ms;
 };
 
@@ -72,6 +73,7 @@ struct usb_args {
     { "packets", required_argument, NULL, 2011 },                             \
     { "page-offset", required_argument, NULL, 2012 },                         \
     { "scatter", no_argument, NULL, 2013 },                                   \
+    { "stop-file", required_argument, NULL, 2014 },                           \
     { "verbose", no_argument, NULL, 'v' },                                    \
     { "help", no_argument, NULL, 'h' }
 
@@ -90,7 +92,9 @@ static void usb_usage(FILE *f, const char *cmd)
               "  enumerates the nb-bulk device on port P, resets it, streams bulk\n"
               "  OUT/IN loopback transfers of assorted sizes (Q in flight, default\n"
               "  8) for S seconds (default 10) or C OUT transfers, checks every\n"
-              "  byte, then checks the device's transfer counters\n", f);
+              "  byte, then checks the device's transfer counters\n"
+              "  --stop-file FILE   no OUT is started once FILE exists (looked for\n"
+              "                     every 100 ms; S or C still bound the run)\n", f);
     else if (strcmp(cmd, "rtt") == 0)
         fputs("usage: xenfront usb rtt --port P [--count C] [--devid N] [options]\n"
               "  enumerates the nb-bulk device on port P, then times C (default\n"
@@ -196,6 +200,9 @@ static int usb_option(struct usb_args *a, int opt, const char *arg, const char *
         return 1;
     case 2013:
         a->scatter = true;
+        return 1;
+    case 2014:
+        a->stop.path = arg;
         return 1;
     case 'v':
         a->o.verbose = true;
@@ -792,8 +799,9 @@ static int usb_verify(int argc, char **argv)
     uint64_t t0 = fe_now_ns(), deadline = t0 + a.seconds * 1000000000ull;
     bool outs_allowed = true;
     for (;;) {
-        if (outs_allowed && (a.have_count ? v.out_next_seq >= a.count
-                                          : fe_now_ns() >= deadline))
+        uint64_t now = fe_now_ns();
+        if (outs_allowed && (xf_stop_file_seen(&a.stop, now) ||
+                             (a.have_count ? v.out_next_seq >= a.count : now >= deadline)))
             outs_allowed = false;
         if (v.errors || v.mismatches)
             outs_allowed = false;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int virtdisk_matches(const char *v, long *disk, long max_disk,
                             long *part, long max_part)
@@ -94,4 +95,14 @@ int xf_parse_size(const char *s, uint64_t *out)
         return -1;
     *out = (uint64_t)v << shift;
     return 0;
+}
+
+bool xf_stop_file_seen(struct xf_stop_file *s, uint64_t now_ns)
+{
+    if (!s->path || s->seen || (s->looked && now_ns - s->looked_ns < 100000000ull))
+        return s->seen;
+    s->looked = true;
+    s->looked_ns = now_ns;
+    s->seen = access(s->path, F_OK) == 0;
+    return s->seen;
 }

@@ -381,7 +381,8 @@ int xf_blk_verify(int argc, char **argv)
     uint64_t seed = 0, ops = 3000, seconds = 0, qd = 16, region = 0;
     bool have_seed = false;
     uint32_t initial = PAT_GEN_UNKNOWN;
-    const char *model_in = NULL, *model_out = NULL, *stop_file = NULL;
+    const char *model_in = NULL, *model_out = NULL;
+    struct xf_stop_file stop = { 0 };
     struct vctx v;
     memset(&v, 0, sizeof(v));
     v.do_flush = v.do_discard = true;
@@ -418,7 +419,7 @@ int xf_blk_verify(int argc, char **argv)
             else
                 goto bad;
             break;
-        case 'S': stop_file = optarg; break;
+        case 'S': stop.path = optarg; break;
         case 'I': model_in = optarg; break;
         case 'O': model_out = optarg; break;
         case 'z': v.discard_zeroes = true; break;
@@ -527,15 +528,10 @@ int xf_blk_verify(int argc, char **argv)
 
     /* Phase 1: random operations. */
     uint64_t issued = 0, end = seconds ? fe_now_ns() + seconds * 1000000000ull : 0;
-    uint64_t stop_looked = 0;
-    bool failed = false, stopped = false;
+    bool failed = false;
     for (;;) {
         uint64_t now = fe_now_ns();
-        if (stop_file && !stopped && now - stop_looked >= 100000000ull) {
-            stop_looked = now;
-            stopped = access(stop_file, F_OK) == 0;
-        }
-        bool more = !stopped && (seconds ? now < end : issued < ops);
+        bool more = !xf_stop_file_seen(&stop, now) && (seconds ? now < end : issued < ops);
         while (more && v.free) {
             int r = issue_random(&v);
             if (r < 0) {

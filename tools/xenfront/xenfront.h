@@ -5,6 +5,7 @@
 
 #include "blkfront.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,6 +18,16 @@ long xf_vdev_to_devid(const char *vdev);
 /* "4096", "4k", "1m", "2g" (powers of 1024). Returns 0 or -1. */
 int xf_parse_size(const char *s, uint64_t *out);
 int xf_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* --stop-file FILE: a test ends a timed run once FILE exists, however long
+ * its events took. Looks at most every 100 ms of now_ns; once seen, stays
+ * seen. A NULL path never stops. */
+struct xf_stop_file {
+    const char *path;
+    uint64_t looked_ns;
+    bool looked, seen;
+};
+bool xf_stop_file_seen(struct xf_stop_file *s, uint64_t now_ns);
 
 /* Device options shared by every blk subcommand; returns 1 if it took the
  * option (o = getopt_long's return), 0 if not, -1 on a bad value (message
