@@ -1,5 +1,5 @@
-/* xenfront: argument parsing helpers with no device behind them (unit
- * tested in tests/unit/test_xenfront.c). */
+/* xenfront: helpers with no device behind them, argument parsing and the
+ * stop file (unit tested in tests/unit/test_xenfront.c). */
 #include "xenfront.h"
 
 #include <errno.h>
