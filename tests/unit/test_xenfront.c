@@ -1,13 +1,13 @@
 /* The reference blkfront's pure parts: verify-mode patterns, the sector
- * model and its files, vdev names (as libxl numbers them), sizes.
+ * model and its files, vdev names (as libxl numbers them), sizes, the stop file.
  * tools/xenfront is not part of the library, so its two device-free files
  * are compiled into this test directly. */
 #include "unit.h"
 
 #include "tools/xenfront/pattern.c"
 #include "tools/xenfront/util.c"
-#include <fcntl.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
